@@ -1,0 +1,74 @@
+use std::path::PathBuf;
+
+/// Every error cssl returns. Variants name the file, offset or field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum CsslError {
+    /// A file could not be opened or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating-system error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file does not hold what its format requires.
+    #[error("{path}: {reason} (at byte offset {offset})")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// Byte offset (in the decompressed stream) where the problem was found.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A configuration value is invalid.
+    #[error("invalid configuration `{field}`: {reason}")]
+    Config {
+        /// The field, as written in `config.json` (dotted path).
+        field: String,
+        /// What is wrong and what is accepted.
+        reason: String,
+    },
+    /// Two parts do not fit together (e.g. a head whose input width is not the
+    /// encoder's output width).
+    #[error("shape mismatch in {what}: expected {expected}, got {got}")]
+    Shape {
+        /// Where the mismatch was found.
+        what: String,
+        /// The expected shape.
+        expected: String,
+        /// The shape found.
+        got: String,
+    },
+}
+
+impl CsslError {
+    /// Shorthand for [`CsslError::Config`].
+    pub fn config(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Config {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`CsslError::Format`].
+    pub fn format(path: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
+        Self::Format {
+            path: path.into(),
+            offset,
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`CsslError::Io`].
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// `Result` with [`CsslError`].
+pub type Result<T> = std::result::Result<T, CsslError>;

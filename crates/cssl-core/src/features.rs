@@ -1,0 +1,47 @@
+use burn::tensor::{backend::Backend, Tensor};
+
+/// Every stage's output of an [`Encoder`](crate::Encoder), shallowest first.
+///
+/// AMDIM and CPC compare intermediate maps, so encoders return all of them; most
+/// methods use only [`FeatureMaps::last`].
+///
+/// # Shapes
+/// Each map is `[batch, channels_s, height_s, width_s]`.
+#[derive(Clone, Debug)]
+pub struct FeatureMaps<B: Backend> {
+    /// The maps, shallowest first.
+    pub maps: Vec<Tensor<B, 4>>,
+}
+
+impl<B: Backend> FeatureMaps<B> {
+    /// Wraps the stage outputs.
+    pub fn new(maps: Vec<Tensor<B, 4>>) -> Self {
+        assert!(!maps.is_empty(), "FeatureMaps: an encoder returned no maps");
+        Self { maps }
+    }
+
+    /// The deepest map.
+    pub fn last(&self) -> Tensor<B, 4> {
+        self.maps.last().expect("non-empty by construction").clone()
+    }
+
+    /// The deepest map, global-average-pooled.
+    ///
+    /// # Shapes
+    /// Returns `[batch, channels]`.
+    pub fn pooled(&self) -> Tensor<B, 2> {
+        let last = self.last();
+        let [n, c, h, w] = last.dims();
+        last.reshape([n, c, h * w]).mean_dim(2).reshape([n, c])
+    }
+
+    /// Number of stages.
+    pub fn len(&self) -> usize {
+        self.maps.len()
+    }
+
+    /// Always false: there is at least one map.
+    pub fn is_empty(&self) -> bool {
+        self.maps.is_empty()
+    }
+}

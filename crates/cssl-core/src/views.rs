@@ -1,0 +1,43 @@
+use burn::tensor::{backend::Backend, Tensor};
+
+/// One augmented view: a normalised float image, `channels x height x width`
+/// (CHW, row-major), ready to become a tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct View {
+    /// Channels.
+    pub channels: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// Width in pixels.
+    pub width: usize,
+    /// `channels * height * width` values, CHW order.
+    pub data: Vec<f32>,
+}
+
+/// The views an [`Augmentation`](crate::Augmentation) makes of one image, in
+/// pipeline order (SimCLR: 2; SwAV: 2 large + k small crops).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Views(pub Vec<View>);
+
+/// A batch of multi-view samples on a device.
+///
+/// # Shapes
+/// `views[v]` is `[batch, channels, height_v, width_v]`: all samples' `v`-th
+/// view. Views of different sizes (multi-crop) stay in separate tensors.
+#[derive(Clone, Debug)]
+pub struct ViewBatch<B: Backend> {
+    /// One tensor per view index.
+    pub views: Vec<Tensor<B, 4>>,
+}
+
+impl<B: Backend> ViewBatch<B> {
+    /// Number of samples.
+    pub fn batch_size(&self) -> usize {
+        self.views.first().map(|v| v.dims()[0]).unwrap_or(0)
+    }
+
+    /// Number of views per sample.
+    pub fn num_views(&self) -> usize {
+        self.views.len()
+    }
+}
