@@ -1,0 +1,542 @@
+//! The image ops, as pure functions with explicit parameters (testable on
+//! known images) and as [`Op`], the serialisable random version a pipeline runs.
+
+use crate::canvas::{BufferOp, Canvas};
+use image::imageops::{self, FilterType};
+use image::ImageBuffer;
+use rand::seq::SliceRandom;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// ITU-R 601-2 luma weights (as PIL's `convert("L")` and torchvision).
+pub const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
+
+/// One random op of a view transform. Probabilities are in `[0, 1]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// Crop a random region of `scale` (fraction of the area) and aspect
+    /// `ratio` (w/h, sampled log-uniformly), resize to `size x size`
+    /// (torchvision's `RandomResizedCrop`, bilinear).
+    RandomResizedCrop {
+        /// Output side in pixels.
+        size: usize,
+        /// Area fraction range.
+        scale: [f32; 2],
+        /// Aspect-ratio range.
+        ratio: [f32; 2],
+    },
+    /// Mirror left-right with probability `p`.
+    HorizontalFlip {
+        /// Probability.
+        p: f32,
+    },
+    /// With probability `p`, jitter brightness, contrast, saturation (factors
+    /// uniform in `[max(0, 1 - x), 1 + x]`) and hue (shift uniform in
+    /// `[-hue, hue]` turns), applied in a random order.
+    ColorJitter {
+        /// Brightness strength.
+        brightness: f32,
+        /// Contrast strength.
+        contrast: f32,
+        /// Saturation strength.
+        saturation: f32,
+        /// Hue strength, at most 0.5.
+        hue: f32,
+        /// Probability.
+        p: f32,
+    },
+    /// With probability `p`, replace every channel by the ITU-R 601-2 luma.
+    RandomGrayscale {
+        /// Probability.
+        p: f32,
+    },
+    /// With probability `p`, gaussian blur with sigma uniform in `sigma` and an
+    /// odd kernel of about `kernel_fraction` of the image side (at least 3).
+    GaussianBlur {
+        /// Probability.
+        p: f32,
+        /// Sigma range in pixels.
+        sigma: [f32; 2],
+        /// Kernel side as a fraction of the image side (SimCLR: 0.1).
+        kernel_fraction: f32,
+    },
+}
+
+impl Op {
+    /// Runs the op.
+    pub fn apply(&self, img: Canvas, rng: &mut impl Rng) -> Canvas {
+        match *self {
+            Op::RandomResizedCrop { size, scale, ratio } => {
+                let (top, left, h, w) = sample_crop(rng, img.height, img.width, scale, ratio);
+                resized_crop(&img, top, left, h, w, size)
+            }
+            Op::HorizontalFlip { p } => {
+                if rng.random::<f32>() < p {
+                    hflip(&img)
+                } else {
+                    img
+                }
+            }
+            Op::ColorJitter { brightness, contrast, saturation, hue, p } => {
+                if rng.random::<f32>() >= p {
+                    return img;
+                }
+                let mut order = [0usize, 1, 2, 3];
+                order.shuffle(rng);
+                let factor = |rng: &mut dyn rand::RngCore, x: f32| {
+                    let lo = (1.0 - x).max(0.0);
+                    lo + (1.0 + x - lo) * rng.random::<f32>()
+                };
+                let mut img = img;
+                for o in order {
+                    img = match o {
+                        0 if brightness > 0.0 => adjust_brightness(&img, factor(rng, brightness)),
+                        1 if contrast > 0.0 => adjust_contrast(&img, factor(rng, contrast)),
+                        2 if saturation > 0.0 => adjust_saturation(&img, factor(rng, saturation)),
+                        3 if hue > 0.0 => adjust_hue(&img, (rng.random::<f32>() * 2.0 - 1.0) * hue),
+                        _ => img,
+                    };
+                }
+                img
+            }
+            Op::RandomGrayscale { p } => {
+                if rng.random::<f32>() < p {
+                    to_grayscale(&img)
+                } else {
+                    img
+                }
+            }
+            Op::GaussianBlur { p, sigma, kernel_fraction } => {
+                if rng.random::<f32>() >= p {
+                    return img;
+                }
+                let s = sigma[0] + (sigma[1] - sigma[0]) * rng.random::<f32>();
+                let side = img.height.max(img.width) as f32 * kernel_fraction;
+                let k = ((side as usize) | 1).max(3);
+                gaussian_blur(&img, k, s)
+            }
+        }
+    }
+
+    /// Output side after this op for an input side (only crops change it).
+    pub fn output_size(&self, input: (usize, usize)) -> (usize, usize) {
+        match *self {
+            Op::RandomResizedCrop { size, .. } => (size, size),
+            _ => input,
+        }
+    }
+
+    /// Checks the parameters; `field` names the op in errors.
+    pub fn validate(&self, field: &str) -> cssl_core::Result<()> {
+        use cssl_core::CsslError;
+        let prob = |name: &str, p: f32| {
+            if (0.0..=1.0).contains(&p) {
+                Ok(())
+            } else {
+                Err(CsslError::config(format!("{field}.{name}"), format!("{p} is not a probability in [0, 1]")))
+            }
+        };
+        match *self {
+            Op::RandomResizedCrop { size, scale, ratio } => {
+                if size == 0 {
+                    return Err(CsslError::config(format!("{field}.size"), "must be positive"));
+                }
+                if !(scale[0] > 0.0 && scale[0] <= scale[1] && scale[1] <= 1.0) {
+                    return Err(CsslError::config(format!("{field}.scale"), format!("{scale:?}: need 0 < min <= max <= 1")));
+                }
+                if !(ratio[0] > 0.0 && ratio[0] <= ratio[1]) {
+                    return Err(CsslError::config(format!("{field}.ratio"), format!("{ratio:?}: need 0 < min <= max")));
+                }
+                Ok(())
+            }
+            Op::HorizontalFlip { p } | Op::RandomGrayscale { p } => prob("p", p),
+            Op::ColorJitter { brightness, contrast, saturation, hue, p } => {
+                prob("p", p)?;
+                for (n, v) in [("brightness", brightness), ("contrast", contrast), ("saturation", saturation)] {
+                    if v < 0.0 {
+                        return Err(CsslError::config(format!("{field}.{n}"), "must be >= 0"));
+                    }
+                }
+                if !(0.0..=0.5).contains(&hue) {
+                    return Err(CsslError::config(format!("{field}.hue"), format!("{hue} is outside [0, 0.5]")));
+                }
+                Ok(())
+            }
+            Op::GaussianBlur { p, sigma, kernel_fraction } => {
+                prob("p", p)?;
+                if !(sigma[0] > 0.0 && sigma[0] <= sigma[1]) {
+                    return Err(CsslError::config(format!("{field}.sigma"), format!("{sigma:?}: need 0 < min <= max")));
+                }
+                if !(kernel_fraction > 0.0 && kernel_fraction <= 1.0) {
+                    return Err(CsslError::config(format!("{field}.kernel_fraction"), "must be in (0, 1]"));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Samples a crop as torchvision's `RandomResizedCrop.get_params`: up to 10
+/// tries of a random area in `scale` and log-uniform aspect in `ratio`; else a
+/// central crop with the ratio clamped.
+///
+/// # Returns
+/// `(top, left, height, width)`.
+pub fn sample_crop(rng: &mut impl Rng, height: usize, width: usize, scale: [f32; 2], ratio: [f32; 2]) -> (usize, usize, usize, usize) {
+    let area = (height * width) as f32;
+    let (lr0, lr1) = (ratio[0].ln(), ratio[1].ln());
+    for _ in 0..10 {
+        let target = area * (scale[0] + (scale[1] - scale[0]) * rng.random::<f32>());
+        let aspect = (lr0 + (lr1 - lr0) * rng.random::<f32>()).exp();
+        let w = (target * aspect).sqrt().round() as usize;
+        let h = (target / aspect).sqrt().round() as usize;
+        if w > 0 && h > 0 && w <= width && h <= height {
+            let top = rng.random_range(0..=height - h);
+            let left = rng.random_range(0..=width - w);
+            return (top, left, h, w);
+        }
+    }
+    let in_ratio = width as f32 / height as f32;
+    let (h, w) = if in_ratio < ratio[0] {
+        ((width as f32 / ratio[0]).round() as usize, width)
+    } else if in_ratio > ratio[1] {
+        (height, (height as f32 * ratio[1]).round() as usize)
+    } else {
+        (height, width)
+    };
+    ((height - h) / 2, (width - w) / 2, h, w)
+}
+
+struct CropResize {
+    top: u32,
+    left: u32,
+    h: u32,
+    w: u32,
+    size: u32,
+}
+
+impl BufferOp for CropResize {
+    fn apply<P>(&self, image: &ImageBuffer<P, Vec<f32>>) -> ImageBuffer<P, Vec<f32>>
+    where
+        P: image::Pixel<Subpixel = f32> + 'static,
+    {
+        let crop = imageops::crop_imm(image, self.left, self.top, self.w, self.h).to_image();
+        if (self.w, self.h) == (self.size, self.size) {
+            return crop;
+        }
+        // Triangle = bilinear when enlarging, area-weighted when shrinking.
+        imageops::resize(&crop, self.size, self.size, FilterType::Triangle)
+    }
+}
+
+/// Crops `(top, left, h, w)` and resizes to `size x size` (bilinear).
+pub fn resized_crop(img: &Canvas, top: usize, left: usize, h: usize, w: usize, size: usize) -> Canvas {
+    img.with_buffer(CropResize { top: top as u32, left: left as u32, h: h as u32, w: w as u32, size: size as u32 })
+}
+
+struct FlipH;
+
+impl BufferOp for FlipH {
+    fn apply<P>(&self, image: &ImageBuffer<P, Vec<f32>>) -> ImageBuffer<P, Vec<f32>>
+    where
+        P: image::Pixel<Subpixel = f32> + 'static,
+    {
+        imageops::flip_horizontal(image)
+    }
+}
+
+/// Mirrors left-right.
+pub fn hflip(img: &Canvas) -> Canvas {
+    img.with_buffer(FlipH)
+}
+
+fn map_values(img: &Canvas, f: impl Fn(f32) -> f32) -> Canvas {
+    Canvas { data: img.data.iter().map(|&v| f(v).clamp(0.0, 1.0)).collect(), ..img.clone() }
+}
+
+/// Luma of every pixel (the value itself for grayscale).
+fn luma(img: &Canvas) -> Vec<f32> {
+    match img.channels {
+        1 => img.data.clone(),
+        _ => img.data.chunks_exact(3).map(|p| LUMA[0] * p[0] + LUMA[1] * p[1] + LUMA[2] * p[2]).collect(),
+    }
+}
+
+/// `v * factor`, clamped to `[0, 1]`. Factor 1 is the identity.
+pub fn adjust_brightness(img: &Canvas, factor: f32) -> Canvas {
+    map_values(img, |v| v * factor)
+}
+
+/// Blends with the mean luma: `m + factor * (v - m)`, clamped. Factor 1 is the identity.
+pub fn adjust_contrast(img: &Canvas, factor: f32) -> Canvas {
+    let l = luma(img);
+    let mean = l.iter().sum::<f32>() / l.len().max(1) as f32;
+    map_values(img, |v| mean + factor * (v - mean))
+}
+
+/// Blends with the luma image: `l + factor * (v - l)`, clamped. Identity on
+/// grayscale images and for factor 1.
+pub fn adjust_saturation(img: &Canvas, factor: f32) -> Canvas {
+    if img.channels == 1 {
+        return img.clone();
+    }
+    let l = luma(img);
+    let data = img
+        .data
+        .chunks_exact(3)
+        .zip(&l)
+        .flat_map(|(p, &y)| p.iter().map(move |&v| (y + factor * (v - y)).clamp(0.0, 1.0)).collect::<Vec<_>>())
+        .collect();
+    Canvas { data, ..img.clone() }
+}
+
+/// Rotates the hue by `shift` turns (HSV). Identity on grayscale and for 0.
+pub fn adjust_hue(img: &Canvas, shift: f32) -> Canvas {
+    if img.channels == 1 || shift == 0.0 {
+        return img.clone();
+    }
+    let mut data = Vec::with_capacity(img.data.len());
+    for p in img.data.chunks_exact(3) {
+        let (h, s, v) = rgb_to_hsv(p[0], p[1], p[2]);
+        let (r, g, b) = hsv_to_rgb((h + shift).rem_euclid(1.0), s, v);
+        data.extend_from_slice(&[r, g, b]);
+    }
+    Canvas { data, ..img.clone() }
+}
+
+fn rgb_to_hsv(r: f32, g: f32, b: f32) -> (f32, f32, f32) {
+    let max = r.max(g).max(b);
+    let min = r.min(g).min(b);
+    let d = max - min;
+    let h = if d == 0.0 {
+        0.0
+    } else if max == r {
+        ((g - b) / d).rem_euclid(6.0) / 6.0
+    } else if max == g {
+        ((b - r) / d + 2.0) / 6.0
+    } else {
+        ((r - g) / d + 4.0) / 6.0
+    };
+    let s = if max == 0.0 { 0.0 } else { d / max };
+    (h, s, max)
+}
+
+fn hsv_to_rgb(h: f32, s: f32, v: f32) -> (f32, f32, f32) {
+    let h6 = h * 6.0;
+    let i = h6.floor();
+    let f = h6 - i;
+    let (p, q, t) = (v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f)));
+    match (i as i32).rem_euclid(6) {
+        0 => (v, t, p),
+        1 => (q, v, p),
+        2 => (p, v, t),
+        3 => (p, q, v),
+        4 => (t, p, v),
+        _ => (v, p, q),
+    }
+}
+
+/// Replaces every channel by the ITU-R 601-2 luma (identity on grayscale).
+pub fn to_grayscale(img: &Canvas) -> Canvas {
+    if img.channels == 1 {
+        return img.clone();
+    }
+    let data = luma(img).into_iter().flat_map(|y| [y, y, y]).collect();
+    Canvas { data, ..img.clone() }
+}
+
+/// Separable gaussian blur with an odd `kernel` side and `sigma`, borders
+/// reflected (as torchvision's `GaussianBlur`).
+pub fn gaussian_blur(img: &Canvas, kernel: usize, sigma: f32) -> Canvas {
+    assert!(kernel % 2 == 1, "gaussian_blur: kernel {kernel} must be odd");
+    let r = (kernel / 2) as isize;
+    let mut k: Vec<f32> = (-r..=r).map(|x| (-(x * x) as f32 / (2.0 * sigma * sigma)).exp()).collect();
+    let s: f32 = k.iter().sum();
+    k.iter_mut().for_each(|v| *v /= s);
+    let (w, h, c) = (img.width as isize, img.height as isize, img.channels);
+    let reflect = |i: isize, n: isize| -> usize {
+        if n == 1 {
+            return 0;
+        }
+        let period = 2 * (n - 1);
+        let m = i.rem_euclid(period);
+        (if m < n { m } else { period - m }) as usize
+    };
+    let mut tmp = vec![0.0f32; img.data.len()];
+    for y in 0..h {
+        for x in 0..w {
+            for ch in 0..c {
+                let mut acc = 0.0;
+                for (j, kv) in k.iter().enumerate() {
+                    let xx = reflect(x + j as isize - r, w);
+                    acc += kv * img.data[(y as usize * w as usize + xx) * c + ch];
+                }
+                tmp[(y as usize * w as usize + x as usize) * c + ch] = acc;
+            }
+        }
+    }
+    let mut out = vec![0.0f32; img.data.len()];
+    for y in 0..h {
+        for x in 0..w {
+            for ch in 0..c {
+                let mut acc = 0.0;
+                for (j, kv) in k.iter().enumerate() {
+                    let yy = reflect(y + j as isize - r, h);
+                    acc += kv * tmp[(yy * w as usize + x as usize) * c + ch];
+                }
+                out[(y as usize * w as usize + x as usize) * c + ch] = acc;
+            }
+        }
+    }
+    Canvas { data: out, ..img.clone() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    /// A 4x3 RGB canvas with distinct values.
+    fn rgb() -> Canvas {
+        let data = (0..4 * 3 * 3).map(|i| i as f32 / 40.0).collect();
+        Canvas { width: 4, height: 3, channels: 3, data }
+    }
+
+    fn gray(w: usize, h: usize) -> Canvas {
+        let data = (0..w * h).map(|i| (i % 17) as f32 / 17.0).collect();
+        Canvas { width: w, height: h, channels: 1, data }
+    }
+
+    #[test]
+    fn flip_is_exact_mirror() {
+        let img = rgb();
+        let f = hflip(&img);
+        for y in 0..3 {
+            for x in 0..4 {
+                for c in 0..3 {
+                    assert_eq!(f.at(y, x, c), img.at(y, 3 - x, c));
+                }
+            }
+        }
+        assert_eq!(hflip(&f), img);
+    }
+
+    #[test]
+    fn jitter_factor_one_is_identity() {
+        for img in [rgb(), gray(5, 4)] {
+            assert_eq!(adjust_brightness(&img, 1.0), img);
+            let c = adjust_contrast(&img, 1.0);
+            for (a, b) in c.data.iter().zip(&img.data) {
+                assert!((a - b).abs() < 1e-6);
+            }
+            let s = adjust_saturation(&img, 1.0);
+            for (a, b) in s.data.iter().zip(&img.data) {
+                assert!((a - b).abs() < 1e-6);
+            }
+            let h = adjust_hue(&img, 0.0);
+            assert_eq!(h, img);
+            // A full hue turn is the identity too (up to rounding).
+            let h = adjust_hue(&img, 1.0);
+            for (a, b) in h.data.iter().zip(&img.data) {
+                assert!((a - b).abs() < 1e-5);
+            }
+        }
+        // A jitter op with zero strengths leaves the image alone.
+        let op = Op::ColorJitter { brightness: 0.0, contrast: 0.0, saturation: 0.0, hue: 0.0, p: 1.0 };
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        assert_eq!(op.apply(rgb(), &mut rng), rgb());
+    }
+
+    #[test]
+    fn brightness_and_contrast_values() {
+        let img = Canvas { width: 2, height: 1, channels: 1, data: vec![0.2, 0.6] };
+        assert_eq!(adjust_brightness(&img, 2.0).data, vec![0.4, 1.0]); // 1.2 clamps
+        // mean 0.4; factor 0 gives the mean everywhere, 0.5 halves distances.
+        let c0 = adjust_contrast(&img, 0.0).data;
+        assert!((c0[0] - 0.4).abs() < 1e-6 && (c0[1] - 0.4).abs() < 1e-6);
+        let c = adjust_contrast(&img, 0.5).data;
+        assert!((c[0] - 0.3).abs() < 1e-6 && (c[1] - 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn grayscale_uses_itu_601_luma() {
+        let img = Canvas { width: 1, height: 1, channels: 3, data: vec![1.0, 0.5, 0.25] };
+        let g = to_grayscale(&img);
+        let y = 0.299 * 1.0 + 0.587 * 0.5 + 0.114 * 0.25;
+        for c in 0..3 {
+            assert!((g.data[c] - y).abs() < 1e-6);
+        }
+        // Saturation 0 is the same luma image.
+        let s = adjust_saturation(&img, 0.0);
+        for c in 0..3 {
+            assert!((s.data[c] - y).abs() < 1e-6);
+        }
+        // Grayscale images are left alone by all three colour ops.
+        let g1 = gray(3, 3);
+        assert_eq!(to_grayscale(&g1), g1);
+        assert_eq!(adjust_saturation(&g1, 0.0), g1);
+        assert_eq!(adjust_hue(&g1, 0.3), g1);
+    }
+
+    #[test]
+    fn hue_shift_rotates_primaries() {
+        // Red shifted by a third of a turn becomes green.
+        let img = Canvas { width: 1, height: 1, channels: 3, data: vec![1.0, 0.0, 0.0] };
+        let h = adjust_hue(&img, 1.0 / 3.0);
+        assert!((h.data[0]).abs() < 1e-5 && (h.data[1] - 1.0).abs() < 1e-5 && h.data[2].abs() < 1e-5, "{:?}", h.data);
+    }
+
+    #[test]
+    fn crop_without_resize_holds_the_right_pixels() {
+        let img = gray(6, 5);
+        let c = resized_crop(&img, 1, 2, 3, 3, 3);
+        for y in 0..3 {
+            for x in 0..3 {
+                assert_eq!(c.at(y, x, 0), img.at(1 + y, 2 + x, 0));
+            }
+        }
+        // A crop resized keeps a constant image constant.
+        let flat = Canvas { width: 8, height: 8, channels: 3, data: vec![0.5; 8 * 8 * 3] };
+        let r = resized_crop(&flat, 2, 1, 5, 4, 11);
+        assert_eq!((r.width, r.height), (11, 11));
+        assert!(r.data.iter().all(|v| (v - 0.5).abs() < 1e-5));
+    }
+
+    #[test]
+    fn sampled_crops_respect_bounds_and_scale() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..500 {
+            let (t, l, h, w) = sample_crop(&mut rng, 28, 28, [0.2, 1.0], [0.75, 4.0 / 3.0]);
+            assert!(t + h <= 28 && l + w <= 28 && h > 0 && w > 0);
+            let frac = (h * w) as f32 / 784.0;
+            assert!(frac > 0.1 && frac <= 1.0, "{frac}");
+        }
+    }
+
+    #[test]
+    fn blur_keeps_constants_and_spreads_impulses() {
+        let flat = Canvas { width: 7, height: 7, channels: 1, data: vec![0.3; 49] };
+        assert!(gaussian_blur(&flat, 3, 1.0).data.iter().all(|v| (v - 0.3).abs() < 1e-6));
+        let mut imp = Canvas { width: 5, height: 5, channels: 1, data: vec![0.0; 25] };
+        imp.data[12] = 1.0;
+        let b = gaussian_blur(&imp, 3, 1.0);
+        // Separable kernel: centre weight = k0^2 with k = [e^-0.5, 1, e^-0.5] / sum.
+        let s = 1.0 + 2.0 * (-0.5f32).exp();
+        assert!((b.data[12] - 1.0 / (s * s)).abs() < 1e-6);
+        assert!((b.data.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        // Reflect border: an impulse in the corner stays mass-preserving with
+        // its reflected weight folded back (index -1 -> 1).
+        let mut c = Canvas { width: 3, height: 1, channels: 1, data: vec![0.0, 1.0, 0.0] };
+        c = gaussian_blur(&c, 3, 1.0);
+        let e = (-0.5f32).exp() / s;
+        assert!((c.data[0] - 2.0 * e).abs() < 1e-6, "{:?}", c.data);
+    }
+
+    #[test]
+    fn validate_names_the_field() {
+        let err = Op::HorizontalFlip { p: 1.5 }.validate("views[0].ops[1]").unwrap_err();
+        assert!(err.to_string().contains("views[0].ops[1].p"), "{err}");
+    }
+}

@@ -1,0 +1,140 @@
+use crate::{Canvas, Op};
+use cssl_core::{Augmentation, CsslError, Image, Result, View, Views};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// Per-channel `(v - mean) / std`, applied last. One value broadcasts to every
+/// channel.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Normalize {
+    /// Channel means.
+    pub mean: Vec<f32>,
+    /// Channel standard deviations.
+    pub std: Vec<f32>,
+}
+
+impl Normalize {
+    /// Fashion-MNIST train-split statistics (pixels scaled to `[0, 1]`).
+    pub fn fashion_mnist() -> Self {
+        Self { mean: vec![0.2860], std: vec![0.3530] }
+    }
+
+    /// Converts an HWC canvas to a normalised CHW view.
+    pub fn to_view(&self, img: &Canvas) -> View {
+        let (h, w, c) = (img.height, img.width, img.channels);
+        let mut data = vec![0.0f32; c * h * w];
+        for ch in 0..c {
+            let m = self.mean[ch.min(self.mean.len() - 1)];
+            let s = self.std[ch.min(self.std.len() - 1)];
+            let plane = &mut data[ch * h * w..(ch + 1) * h * w];
+            for (i, v) in plane.iter_mut().enumerate() {
+                *v = (img.data[i * c + ch] - m) / s;
+            }
+        }
+        View { channels: c, height: h, width: w, data }
+    }
+
+    fn validate(&self, field: &str) -> Result<()> {
+        if self.mean.is_empty() || self.mean.len() != self.std.len() {
+            return Err(CsslError::config(format!("{field}.mean"), "mean and std need the same, non-zero number of values"));
+        }
+        if self.std.iter().any(|&s| s <= 0.0) {
+            return Err(CsslError::config(format!("{field}.std"), "every std must be positive"));
+        }
+        Ok(())
+    }
+}
+
+/// The transform of one view: ops in order, then normalisation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ViewTransform {
+    /// The random ops, in order.
+    pub ops: Vec<Op>,
+    /// The final normalisation.
+    pub normalize: Normalize,
+}
+
+impl ViewTransform {
+    /// Runs the ops and normalises.
+    pub fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> View {
+        let mut img = Canvas::from_image(image);
+        for op in &self.ops {
+            img = op.apply(img, rng);
+        }
+        self.normalize.to_view(&img)
+    }
+}
+
+/// An augmentation pipeline: one [`ViewTransform`] per view (lightly's
+/// "list of per-view transforms"). View `v` of an image with seed `s` draws
+/// from ChaCha8 seeded with `s`, stream `v`: independent, reproducible views.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MultiViewAugmentation {
+    /// One transform per view.
+    pub views: Vec<ViewTransform>,
+}
+
+impl MultiViewAugmentation {
+    /// Checks every op and normalisation; errors name the field
+    /// (`views[1].ops[2].p`).
+    pub fn validate(&self) -> Result<()> {
+        if self.views.is_empty() {
+            return Err(CsslError::config("views", "a pipeline needs at least one view"));
+        }
+        for (v, t) in self.views.iter().enumerate() {
+            for (i, op) in t.ops.iter().enumerate() {
+                op.validate(&format!("views[{v}].ops[{i}]"))?;
+            }
+            t.normalize.validate(&format!("views[{v}].normalize"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Augmentation for MultiViewAugmentation {
+    fn views(&self, image: &Image, seed: u64) -> Views {
+        Views(
+            self.views
+                .iter()
+                .enumerate()
+                .map(|(v, t)| {
+                    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                    rng.set_stream(v as u64);
+                    t.apply(image, &mut rng)
+                })
+                .collect(),
+        )
+    }
+
+    fn num_views(&self) -> usize {
+        self.views.len()
+    }
+
+    fn view_shape(&self, index: usize, input: (usize, usize, usize)) -> (usize, usize, usize) {
+        let (c, h, w) = input;
+        let (h, w) = self.views[index].ops.iter().fold((h, w), |s, op| op.output_size(s));
+        (c, h, w)
+    }
+}
+
+/// The evaluation transform: normalisation only, one view (no randomness).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalTransform {
+    /// The normalisation (the same as training's).
+    pub normalize: Normalize,
+}
+
+impl Augmentation for EvalTransform {
+    fn views(&self, image: &Image, _seed: u64) -> Views {
+        Views(vec![self.normalize.to_view(&Canvas::from_image(image))])
+    }
+
+    fn num_views(&self) -> usize {
+        1
+    }
+
+    fn view_shape(&self, _index: usize, input: (usize, usize, usize)) -> (usize, usize, usize) {
+        input
+    }
+}
