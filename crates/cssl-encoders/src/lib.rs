@@ -1,0 +1,27 @@
+//! # cssl-encoders
+//!
+//! Characteristic 2 of Falcon & Cho (2020): the encoder. Every encoder returns
+//! every stage's feature map ([`cssl_core::FeatureMaps`]), because AMDIM and CPC
+//! compare intermediate maps; most methods pool the last one.
+//!
+//! - [`ResNet`]: ResNet-18/34/50 (He et al., 2016) with a width multiplier
+//!   (SimCLR's 2x, 4x) and either the ImageNet stem (7x7 stride-2 conv +
+//!   max-pool) or the CIFAR stem (3x3 stride-1 conv, no pool), as SimCLR does
+//!   for 32 px images.
+//!
+//! ```
+//! use burn::backend::Flex;
+//! use cssl_core::Encoder;
+//! use cssl_encoders::ResNetConfig;
+//! let device = Default::default();
+//! let net = ResNetConfig::resnet18(1).with_cifar_stem(true).with_base_width(8).init::<Flex>(&device);
+//! let maps = net.encode(burn::tensor::Tensor::zeros([2, 1, 28, 28], &device));
+//! assert_eq!(maps.last().dims(), [2, 64, 4, 4]);
+//! ```
+#![warn(missing_docs)]
+
+mod block;
+mod resnet;
+
+pub use block::{Block, BlockConfig};
+pub use resnet::{BlockKind, ResNet, ResNetConfig};
