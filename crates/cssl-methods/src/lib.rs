@@ -1,0 +1,19 @@
+//! # cssl-methods
+//!
+//! The methods of Falcon & Cho (2020), each a composition of one part per
+//! characteristic, one file each. A method config nests one config per
+//! characteristic plus its optimiser defaults; the method module implements
+//! burn-train's `TrainStep` / `InferenceStep`.
+//!
+//! | method | augmentation | encoder | extraction | similarity | loss |
+//! |---|---|---|---|---|---|
+//! | [`SimClr`] | [`SimClrAugmentationConfig`](cssl_augment::SimClrAugmentationConfig) | [`ResNet`](cssl_encoders::ResNet) | [`PooledProjection`](cssl_extract::PooledProjection) | [`CosineSimilarity`](cssl_losses::CosineSimilarity) | [`NtXentLoss`](cssl_losses::NtXentLoss) |
+#![warn(missing_docs)]
+
+mod optim;
+mod output;
+mod simclr;
+
+pub use optim::OptimizerConfig;
+pub use output::SslOutput;
+pub use simclr::{SimClr, SimClrConfig};

@@ -1,0 +1,146 @@
+//! SimCLR (Chen et al., 2020), row of Falcon & Cho's table:
+//! augmentation = crop, flip, strong jitter, gray, blur (two views);
+//! encoder = ResNet; extraction = pooled last map + projection head;
+//! similarity = cosine / temperature; loss = NT-Xent with the self-pair masked.
+
+use crate::output::embedding_std;
+use crate::{OptimizerConfig, SslOutput};
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::Tensor;
+use burn::train::{InferenceStep, TrainOutput, TrainStep};
+use cssl_augment::SimClrAugmentationConfig;
+use cssl_core::{ContrastiveLoss, CsslError, Encoder, Extractor, Similarity, ViewBatch};
+use cssl_encoders::{ResNet, ResNetConfig};
+use cssl_extract::{PooledProjection, PooledProjectionConfig, ProjectionHeadConfig};
+use cssl_losses::{CosineSimilarity, CosineSimilarityConfig, NtXentLoss, NtXentLossConfig};
+
+/// SimCLR: one config per characteristic, plus the optimiser.
+#[derive(Config, Debug)]
+pub struct SimClrConfig {
+    /// 1. Augmentation pipeline (two views).
+    pub augmentation: SimClrAugmentationConfig,
+    /// 2. Encoder.
+    pub encoder: ResNetConfig,
+    /// 3. Extraction: pooled last map + projection head.
+    pub extraction: PooledProjectionConfig,
+    /// 4. Similarity.
+    pub similarity: CosineSimilarityConfig,
+    /// 5. Loss.
+    pub loss: NtXentLossConfig,
+    /// Optimiser and schedule.
+    pub optimizer: OptimizerConfig,
+}
+
+impl SimClrConfig {
+    /// The paper's recipe on `in_channels`-channel images: ResNet-50, head
+    /// 2048-2048-128, temperature 0.5, ImageNet augmentation.
+    pub fn paper(in_channels: usize) -> Self {
+        let encoder = ResNetConfig::resnet50(in_channels);
+        let head = ProjectionHeadConfig::new(encoder.out_channels());
+        Self::new(
+            SimClrAugmentationConfig::default(),
+            encoder,
+            PooledProjectionConfig::new(head),
+            CosineSimilarityConfig::new(),
+            NtXentLossConfig::new(),
+            OptimizerConfig::new(),
+        )
+    }
+
+    /// The CPU default for the embedded Fashion-MNIST: a ResNet-18 at 1/4
+    /// width with the CIFAR stem, a 256-256-64 head, temperature 0.5, the
+    /// paper's CIFAR augmentation at 28 px, AdamW 2e-3 with 1 warm-up epoch.
+    pub fn fashion_mnist() -> Self {
+        let encoder = ResNetConfig::resnet18(1).with_base_width(16).with_cifar_stem(true).with_cifar_stem_stride(2);
+        let head = ProjectionHeadConfig::new(encoder.out_channels()).with_hidden_dim(256).with_output_dim(64);
+        Self::new(
+            SimClrAugmentationConfig::fashion_mnist(),
+            encoder,
+            PooledProjectionConfig::new(head),
+            CosineSimilarityConfig::new().with_temperature(0.2),
+            NtXentLossConfig::new(),
+            OptimizerConfig::new().with_lr(2e-3).with_warmup_epochs(1.0),
+        )
+    }
+
+    /// Checks that the parts fit together (the head reads the encoder's width,
+    /// the temperature is positive, the augmentation is valid).
+    pub fn validate(&self) -> cssl_core::Result<()> {
+        self.encoder.validate()?;
+        self.augmentation.init().validate().map_err(|e| match e {
+            CsslError::Config { field, reason } => CsslError::config(format!("augmentation.{field}"), reason),
+            e => e,
+        })?;
+        let want = self.encoder.out_channels();
+        let got = self.extraction.head.input_dim;
+        if want != got {
+            return Err(CsslError::Shape {
+                what: "extraction.head.input_dim (must equal the encoder's output channels)".into(),
+                expected: want.to_string(),
+                got: got.to_string(),
+            });
+        }
+        if self.similarity.temperature <= 0.0 {
+            return Err(CsslError::config("similarity.temperature", "must be positive"));
+        }
+        Ok(())
+    }
+
+    /// Builds the model after [`Self::validate`].
+    pub fn init<B: Backend>(&self, device: &B::Device) -> cssl_core::Result<SimClr<B>> {
+        self.validate()?;
+        Ok(SimClr {
+            encoder: self.encoder.init(device),
+            extraction: self.extraction.init(device),
+            similarity: self.similarity.init(),
+            loss: self.loss.init(),
+        })
+    }
+}
+
+/// The SimCLR model: encoder + extraction; similarity and loss are stateless.
+#[derive(Module, Debug)]
+pub struct SimClr<B: Backend> {
+    /// The encoder being pretrained (what evaluation and export keep).
+    pub encoder: ResNet<B>,
+    extraction: PooledProjection<B>,
+    similarity: CosineSimilarity,
+    loss: NtXentLoss,
+}
+
+impl<B: Backend> SimClr<B> {
+    /// The loss of a two-view batch.
+    ///
+    /// # Shapes
+    /// `batch.views`: two `[N, C, H, W]` tensors. Both views go through the
+    /// encoder as one `[2N, ...]` batch (batch-norm statistics over both).
+    pub fn forward(&self, batch: ViewBatch<B>) -> SslOutput<B> {
+        assert_eq!(batch.num_views(), 2, "SimCLR takes 2 views per image, got {}", batch.num_views());
+        let x = Tensor::cat(batch.views, 0);
+        let z = self.extraction.extract(&self.encoder.encode(x));
+        let scores = self.similarity.scores(z.clone(), z.clone());
+        SslOutput { loss: self.loss.loss(scores), embedding_std: embedding_std(z) }
+    }
+}
+
+impl<B: AutodiffBackend> TrainStep for SimClr<B> {
+    type Input = ViewBatch<B>;
+    type Output = SslOutput<B>;
+
+    fn step(&self, batch: ViewBatch<B>) -> TrainOutput<SslOutput<B>> {
+        let out = self.forward(batch);
+        let grads = out.loss.backward();
+        TrainOutput::new(self, grads, out)
+    }
+}
+
+impl<B: Backend> InferenceStep for SimClr<B> {
+    type Input = ViewBatch<B>;
+    type Output = SslOutput<B>;
+
+    fn step(&self, batch: ViewBatch<B>) -> SslOutput<B> {
+        self.forward(batch)
+    }
+}
