@@ -1,0 +1,51 @@
+//! The main job end to end on a few hundred images: it trains, evaluates and
+//! writes a complete run directory.
+
+use burn::backend::{Autodiff, Flex};
+use cssl::job::{results_table, run_simclr_fashion_mnist, JobOptions};
+
+#[test]
+fn main_job_writes_a_complete_run_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = JobOptions {
+        epochs: 2,
+        batch_size: 32,
+        train_subset: 64,
+        probe_subset: 300,
+        test_subset: 200,
+        seed: 3,
+        out: dir.path().join("run"),
+        raw_pixel_baseline: true,
+    };
+    let r = run_simclr_fashion_mnist::<Autodiff<Flex>>(&options, &Default::default()).unwrap();
+    for s in [r.pretrained, r.random_init, r.raw_pixels.unwrap()] {
+        for a in [s.linear_probe, s.knn, s.linear_probe_train] {
+            assert!((0.0..=1.0).contains(&a), "{s:?}");
+        }
+        // Ten classes: anything that learned something beats 10% chance.
+        assert!(s.linear_probe > 0.2, "{s:?}");
+    }
+    assert_eq!(r.images, [64, 300, 200]);
+    let run = dir.path().join("run");
+    for f in ["config.json", "metrics.csv", "model.mpk", "results.json"] {
+        assert!(run.join(f).exists(), "{f} missing");
+    }
+    let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("epoch,split,") && lines[0].contains("Loss"), "{csv}");
+    // Two epochs, train and valid rows each.
+    assert_eq!(lines.len(), 5, "{csv}");
+    assert!(lines.iter().any(|l| l.starts_with("2,valid,")), "{csv}");
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["method"], "simclr");
+    assert_eq!(config["options"]["batch_size"], 32);
+    assert!(results_table(&r).contains("random"));
+    assert!(run.join("checkpoint").is_dir());
+}
+
+#[test]
+fn bad_options_are_config_errors() {
+    let options = JobOptions { batch_size: 1, ..JobOptions::default() };
+    let err = run_simclr_fashion_mnist::<Autodiff<Flex>>(&options, &Default::default()).unwrap_err();
+    assert!(err.to_string().contains("batch_size"), "{err}");
+}

@@ -1,0 +1,107 @@
+//! `cargo xtask bench`: throughput figures of this machine.
+//!
+//! - augmentation: views/s on one core for the SimCLR pipeline (Fashion-MNIST
+//!   28 px and CIFAR 32 px settings), then with every core;
+//! - training step: views/s of full SimCLR train steps (forward, backward,
+//!   AdamW) of the main job's model on the CPU backend.
+
+use burn::backend::{Autodiff, Flex};
+use burn::module::AutodiffModule;
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::tensor::backend::Backend;
+use clap::{Parser, Subcommand};
+use cssl::augment::SimClrAugmentationConfig;
+use cssl::core::{Augmentation, Image};
+use cssl::data::{FashionMnist, MultiViewBatcher, Sample};
+use cssl::methods::SimClrConfig;
+use rayon::prelude::*;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print augmentation and training-step throughput.
+    Bench {
+        /// Training steps to time (after 2 warm-up steps).
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+        /// Batch size of the timed steps (images; two views each).
+        #[arg(long, default_value_t = 256)]
+        batch_size: usize,
+        /// Images to augment per measurement.
+        #[arg(long, default_value_t = 20_000)]
+        images: usize,
+    },
+}
+
+fn main() {
+    let Cli { command: Command::Bench { steps, batch_size, images } } = Cli::parse();
+    let data = FashionMnist::embedded().unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(1)
+    });
+    let cores = rayon::current_num_threads();
+    println!("machine: {cores} rayon threads");
+
+    let fm: Vec<Image> = (0..images).map(|i| data.train.image(i % data.train.len())).collect();
+    // CIFAR-sized RGB images made from Fashion-MNIST pixels (content is irrelevant to speed).
+    let cifar: Vec<Image> = fm
+        .iter()
+        .map(|im| Image::new(32, 32, 3, (0..32 * 32 * 3).map(|k| im.pixels[(k / 3) % 784]).collect()))
+        .collect();
+    for (name, aug, imgs) in [
+        ("simclr fashion-mnist 28px gray", SimClrAugmentationConfig::fashion_mnist().init(), &fm),
+        ("simclr cifar 32px rgb (no blur)", SimClrAugmentationConfig::cifar().init(), &cifar),
+        ("simclr 32px rgb + blur p=0.5", SimClrAugmentationConfig { blur_p: 0.5, ..SimClrAugmentationConfig::cifar() }.init(), &cifar),
+    ] {
+        let t = Instant::now();
+        let mut checksum = 0.0f32;
+        for (i, im) in imgs.iter().enumerate() {
+            checksum += aug.views(im, i as u64).0[0].data[0];
+        }
+        let one = (imgs.len() * aug.num_views()) as f64 / t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let n: usize = imgs.par_iter().enumerate().map(|(i, im)| aug.views(im, i as u64).0.len()).sum();
+        let all = n as f64 / t.elapsed().as_secs_f64();
+        println!("augmentation {name:<34} {one:>9.0} views/s per core   {all:>9.0} views/s on {cores} cores  (checksum {checksum:.1})");
+    }
+
+    type B = Autodiff<Flex>;
+    let device = Default::default();
+    let config = SimClrConfig::fashion_mnist();
+    B::seed(&device, 0);
+    let mut model = config.init::<B>(&device).expect("valid default config");
+    let mut optim = AdamWConfig::new().init();
+    let batcher = MultiViewBatcher::new(Arc::new(config.augmentation.init()), 0);
+    let samples: Vec<Sample> = (0..batch_size).map(|i| burn::data::dataset::Dataset::get(&data.train, i).unwrap()).collect();
+    let mut timed = 0.0;
+    let mut aug_time = 0.0;
+    for step in 0..steps + 2 {
+        let t = Instant::now();
+        let batch = burn::data::dataloader::batcher::Batcher::<B, _, _>::batch(&batcher, samples.clone(), &device);
+        let ta = t.elapsed().as_secs_f64();
+        let out = model.forward(batch);
+        let loss = out.loss.clone().into_scalar();
+        let grads = GradientsParams::from_grads(out.loss.backward(), &model);
+        model = optim.step(1e-3, model, grads);
+        let dt = t.elapsed().as_secs_f64();
+        if step >= 2 {
+            timed += dt;
+            aug_time += ta;
+        }
+        println!("  step {step}: loss {loss:.4}  {:.2}s", dt);
+    }
+    let views = (2 * batch_size * steps) as f64;
+    println!(
+        "training step (SimCLR main-job model, batch {batch_size} x 2 views, Autodiff<Flex>): {:.1} views/s including augmentation, {:.1} views/s model only",
+        views / timed,
+        views / (timed - aug_time)
+    );
+    let _ = model.valid();
+}
