@@ -6,7 +6,7 @@ use burn::data::dataloader::DataLoaderBuilder;
 use burn::module::{AutodiffModule, Module};
 use burn::optim::AdamWConfig;
 use burn::record::CompactRecorder;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::AutodiffBackend;
 use cssl_encoders::ResNet;
 use cssl_augment::EvalTransform;
 use cssl_core::{Augmentation, CsslError, Encoder, Result};
@@ -43,9 +43,9 @@ pub struct JobOptions {
 impl Default for JobOptions {
     fn default() -> Self {
         Self {
-            epochs: 3,
-            batch_size: 256,
-            train_subset: 0,
+            epochs: 2,
+            batch_size: 128,
+            train_subset: 25_000,
             probe_subset: 10_000,
             test_subset: 0,
             seed: 42,

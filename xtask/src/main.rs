@@ -32,7 +32,7 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         steps: usize,
         /// Batch size of the timed steps (images; two views each).
-        #[arg(long, default_value_t = 256)]
+        #[arg(long, default_value_t = 128)]
         batch_size: usize,
         /// Images to augment per measurement.
         #[arg(long, default_value_t = 20_000)]

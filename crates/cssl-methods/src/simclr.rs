@@ -49,9 +49,13 @@ impl SimClrConfig {
         )
     }
 
-    /// The CPU default for the embedded Fashion-MNIST: a ResNet-18 at 1/4
-    /// width with the CIFAR stem, a 256-256-64 head, temperature 0.5, the
-    /// paper's CIFAR augmentation at 28 px, AdamW 2e-3 with 1 warm-up epoch.
+    /// The CPU default for the embedded Fashion-MNIST, sized for minutes on
+    /// two cores: a ResNet-18 at 1/4 width (16-128 channels) whose CIFAR stem
+    /// has stride 2 (stages at 14, 7, 4, 2 px), a 256-256(BN, ReLU)-64 head,
+    /// temperature 0.2 (MoCo v2's; in a 2-epoch run with batch 128 it gave a
+    /// better probe than the CIFAR 0.5 with batch 256: 74.7% vs 73.2%), the
+    /// CIFAR augmentation at 28 px with crops of 20-100% of the area, and
+    /// AdamW 2e-3 with one warm-up epoch.
     pub fn fashion_mnist() -> Self {
         let encoder = ResNetConfig::resnet18(1).with_base_width(16).with_cifar_stem(true).with_cifar_stem_stride(2);
         let head = ProjectionHeadConfig::new(encoder.out_channels()).with_hidden_dim(256).with_output_dim(64);
