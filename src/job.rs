@@ -7,11 +7,13 @@ use burn::module::{AutodiffModule, Module};
 use burn::optim::AdamWConfig;
 use burn::record::CompactRecorder;
 use burn::tensor::backend::AutodiffBackend;
-use cssl_encoders::ResNet;
 use cssl_augment::EvalTransform;
 use cssl_core::{Augmentation, CsslError, Encoder, Result};
 use cssl_data::{FashionMnist, ImageDataset, MultiViewBatcher};
-use cssl_eval::{extract_features, knn_accuracy, linear_probe, Features, KnnConfig, LinearProbeConfig};
+use cssl_encoders::ResNet;
+use cssl_eval::{
+    extract_features, knn_accuracy, linear_probe, Features, KnnConfig, LinearProbeConfig,
+};
 use cssl_methods::SimClrConfig;
 use cssl_train::{pretrain, PretrainOptions, RunDir, WarmupCosineLr};
 use serde::{Deserialize, Serialize};
@@ -90,7 +92,11 @@ pub struct JobReport {
 fn score<B: AutodiffBackend>(train: &Features, test: &Features, device: &B::Device) -> Scores {
     let probe = linear_probe::<B>(train, test, &LinearProbeConfig::new(), device);
     let knn = knn_accuracy::<B::InnerBackend>(train, test, &KnnConfig::new(), device);
-    Scores { linear_probe: probe.test_accuracy, linear_probe_train: probe.train_accuracy, knn }
+    Scores {
+        linear_probe: probe.test_accuracy,
+        linear_probe_train: probe.train_accuracy,
+        knn,
+    }
 }
 
 fn subset(data: &ImageDataset, n: usize) -> ImageDataset {
@@ -102,12 +108,18 @@ fn subset(data: &ImageDataset, n: usize) -> ImageDataset {
 }
 
 /// Runs the main job on backend `B`.
-pub fn run_simclr_fashion_mnist<B: AutodiffBackend>(options: &JobOptions, device: &B::Device) -> Result<JobReport> {
+pub fn run_simclr_fashion_mnist<B: AutodiffBackend>(
+    options: &JobOptions,
+    device: &B::Device,
+) -> Result<JobReport> {
     if options.epochs == 0 {
         return Err(CsslError::config("epochs", "must be at least 1"));
     }
     if options.batch_size < 2 {
-        return Err(CsslError::config("batch_size", "must be at least 2 (negatives come from the batch)"));
+        return Err(CsslError::config(
+            "batch_size",
+            "must be at least 2 (negatives come from the batch)",
+        ));
     }
     let data = FashionMnist::embedded()?;
     let train = subset(&data.train, options.train_subset);
@@ -133,22 +145,28 @@ pub fn run_simclr_fashion_mnist<B: AutodiffBackend>(options: &JobOptions, device
     let initial_encoder = model.encoder.valid();
 
     let augmentation: Arc<dyn Augmentation> = Arc::new(config.augmentation.init());
-    let train_loader = DataLoaderBuilder::new(MultiViewBatcher::new(augmentation.clone(), options.seed))
-        .batch_size(options.batch_size)
-        .shuffle(options.seed)
-        .num_workers(1)
-        .build(train.clone());
+    let train_loader =
+        DataLoaderBuilder::new(MultiViewBatcher::new(augmentation.clone(), options.seed))
+            .batch_size(options.batch_size)
+            .shuffle(options.seed)
+            .num_workers(1)
+            .build(train.clone());
     // Validation: the SimCLR loss on 512 test images, in eval mode.
-    let valid_loader = DataLoaderBuilder::new(MultiViewBatcher::new(augmentation.clone(), options.seed ^ 0x5EED))
-        .batch_size(options.batch_size)
-        .num_workers(1)
-        .build(test.spread(512.min(test.len())));
+    let valid_loader = DataLoaderBuilder::new(MultiViewBatcher::new(
+        augmentation.clone(),
+        options.seed ^ 0x5EED,
+    ))
+    .batch_size(options.batch_size)
+    .num_workers(1)
+    .build(test.spread(512.min(test.len())));
 
     let steps_per_epoch = train.len().div_ceil(options.batch_size);
     let total_steps = steps_per_epoch * options.epochs;
     let warmup = (config.optimizer.warmup_epochs * steps_per_epoch as f64).round() as usize;
     let scheduler = WarmupCosineLr::new(config.optimizer.lr, warmup, total_steps);
-    let optim = AdamWConfig::new().with_weight_decay(config.optimizer.weight_decay as f32).init();
+    let optim = AdamWConfig::new()
+        .with_weight_decay(config.optimizer.weight_decay as f32)
+        .init();
 
     let t0 = Instant::now();
     let trained = pretrain(
@@ -158,7 +176,12 @@ pub fn run_simclr_fashion_mnist<B: AutodiffBackend>(options: &JobOptions, device
         scheduler,
         train_loader,
         valid_loader,
-        &PretrainOptions { epochs: options.epochs, views_per_item: 2, progress_interval: Duration::from_secs(10), resume_from: None },
+        &PretrainOptions {
+            epochs: options.epochs,
+            views_per_item: 2,
+            progress_interval: Duration::from_secs(10),
+            resume_from: None,
+        },
     );
     let train_seconds = t0.elapsed().as_secs_f64();
     trained
@@ -166,21 +189,39 @@ pub fn run_simclr_fashion_mnist<B: AutodiffBackend>(options: &JobOptions, device
         .save_file(run.file("model"), &CompactRecorder::new())
         .map_err(|e| CsslError::io(run.file("model.mpk"), std::io::Error::other(e.to_string())))?;
 
-    println!("evaluating: features of {} train and {} test images, linear probe, kNN (k=200)", probe_train.len(), test.len());
+    println!(
+        "evaluating: features of {} train and {} test images, linear probe, kNN (k=200)",
+        probe_train.len(),
+        test.len()
+    );
     let t1 = Instant::now();
-    let transform: Arc<dyn Augmentation> = Arc::new(EvalTransform { normalize: config.augmentation.normalize.clone() });
+    let transform: Arc<dyn Augmentation> = Arc::new(EvalTransform {
+        normalize: config.augmentation.normalize.clone(),
+    });
     let evaluate = |name: &str, encoder: &ResNet<B::InnerBackend>| {
         let tr = extract_features(encoder, &probe_train, transform.clone(), 512, device);
         let te = extract_features(encoder, &test, transform.clone(), 512, device);
         let s = score::<B>(&tr, &te, device);
-        println!("  {name}: linear probe {:.2}%  kNN {:.2}%", 100.0 * s.linear_probe, 100.0 * s.knn);
+        println!(
+            "  {name}: linear probe {:.2}%  kNN {:.2}%",
+            100.0 * s.linear_probe,
+            100.0 * s.knn
+        );
         s
     };
     let pretrained = evaluate("pretrained", &trained.encoder);
     let random_init = evaluate("random init", &initial_encoder);
     let raw_pixels = options.raw_pixel_baseline.then(|| {
-        let s = score::<B>(&Features::raw_pixels(&probe_train), &Features::raw_pixels(&test), device);
-        println!("  raw pixels: linear probe {:.2}%  kNN {:.2}%", 100.0 * s.linear_probe, 100.0 * s.knn);
+        let s = score::<B>(
+            &Features::raw_pixels(&probe_train),
+            &Features::raw_pixels(&test),
+            device,
+        );
+        println!(
+            "  raw pixels: linear probe {:.2}%  kNN {:.2}%",
+            100.0 * s.linear_probe,
+            100.0 * s.knn
+        );
         s
     });
     let eval_seconds = t1.elapsed().as_secs_f64();
@@ -201,7 +242,13 @@ pub fn run_simclr_fashion_mnist<B: AutodiffBackend>(options: &JobOptions, device
 
 /// The results table the main job prints.
 pub fn results_table(r: &JobReport) -> String {
-    let row = |name: &str, s: &Scores, dim: usize| format!("| {name:<22} | {dim:>5} | {:>11.2}% | {:>7.2}% |\n", 100.0 * s.linear_probe, 100.0 * s.knn);
+    let row = |name: &str, s: &Scores, dim: usize| {
+        format!(
+            "| {name:<22} | {dim:>5} | {:>11.2}% | {:>7.2}% |\n",
+            100.0 * s.linear_probe,
+            100.0 * s.knn
+        )
+    };
     let mut t = String::new();
     t += "| representation         |  dims | linear probe |    kNN   |\n";
     t += "|------------------------|-------|--------------|----------|\n";

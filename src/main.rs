@@ -54,7 +54,10 @@ fn main() {
     };
     let start = std::time::Instant::now();
     let report = match cli.device.as_str() {
-        "cpu" => run_simclr_fashion_mnist::<burn::backend::Autodiff<burn::backend::Flex>>(&options, &Default::default()),
+        "cpu" => run_simclr_fashion_mnist::<burn::backend::Autodiff<burn::backend::Flex>>(
+            &options,
+            &Default::default(),
+        ),
         d if d.starts_with("cuda") => run_cuda(d, &options),
         d => {
             eprintln!("error: unknown device `{d}` (expected cpu, cuda or cuda:N)");
@@ -82,7 +85,9 @@ fn main() {
 #[cfg(feature = "cuda")]
 fn run_cuda(spec: &str, options: &JobOptions) -> cssl::core::Result<cssl::job::JobReport> {
     let index = match spec.split_once(':') {
-        Some((_, n)) => n.parse().map_err(|_| cssl::core::CsslError::config("device", format!("`{spec}`: expected cuda:N")))?,
+        Some((_, n)) => n.parse().map_err(|_| {
+            cssl::core::CsslError::config("device", format!("`{spec}`: expected cuda:N"))
+        })?,
         None => 0,
     };
     let device = burn::backend::cuda::CudaDevice::new(index);
@@ -91,5 +96,8 @@ fn run_cuda(spec: &str, options: &JobOptions) -> cssl::core::Result<cssl::job::J
 
 #[cfg(not(feature = "cuda"))]
 fn run_cuda(_spec: &str, _options: &JobOptions) -> cssl::core::Result<cssl::job::JobReport> {
-    Err(cssl::core::CsslError::config("device", "this binary was built without CUDA; rebuild with `--features cuda`"))
+    Err(cssl::core::CsslError::config(
+        "device",
+        "this binary was built without CUDA; rebuild with `--features cuda`",
+    ))
 }

@@ -32,11 +32,15 @@ fn main_job_writes_a_complete_run_directory() {
     }
     let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert!(lines[0].starts_with("epoch,split,") && lines[0].contains("Loss"), "{csv}");
+    assert!(
+        lines[0].starts_with("epoch,split,") && lines[0].contains("Loss"),
+        "{csv}"
+    );
     // Two epochs, train and valid rows each.
     assert_eq!(lines.len(), 5, "{csv}");
     assert!(lines.iter().any(|l| l.starts_with("2,valid,")), "{csv}");
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["method"], "simclr");
     assert_eq!(config["options"]["batch_size"], 32);
     assert!(results_table(&r).contains("random"));
@@ -45,7 +49,11 @@ fn main_job_writes_a_complete_run_directory() {
 
 #[test]
 fn bad_options_are_config_errors() {
-    let options = JobOptions { batch_size: 1, ..JobOptions::default() };
-    let err = run_simclr_fashion_mnist::<Autodiff<Flex>>(&options, &Default::default()).unwrap_err();
+    let options = JobOptions {
+        batch_size: 1,
+        ..JobOptions::default()
+    };
+    let err =
+        run_simclr_fashion_mnist::<Autodiff<Flex>>(&options, &Default::default()).unwrap_err();
     assert!(err.to_string().contains("batch_size"), "{err}");
 }

@@ -41,7 +41,14 @@ enum Command {
 }
 
 fn main() {
-    let Cli { command: Command::Bench { steps, batch_size, images } } = Cli::parse();
+    let Cli {
+        command:
+            Command::Bench {
+                steps,
+                batch_size,
+                images,
+            },
+    } = Cli::parse();
     let data = FashionMnist::embedded().unwrap_or_else(|e| {
         eprintln!("error: {e}");
         std::process::exit(1)
@@ -49,16 +56,41 @@ fn main() {
     let cores = rayon::current_num_threads();
     println!("machine: {cores} rayon threads");
 
-    let fm: Vec<Image> = (0..images).map(|i| data.train.image(i % data.train.len())).collect();
+    let fm: Vec<Image> = (0..images)
+        .map(|i| data.train.image(i % data.train.len()))
+        .collect();
     // CIFAR-sized RGB images made from Fashion-MNIST pixels (content is irrelevant to speed).
     let cifar: Vec<Image> = fm
         .iter()
-        .map(|im| Image::new(32, 32, 3, (0..32 * 32 * 3).map(|k| im.pixels[(k / 3) % 784]).collect()))
+        .map(|im| {
+            Image::new(
+                32,
+                32,
+                3,
+                (0..32 * 32 * 3).map(|k| im.pixels[(k / 3) % 784]).collect(),
+            )
+        })
         .collect();
     for (name, aug, imgs) in [
-        ("simclr fashion-mnist 28px gray", SimClrAugmentationConfig::fashion_mnist().init(), &fm),
-        ("simclr cifar 32px rgb (no blur)", SimClrAugmentationConfig::cifar().init(), &cifar),
-        ("simclr 32px rgb + blur p=0.5", SimClrAugmentationConfig { blur_p: 0.5, ..SimClrAugmentationConfig::cifar() }.init(), &cifar),
+        (
+            "simclr fashion-mnist 28px gray",
+            SimClrAugmentationConfig::fashion_mnist().init(),
+            &fm,
+        ),
+        (
+            "simclr cifar 32px rgb (no blur)",
+            SimClrAugmentationConfig::cifar().init(),
+            &cifar,
+        ),
+        (
+            "simclr 32px rgb + blur p=0.5",
+            SimClrAugmentationConfig {
+                blur_p: 0.5,
+                ..SimClrAugmentationConfig::cifar()
+            }
+            .init(),
+            &cifar,
+        ),
     ] {
         let t = Instant::now();
         let mut checksum = 0.0f32;
@@ -67,7 +99,11 @@ fn main() {
         }
         let one = (imgs.len() * aug.num_views()) as f64 / t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let n: usize = imgs.par_iter().enumerate().map(|(i, im)| aug.views(im, i as u64).0.len()).sum();
+        let n: usize = imgs
+            .par_iter()
+            .enumerate()
+            .map(|(i, im)| aug.views(im, i as u64).0.len())
+            .sum();
         let all = n as f64 / t.elapsed().as_secs_f64();
         println!("augmentation {name:<34} {one:>9.0} views/s per core   {all:>9.0} views/s on {cores} cores  (checksum {checksum:.1})");
     }
@@ -79,12 +115,18 @@ fn main() {
     let mut model = config.init::<B>(&device).expect("valid default config");
     let mut optim = AdamWConfig::new().init();
     let batcher = MultiViewBatcher::new(Arc::new(config.augmentation.init()), 0);
-    let samples: Vec<Sample> = (0..batch_size).map(|i| burn::data::dataset::Dataset::get(&data.train, i).unwrap()).collect();
+    let samples: Vec<Sample> = (0..batch_size)
+        .map(|i| burn::data::dataset::Dataset::get(&data.train, i).unwrap())
+        .collect();
     let mut timed = 0.0;
     let mut aug_time = 0.0;
     for step in 0..steps + 2 {
         let t = Instant::now();
-        let batch = burn::data::dataloader::batcher::Batcher::<B, _, _>::batch(&batcher, samples.clone(), &device);
+        let batch = burn::data::dataloader::batcher::Batcher::<B, _, _>::batch(
+            &batcher,
+            samples.clone(),
+            &device,
+        );
         let ta = t.elapsed().as_secs_f64();
         let out = model.forward(batch);
         let loss = out.loss.clone().into_scalar();

@@ -34,20 +34,27 @@ impl Canvas {
         let (w, h) = (self.width as u32, self.height as u32);
         let (data, nw, nh) = match self.channels {
             1 => {
-                let b: ImageBuffer<Luma<f32>, Vec<f32>> = ImageBuffer::from_raw(w, h, self.data.clone()).expect("canvas size");
+                let b: ImageBuffer<Luma<f32>, Vec<f32>> =
+                    ImageBuffer::from_raw(w, h, self.data.clone()).expect("canvas size");
                 let o = f.apply(&b);
                 let (nw, nh) = o.dimensions();
                 (o.into_raw(), nw, nh)
             }
             3 => {
-                let b: ImageBuffer<Rgb<f32>, Vec<f32>> = ImageBuffer::from_raw(w, h, self.data.clone()).expect("canvas size");
+                let b: ImageBuffer<Rgb<f32>, Vec<f32>> =
+                    ImageBuffer::from_raw(w, h, self.data.clone()).expect("canvas size");
                 let o = f.apply(&b);
                 let (nw, nh) = o.dimensions();
                 (o.into_raw(), nw, nh)
             }
             c => panic!("Canvas: {c} channels; only 1 and 3 are supported"),
         };
-        Canvas { width: nw as usize, height: nh as usize, channels: self.channels, data }
+        Canvas {
+            width: nw as usize,
+            height: nh as usize,
+            channels: self.channels,
+            data,
+        }
     }
 }
 

@@ -78,7 +78,13 @@ impl Op {
                     img
                 }
             }
-            Op::ColorJitter { brightness, contrast, saturation, hue, p } => {
+            Op::ColorJitter {
+                brightness,
+                contrast,
+                saturation,
+                hue,
+                p,
+            } => {
                 if rng.random::<f32>() >= p {
                     return img;
                 }
@@ -107,7 +113,11 @@ impl Op {
                     img
                 }
             }
-            Op::GaussianBlur { p, sigma, kernel_fraction } => {
+            Op::GaussianBlur {
+                p,
+                sigma,
+                kernel_fraction,
+            } => {
                 if rng.random::<f32>() >= p {
                     return img;
                 }
@@ -134,42 +144,77 @@ impl Op {
             if (0.0..=1.0).contains(&p) {
                 Ok(())
             } else {
-                Err(CsslError::config(format!("{field}.{name}"), format!("{p} is not a probability in [0, 1]")))
+                Err(CsslError::config(
+                    format!("{field}.{name}"),
+                    format!("{p} is not a probability in [0, 1]"),
+                ))
             }
         };
         match *self {
             Op::RandomResizedCrop { size, scale, ratio } => {
                 if size == 0 {
-                    return Err(CsslError::config(format!("{field}.size"), "must be positive"));
+                    return Err(CsslError::config(
+                        format!("{field}.size"),
+                        "must be positive",
+                    ));
                 }
                 if !(scale[0] > 0.0 && scale[0] <= scale[1] && scale[1] <= 1.0) {
-                    return Err(CsslError::config(format!("{field}.scale"), format!("{scale:?}: need 0 < min <= max <= 1")));
+                    return Err(CsslError::config(
+                        format!("{field}.scale"),
+                        format!("{scale:?}: need 0 < min <= max <= 1"),
+                    ));
                 }
                 if !(ratio[0] > 0.0 && ratio[0] <= ratio[1]) {
-                    return Err(CsslError::config(format!("{field}.ratio"), format!("{ratio:?}: need 0 < min <= max")));
+                    return Err(CsslError::config(
+                        format!("{field}.ratio"),
+                        format!("{ratio:?}: need 0 < min <= max"),
+                    ));
                 }
                 Ok(())
             }
             Op::HorizontalFlip { p } | Op::RandomGrayscale { p } => prob("p", p),
-            Op::ColorJitter { brightness, contrast, saturation, hue, p } => {
+            Op::ColorJitter {
+                brightness,
+                contrast,
+                saturation,
+                hue,
+                p,
+            } => {
                 prob("p", p)?;
-                for (n, v) in [("brightness", brightness), ("contrast", contrast), ("saturation", saturation)] {
+                for (n, v) in [
+                    ("brightness", brightness),
+                    ("contrast", contrast),
+                    ("saturation", saturation),
+                ] {
                     if v < 0.0 {
                         return Err(CsslError::config(format!("{field}.{n}"), "must be >= 0"));
                     }
                 }
                 if !(0.0..=0.5).contains(&hue) {
-                    return Err(CsslError::config(format!("{field}.hue"), format!("{hue} is outside [0, 0.5]")));
+                    return Err(CsslError::config(
+                        format!("{field}.hue"),
+                        format!("{hue} is outside [0, 0.5]"),
+                    ));
                 }
                 Ok(())
             }
-            Op::GaussianBlur { p, sigma, kernel_fraction } => {
+            Op::GaussianBlur {
+                p,
+                sigma,
+                kernel_fraction,
+            } => {
                 prob("p", p)?;
                 if !(sigma[0] > 0.0 && sigma[0] <= sigma[1]) {
-                    return Err(CsslError::config(format!("{field}.sigma"), format!("{sigma:?}: need 0 < min <= max")));
+                    return Err(CsslError::config(
+                        format!("{field}.sigma"),
+                        format!("{sigma:?}: need 0 < min <= max"),
+                    ));
                 }
                 if !(kernel_fraction > 0.0 && kernel_fraction <= 1.0) {
-                    return Err(CsslError::config(format!("{field}.kernel_fraction"), "must be in (0, 1]"));
+                    return Err(CsslError::config(
+                        format!("{field}.kernel_fraction"),
+                        "must be in (0, 1]",
+                    ));
                 }
                 Ok(())
             }
@@ -183,7 +228,13 @@ impl Op {
 ///
 /// # Returns
 /// `(top, left, height, width)`.
-pub fn sample_crop(rng: &mut impl Rng, height: usize, width: usize, scale: [f32; 2], ratio: [f32; 2]) -> (usize, usize, usize, usize) {
+pub fn sample_crop(
+    rng: &mut impl Rng,
+    height: usize,
+    width: usize,
+    scale: [f32; 2],
+    ratio: [f32; 2],
+) -> (usize, usize, usize, usize) {
     let area = (height * width) as f32;
     let (lr0, lr1) = (ratio[0].ln(), ratio[1].ln());
     for _ in 0..10 {
@@ -231,8 +282,21 @@ impl BufferOp for CropResize {
 }
 
 /// Crops `(top, left, h, w)` and resizes to `size x size` (bilinear).
-pub fn resized_crop(img: &Canvas, top: usize, left: usize, h: usize, w: usize, size: usize) -> Canvas {
-    img.with_buffer(CropResize { top: top as u32, left: left as u32, h: h as u32, w: w as u32, size: size as u32 })
+pub fn resized_crop(
+    img: &Canvas,
+    top: usize,
+    left: usize,
+    h: usize,
+    w: usize,
+    size: usize,
+) -> Canvas {
+    img.with_buffer(CropResize {
+        top: top as u32,
+        left: left as u32,
+        h: h as u32,
+        w: w as u32,
+        size: size as u32,
+    })
 }
 
 struct FlipH;
@@ -252,14 +316,21 @@ pub fn hflip(img: &Canvas) -> Canvas {
 }
 
 fn map_values(img: &Canvas, f: impl Fn(f32) -> f32) -> Canvas {
-    Canvas { data: img.data.iter().map(|&v| f(v).clamp(0.0, 1.0)).collect(), ..img.clone() }
+    Canvas {
+        data: img.data.iter().map(|&v| f(v).clamp(0.0, 1.0)).collect(),
+        ..img.clone()
+    }
 }
 
 /// Luma of every pixel (the value itself for grayscale).
 fn luma(img: &Canvas) -> Vec<f32> {
     match img.channels {
         1 => img.data.clone(),
-        _ => img.data.chunks_exact(3).map(|p| LUMA[0] * p[0] + LUMA[1] * p[1] + LUMA[2] * p[2]).collect(),
+        _ => img
+            .data
+            .chunks_exact(3)
+            .map(|p| LUMA[0] * p[0] + LUMA[1] * p[1] + LUMA[2] * p[2])
+            .collect(),
     }
 }
 
@@ -286,9 +357,16 @@ pub fn adjust_saturation(img: &Canvas, factor: f32) -> Canvas {
         .data
         .chunks_exact(3)
         .zip(&l)
-        .flat_map(|(p, &y)| p.iter().map(move |&v| (y + factor * (v - y)).clamp(0.0, 1.0)).collect::<Vec<_>>())
+        .flat_map(|(p, &y)| {
+            p.iter()
+                .map(move |&v| (y + factor * (v - y)).clamp(0.0, 1.0))
+                .collect::<Vec<_>>()
+        })
         .collect();
-    Canvas { data, ..img.clone() }
+    Canvas {
+        data,
+        ..img.clone()
+    }
 }
 
 /// Rotates the hue by `shift` turns (HSV). Identity on grayscale and for 0.
@@ -302,7 +380,10 @@ pub fn adjust_hue(img: &Canvas, shift: f32) -> Canvas {
         let (r, g, b) = hsv_to_rgb((h + shift).rem_euclid(1.0), s, v);
         data.extend_from_slice(&[r, g, b]);
     }
-    Canvas { data, ..img.clone() }
+    Canvas {
+        data,
+        ..img.clone()
+    }
 }
 
 fn rgb_to_hsv(r: f32, g: f32, b: f32) -> (f32, f32, f32) {
@@ -343,15 +424,23 @@ pub fn to_grayscale(img: &Canvas) -> Canvas {
         return img.clone();
     }
     let data = luma(img).into_iter().flat_map(|y| [y, y, y]).collect();
-    Canvas { data, ..img.clone() }
+    Canvas {
+        data,
+        ..img.clone()
+    }
 }
 
 /// Separable gaussian blur with an odd `kernel` side and `sigma`, borders
 /// reflected (as torchvision's `GaussianBlur`).
 pub fn gaussian_blur(img: &Canvas, kernel: usize, sigma: f32) -> Canvas {
-    assert!(kernel % 2 == 1, "gaussian_blur: kernel {kernel} must be odd");
+    assert!(
+        kernel % 2 == 1,
+        "gaussian_blur: kernel {kernel} must be odd"
+    );
     let r = (kernel / 2) as isize;
-    let mut k: Vec<f32> = (-r..=r).map(|x| (-(x * x) as f32 / (2.0 * sigma * sigma)).exp()).collect();
+    let mut k: Vec<f32> = (-r..=r)
+        .map(|x| (-(x * x) as f32 / (2.0 * sigma * sigma)).exp())
+        .collect();
     let s: f32 = k.iter().sum();
     k.iter_mut().for_each(|v| *v /= s);
     let (w, h, c) = (img.width as isize, img.height as isize, img.channels);
@@ -389,7 +478,10 @@ pub fn gaussian_blur(img: &Canvas, kernel: usize, sigma: f32) -> Canvas {
             }
         }
     }
-    Canvas { data: out, ..img.clone() }
+    Canvas {
+        data: out,
+        ..img.clone()
+    }
 }
 
 #[cfg(test)]
@@ -401,12 +493,22 @@ mod tests {
     /// A 4x3 RGB canvas with distinct values.
     fn rgb() -> Canvas {
         let data = (0..4 * 3 * 3).map(|i| i as f32 / 40.0).collect();
-        Canvas { width: 4, height: 3, channels: 3, data }
+        Canvas {
+            width: 4,
+            height: 3,
+            channels: 3,
+            data,
+        }
     }
 
     fn gray(w: usize, h: usize) -> Canvas {
         let data = (0..w * h).map(|i| (i % 17) as f32 / 17.0).collect();
-        Canvas { width: w, height: h, channels: 1, data }
+        Canvas {
+            width: w,
+            height: h,
+            channels: 1,
+            data,
+        }
     }
 
     #[test]
@@ -444,16 +546,27 @@ mod tests {
             }
         }
         // A jitter op with zero strengths leaves the image alone.
-        let op = Op::ColorJitter { brightness: 0.0, contrast: 0.0, saturation: 0.0, hue: 0.0, p: 1.0 };
+        let op = Op::ColorJitter {
+            brightness: 0.0,
+            contrast: 0.0,
+            saturation: 0.0,
+            hue: 0.0,
+            p: 1.0,
+        };
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         assert_eq!(op.apply(rgb(), &mut rng), rgb());
     }
 
     #[test]
     fn brightness_and_contrast_values() {
-        let img = Canvas { width: 2, height: 1, channels: 1, data: vec![0.2, 0.6] };
+        let img = Canvas {
+            width: 2,
+            height: 1,
+            channels: 1,
+            data: vec![0.2, 0.6],
+        };
         assert_eq!(adjust_brightness(&img, 2.0).data, vec![0.4, 1.0]); // 1.2 clamps
-        // mean 0.4; factor 0 gives the mean everywhere, 0.5 halves distances.
+                                                                       // mean 0.4; factor 0 gives the mean everywhere, 0.5 halves distances.
         let c0 = adjust_contrast(&img, 0.0).data;
         assert!((c0[0] - 0.4).abs() < 1e-6 && (c0[1] - 0.4).abs() < 1e-6);
         let c = adjust_contrast(&img, 0.5).data;
@@ -462,7 +575,12 @@ mod tests {
 
     #[test]
     fn grayscale_uses_itu_601_luma() {
-        let img = Canvas { width: 1, height: 1, channels: 3, data: vec![1.0, 0.5, 0.25] };
+        let img = Canvas {
+            width: 1,
+            height: 1,
+            channels: 3,
+            data: vec![1.0, 0.5, 0.25],
+        };
         let g = to_grayscale(&img);
         let y = 0.299 * 1.0 + 0.587 * 0.5 + 0.114 * 0.25;
         for c in 0..3 {
@@ -483,9 +601,18 @@ mod tests {
     #[test]
     fn hue_shift_rotates_primaries() {
         // Red shifted by a third of a turn becomes green.
-        let img = Canvas { width: 1, height: 1, channels: 3, data: vec![1.0, 0.0, 0.0] };
+        let img = Canvas {
+            width: 1,
+            height: 1,
+            channels: 3,
+            data: vec![1.0, 0.0, 0.0],
+        };
         let h = adjust_hue(&img, 1.0 / 3.0);
-        assert!((h.data[0]).abs() < 1e-5 && (h.data[1] - 1.0).abs() < 1e-5 && h.data[2].abs() < 1e-5, "{:?}", h.data);
+        assert!(
+            (h.data[0]).abs() < 1e-5 && (h.data[1] - 1.0).abs() < 1e-5 && h.data[2].abs() < 1e-5,
+            "{:?}",
+            h.data
+        );
     }
 
     #[test]
@@ -498,7 +625,12 @@ mod tests {
             }
         }
         // A crop resized keeps a constant image constant.
-        let flat = Canvas { width: 8, height: 8, channels: 3, data: vec![0.5; 8 * 8 * 3] };
+        let flat = Canvas {
+            width: 8,
+            height: 8,
+            channels: 3,
+            data: vec![0.5; 8 * 8 * 3],
+        };
         let r = resized_crop(&flat, 2, 1, 5, 4, 11);
         assert_eq!((r.width, r.height), (11, 11));
         assert!(r.data.iter().all(|v| (v - 0.5).abs() < 1e-5));
@@ -517,9 +649,22 @@ mod tests {
 
     #[test]
     fn blur_keeps_constants_and_spreads_impulses() {
-        let flat = Canvas { width: 7, height: 7, channels: 1, data: vec![0.3; 49] };
-        assert!(gaussian_blur(&flat, 3, 1.0).data.iter().all(|v| (v - 0.3).abs() < 1e-6));
-        let mut imp = Canvas { width: 5, height: 5, channels: 1, data: vec![0.0; 25] };
+        let flat = Canvas {
+            width: 7,
+            height: 7,
+            channels: 1,
+            data: vec![0.3; 49],
+        };
+        assert!(gaussian_blur(&flat, 3, 1.0)
+            .data
+            .iter()
+            .all(|v| (v - 0.3).abs() < 1e-6));
+        let mut imp = Canvas {
+            width: 5,
+            height: 5,
+            channels: 1,
+            data: vec![0.0; 25],
+        };
         imp.data[12] = 1.0;
         let b = gaussian_blur(&imp, 3, 1.0);
         // Separable kernel: centre weight = k0^2 with k = [e^-0.5, 1, e^-0.5] / sum.
@@ -528,7 +673,12 @@ mod tests {
         assert!((b.data.iter().sum::<f32>() - 1.0).abs() < 1e-5);
         // Reflect border: an impulse in the corner stays mass-preserving with
         // its reflected weight folded back (index -1 -> 1).
-        let mut c = Canvas { width: 3, height: 1, channels: 1, data: vec![0.0, 1.0, 0.0] };
+        let mut c = Canvas {
+            width: 3,
+            height: 1,
+            channels: 1,
+            data: vec![0.0, 1.0, 0.0],
+        };
         c = gaussian_blur(&c, 3, 1.0);
         let e = (-0.5f32).exp() / s;
         assert!((c.data[0] - 2.0 * e).abs() < 1e-6, "{:?}", c.data);
@@ -536,7 +686,9 @@ mod tests {
 
     #[test]
     fn validate_names_the_field() {
-        let err = Op::HorizontalFlip { p: 1.5 }.validate("views[0].ops[1]").unwrap_err();
+        let err = Op::HorizontalFlip { p: 1.5 }
+            .validate("views[0].ops[1]")
+            .unwrap_err();
         assert!(err.to_string().contains("views[0].ops[1].p"), "{err}");
     }
 }

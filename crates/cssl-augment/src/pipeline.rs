@@ -17,7 +17,10 @@ pub struct Normalize {
 impl Normalize {
     /// Fashion-MNIST train-split statistics (pixels scaled to `[0, 1]`).
     pub fn fashion_mnist() -> Self {
-        Self { mean: vec![0.2860], std: vec![0.3530] }
+        Self {
+            mean: vec![0.2860],
+            std: vec![0.3530],
+        }
     }
 
     /// Converts an HWC canvas to a normalised CHW view.
@@ -32,15 +35,26 @@ impl Normalize {
                 *v = (img.data[i * c + ch] - m) / s;
             }
         }
-        View { channels: c, height: h, width: w, data }
+        View {
+            channels: c,
+            height: h,
+            width: w,
+            data,
+        }
     }
 
     fn validate(&self, field: &str) -> Result<()> {
         if self.mean.is_empty() || self.mean.len() != self.std.len() {
-            return Err(CsslError::config(format!("{field}.mean"), "mean and std need the same, non-zero number of values"));
+            return Err(CsslError::config(
+                format!("{field}.mean"),
+                "mean and std need the same, non-zero number of values",
+            ));
         }
         if self.std.iter().any(|&s| s <= 0.0) {
-            return Err(CsslError::config(format!("{field}.std"), "every std must be positive"));
+            return Err(CsslError::config(
+                format!("{field}.std"),
+                "every std must be positive",
+            ));
         }
         Ok(())
     }
@@ -80,7 +94,10 @@ impl MultiViewAugmentation {
     /// (`views[1].ops[2].p`).
     pub fn validate(&self) -> Result<()> {
         if self.views.is_empty() {
-            return Err(CsslError::config("views", "a pipeline needs at least one view"));
+            return Err(CsslError::config(
+                "views",
+                "a pipeline needs at least one view",
+            ));
         }
         for (v, t) in self.views.iter().enumerate() {
             for (i, op) in t.ops.iter().enumerate() {
@@ -113,7 +130,10 @@ impl Augmentation for MultiViewAugmentation {
 
     fn view_shape(&self, index: usize, input: (usize, usize, usize)) -> (usize, usize, usize) {
         let (c, h, w) = input;
-        let (h, w) = self.views[index].ops.iter().fold((h, w), |s, op| op.output_size(s));
+        let (h, w) = self.views[index]
+            .ops
+            .iter()
+            .fold((h, w), |s, op| op.output_size(s));
         (c, h, w)
     }
 }

@@ -38,7 +38,10 @@ impl Default for SimClrAugmentationConfig {
             jitter_p: 0.8,
             gray_p: 0.2,
             blur_p: 0.5,
-            normalize: Normalize { mean: vec![0.485, 0.456, 0.406], std: vec![0.229, 0.224, 0.225] },
+            normalize: Normalize {
+                mean: vec![0.485, 0.456, 0.406],
+                std: vec![0.229, 0.224, 0.225],
+            },
         }
     }
 }
@@ -50,7 +53,10 @@ impl SimClrAugmentationConfig {
             size: 32,
             jitter_strength: 0.5,
             blur_p: 0.0,
-            normalize: Normalize { mean: vec![0.4914, 0.4822, 0.4465], std: vec![0.2470, 0.2435, 0.2616] },
+            normalize: Normalize {
+                mean: vec![0.4914, 0.4822, 0.4465],
+                std: vec![0.2470, 0.2435, 0.2616],
+            },
             ..Self::default()
         }
     }
@@ -58,7 +64,12 @@ impl SimClrAugmentationConfig {
     /// Fashion-MNIST (28 px, grayscale): the CIFAR settings at 28 px. On gray
     /// images the jitter acts through brightness and contrast only.
     pub fn fashion_mnist() -> Self {
-        Self { size: 28, crop_scale: [0.2, 1.0], normalize: Normalize::fashion_mnist(), ..Self::cifar() }
+        Self {
+            size: 28,
+            crop_scale: [0.2, 1.0],
+            normalize: Normalize::fashion_mnist(),
+            ..Self::cifar()
+        }
     }
 
     /// The per-view transform.
@@ -66,11 +77,25 @@ impl SimClrAugmentationConfig {
         let s = self.jitter_strength;
         ViewTransform {
             ops: vec![
-                Op::RandomResizedCrop { size: self.size, scale: self.crop_scale, ratio: [3.0 / 4.0, 4.0 / 3.0] },
+                Op::RandomResizedCrop {
+                    size: self.size,
+                    scale: self.crop_scale,
+                    ratio: [3.0 / 4.0, 4.0 / 3.0],
+                },
                 Op::HorizontalFlip { p: self.flip_p },
-                Op::ColorJitter { brightness: 0.8 * s, contrast: 0.8 * s, saturation: 0.8 * s, hue: 0.2 * s, p: self.jitter_p },
+                Op::ColorJitter {
+                    brightness: 0.8 * s,
+                    contrast: 0.8 * s,
+                    saturation: 0.8 * s,
+                    hue: 0.2 * s,
+                    p: self.jitter_p,
+                },
                 Op::RandomGrayscale { p: self.gray_p },
-                Op::GaussianBlur { p: self.blur_p, sigma: [0.1, 2.0], kernel_fraction: 0.1 },
+                Op::GaussianBlur {
+                    p: self.blur_p,
+                    sigma: [0.1, 2.0],
+                    kernel_fraction: 0.1,
+                },
             ],
             normalize: self.normalize.clone(),
         }
@@ -79,7 +104,9 @@ impl SimClrAugmentationConfig {
     /// The two-view pipeline.
     pub fn init(&self) -> MultiViewAugmentation {
         let t = self.view_transform();
-        MultiViewAugmentation { views: vec![t.clone(), t] }
+        MultiViewAugmentation {
+            views: vec![t.clone(), t],
+        }
     }
 }
 
@@ -89,7 +116,14 @@ mod tests {
     use cssl_core::{Augmentation, Image};
 
     fn image(seed: u8) -> Image {
-        Image::new(28, 28, 1, (0..784).map(|i| ((i * 7 + seed as usize) % 256) as u8).collect())
+        Image::new(
+            28,
+            28,
+            1,
+            (0..784)
+                .map(|i| ((i * 7 + seed as usize) % 256) as u8)
+                .collect(),
+        )
     }
 
     #[test]
@@ -109,9 +143,18 @@ mod tests {
 
     #[test]
     fn rgb_pipeline_runs_with_blur() {
-        let cfg = SimClrAugmentationConfig { size: 32, blur_p: 1.0, ..SimClrAugmentationConfig::cifar() };
+        let cfg = SimClrAugmentationConfig {
+            size: 32,
+            blur_p: 1.0,
+            ..SimClrAugmentationConfig::cifar()
+        };
         let aug = cfg.init();
-        let img = Image::new(40, 36, 3, (0..40 * 36 * 3).map(|i| (i % 256) as u8).collect());
+        let img = Image::new(
+            40,
+            36,
+            3,
+            (0..40 * 36 * 3).map(|i| (i % 256) as u8).collect(),
+        );
         let v = aug.views(&img, 5);
         assert_eq!((v.0[1].channels, v.0[1].height, v.0[1].width), (3, 32, 32));
         assert_eq!(v, aug.views(&img, 5));
@@ -121,6 +164,9 @@ mod tests {
     fn config_roundtrips_through_json() {
         let cfg = SimClrAugmentationConfig::fashion_mnist();
         let s = serde_json::to_string(&cfg).unwrap();
-        assert_eq!(serde_json::from_str::<SimClrAugmentationConfig>(&s).unwrap(), cfg);
+        assert_eq!(
+            serde_json::from_str::<SimClrAugmentationConfig>(&s).unwrap(),
+            cfg
+        );
     }
 }

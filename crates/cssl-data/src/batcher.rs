@@ -60,7 +60,11 @@ pub fn stack_views<B: Backend>(views: &[View], device: &B::Device) -> Tensor<B, 
     let (c, h, w) = (first.channels, first.height, first.width);
     let mut data = Vec::with_capacity(views.len() * c * h * w);
     for v in views {
-        assert_eq!((v.channels, v.height, v.width), (c, h, w), "stack_views: views of one index differ in shape");
+        assert_eq!(
+            (v.channels, v.height, v.width),
+            (c, h, w),
+            "stack_views: views of one index differ in shape"
+        );
         data.extend_from_slice(&v.data);
     }
     Tensor::from_data(TensorData::new(data, [views.len(), c, h, w]), device)
@@ -101,11 +105,19 @@ impl<B: Backend> Batcher<B, Sample, LabeledBatch<B>> for LabeledBatcher {
     fn batch(&self, items: Vec<Sample>, device: &B::Device) -> LabeledBatch<B> {
         let views: Vec<View> = items
             .par_iter()
-            .map(|s| self.transform.views(&s.image, s.index as u64).0.swap_remove(0))
+            .map(|s| {
+                self.transform
+                    .views(&s.image, s.index as u64)
+                    .0
+                    .swap_remove(0)
+            })
             .collect();
         LabeledBatch {
             images: stack_views(&views, device),
-            labels: items.iter().map(|s| s.label.unwrap_or(usize::MAX)).collect(),
+            labels: items
+                .iter()
+                .map(|s| s.label.unwrap_or(usize::MAX))
+                .collect(),
         }
     }
 }

@@ -37,11 +37,26 @@ impl ImageDataset {
         num_classes: usize,
     ) -> Self {
         let per = width * height * channels;
-        assert!(per > 0 && pixels.len() % per == 0, "ImageDataset::new: {} bytes is not a multiple of {width}x{height}x{channels}", pixels.len());
+        assert!(
+            per > 0 && pixels.len() % per == 0,
+            "ImageDataset::new: {} bytes is not a multiple of {width}x{height}x{channels}",
+            pixels.len()
+        );
         if let Some(l) = &labels {
-            assert_eq!(l.len(), pixels.len() / per, "ImageDataset::new: label count");
+            assert_eq!(
+                l.len(),
+                pixels.len() / per,
+                "ImageDataset::new: label count"
+            );
         }
-        Self { width, height, channels, pixels, labels, num_classes }
+        Self {
+            width,
+            height,
+            channels,
+            pixels,
+            labels,
+            num_classes,
+        }
     }
 
     /// Number of images.
@@ -76,7 +91,12 @@ impl ImageDataset {
 
     /// Image `i`.
     pub fn image(&self, i: usize) -> Image {
-        Image::new(self.width, self.height, self.channels, self.pixels(i).to_vec())
+        Image::new(
+            self.width,
+            self.height,
+            self.channels,
+            self.pixels(i).to_vec(),
+        )
     }
 
     /// Label of image `i`, for labeled data.
@@ -95,8 +115,18 @@ impl ImageDataset {
         for &i in indices {
             pixels.extend_from_slice(self.pixels(i));
         }
-        let labels = self.labels.as_ref().map(|l| indices.iter().map(|&i| l[i]).collect());
-        Self::new(self.width, self.height, self.channels, pixels, labels, self.num_classes)
+        let labels = self
+            .labels
+            .as_ref()
+            .map(|l| indices.iter().map(|&i| l[i]).collect());
+        Self::new(
+            self.width,
+            self.height,
+            self.channels,
+            pixels,
+            labels,
+            self.num_classes,
+        )
     }
 
     /// The first `n` images (all of them if `n >= len`).

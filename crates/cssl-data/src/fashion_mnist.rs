@@ -72,20 +72,37 @@ fn load_split(dir: &Path, prefix: &str) -> Result<ImageDataset> {
     let images = read_idx(&ip)?;
     let labels = read_idx(&lp)?;
     if images.dims.len() != 3 || images.dims[1] != 28 || images.dims[2] != 28 {
-        return Err(CsslError::format(&ip, 3, format!("images have sizes {:?}, expected [n, 28, 28]", images.dims)));
+        return Err(CsslError::format(
+            &ip,
+            3,
+            format!("images have sizes {:?}, expected [n, 28, 28]", images.dims),
+        ));
     }
     if labels.dims.len() != 1 {
-        return Err(CsslError::format(&lp, 3, format!("labels have sizes {:?}, expected [n]", labels.dims)));
+        return Err(CsslError::format(
+            &lp,
+            3,
+            format!("labels have sizes {:?}, expected [n]", labels.dims),
+        ));
     }
     if labels.dims[0] != images.dims[0] {
         return Err(CsslError::format(
             &lp,
             4,
-            format!("{} labels for {} images in {}", labels.dims[0], images.dims[0], ip.display()),
+            format!(
+                "{} labels for {} images in {}",
+                labels.dims[0],
+                images.dims[0],
+                ip.display()
+            ),
         ));
     }
     if let Some(i) = labels.data.iter().position(|&l| l >= 10) {
-        return Err(CsslError::format(&lp, 8 + i as u64, format!("label {} of image {i} is not below 10", labels.data[i])));
+        return Err(CsslError::format(
+            &lp,
+            8 + i as u64,
+            format!("label {} of image {i} is not below 10", labels.data[i]),
+        ));
     }
     let labels = labels.data.iter().map(|&l| l as usize).collect();
     Ok(ImageDataset::new(28, 28, 1, images.data, Some(labels), 10))
@@ -101,9 +118,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for (p, n) in [("train", 3usize), ("t10k", 2)] {
             let px: Vec<u8> = (0..n * 784).map(|i| (i % 251) as u8).collect();
-            std::fs::write(dir.path().join(format!("{p}-images-idx3-ubyte")), encode_idx(&[n, 28, 28], &px)).unwrap();
+            std::fs::write(
+                dir.path().join(format!("{p}-images-idx3-ubyte")),
+                encode_idx(&[n, 28, 28], &px),
+            )
+            .unwrap();
             let labels: Vec<u8> = (0..n as u8).collect();
-            std::fs::write(dir.path().join(format!("{p}-labels-idx1-ubyte")), encode_idx(&[n], &labels)).unwrap();
+            std::fs::write(
+                dir.path().join(format!("{p}-labels-idx1-ubyte")),
+                encode_idx(&[n], &labels),
+            )
+            .unwrap();
         }
         let d = FashionMnist::load(dir.path()).unwrap();
         assert_eq!(d.train.len(), 3);
@@ -114,7 +139,10 @@ mod tests {
         let bad = dir.path().join("t10k-labels-idx1-ubyte");
         std::fs::write(&bad, encode_idx(&[2], &[0, 10])).unwrap();
         let err = FashionMnist::load(dir.path()).unwrap_err();
-        assert!(matches!(&err, CsslError::Format { path, .. } if *path == bad), "{err}");
+        assert!(
+            matches!(&err, CsslError::Format { path, .. } if *path == bad),
+            "{err}"
+        );
 
         std::fs::write(&bad, encode_idx(&[3], &[0, 1, 2])).unwrap();
         let err = FashionMnist::load(dir.path()).unwrap_err();

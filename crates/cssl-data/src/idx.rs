@@ -144,7 +144,10 @@ mod tests {
         match err {
             CsslError::Format { path, reason, .. } => {
                 assert_eq!(path, file);
-                assert!(reason.contains(needle), "reason {reason:?} lacks {needle:?}");
+                assert!(
+                    reason.contains(needle),
+                    "reason {reason:?} lacks {needle:?}"
+                );
             }
             other => panic!("expected a Format error, got {other:?}"),
         }

@@ -67,7 +67,10 @@ impl ResNetConfig {
             18 => Ok(Self::resnet18(in_channels)),
             34 => Ok(Self::resnet34(in_channels)),
             50 => Ok(Self::resnet50(in_channels)),
-            d => Err(CsslError::config("encoder.depth", format!("{d}: supported depths are 18, 34 and 50"))),
+            d => Err(CsslError::config(
+                "encoder.depth",
+                format!("{d}: supported depths are 18, 34 and 50"),
+            )),
         }
     }
 
@@ -88,10 +91,16 @@ impl ResNetConfig {
     /// Checks the widths and layer counts.
     pub fn validate(&self) -> cssl_core::Result<()> {
         if self.in_channels == 0 || self.base_width == 0 || self.width_multiplier == 0 {
-            return Err(CsslError::config("encoder", "in_channels, base_width and width_multiplier must be positive"));
+            return Err(CsslError::config(
+                "encoder",
+                "in_channels, base_width and width_multiplier must be positive",
+            ));
         }
         if self.layers.contains(&0) {
-            return Err(CsslError::config("encoder.layers", format!("{:?}: every stage needs a block", self.layers)));
+            return Err(CsslError::config(
+                "encoder.layers",
+                format!("{:?}: every stage needs a block", self.layers),
+            ));
         }
         Ok(())
     }
@@ -99,7 +108,11 @@ impl ResNetConfig {
     /// Builds the network.
     pub fn init<B: Backend>(&self, device: &B::Device) -> ResNet<B> {
         let w = self.stem_width();
-        let (k, s) = if self.cifar_stem { (3, self.cifar_stem_stride.max(1)) } else { (7, 2) };
+        let (k, s) = if self.cifar_stem {
+            (3, self.cifar_stem_stride.max(1))
+        } else {
+            (7, 2)
+        };
         let p = k / 2;
         let stem = Conv2dConfig::new([self.in_channels, w], [k, k])
             .with_stride([s, s])
@@ -199,8 +212,14 @@ mod tests {
         // (64 + 4*64 + (4*128 + 128) + (4*256 + 256) + (4*512 + 512)) and 26,560
         // in resnet50 (64 + 1,408 + 3,584 + 10,240 + 11,264).
         let d = Default::default();
-        assert_eq!(ResNetConfig::resnet18(3).init::<B>(&d).num_params(), 11_176_512 + 2 * 4_800);
-        assert_eq!(ResNetConfig::resnet50(3).init::<B>(&d).num_params(), 23_508_032 + 2 * 26_560);
+        assert_eq!(
+            ResNetConfig::resnet18(3).init::<B>(&d).num_params(),
+            11_176_512 + 2 * 4_800
+        );
+        assert_eq!(
+            ResNetConfig::resnet50(3).init::<B>(&d).num_params(),
+            23_508_032 + 2 * 26_560
+        );
     }
 
     #[test]
@@ -209,8 +228,20 @@ mod tests {
         let net = ResNetConfig::resnet18(3).with_base_width(4).init::<B>(&d);
         let maps = net.forward(Tensor::zeros([1, 3, 64, 64], &d));
         let dims: Vec<_> = maps.maps.iter().map(|m| m.dims()).collect();
-        assert_eq!(dims, vec![[1, 4, 16, 16], [1, 4, 16, 16], [1, 8, 8, 8], [1, 16, 4, 4], [1, 32, 2, 2]]);
-        let net = ResNetConfig::resnet50(1).with_base_width(2).with_cifar_stem(true).init::<B>(&d);
+        assert_eq!(
+            dims,
+            vec![
+                [1, 4, 16, 16],
+                [1, 4, 16, 16],
+                [1, 8, 8, 8],
+                [1, 16, 4, 4],
+                [1, 32, 2, 2]
+            ]
+        );
+        let net = ResNetConfig::resnet50(1)
+            .with_base_width(2)
+            .with_cifar_stem(true)
+            .init::<B>(&d);
         let maps = net.forward(Tensor::zeros([2, 1, 28, 28], &d));
         assert_eq!(maps.last().dims(), [2, 64, 4, 4]);
         assert_eq!(net.out_channels(), 64);

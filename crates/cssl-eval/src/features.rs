@@ -41,7 +41,12 @@ impl Features {
         for i in 0..data.len() {
             v.extend(data.pixels(i).iter().map(|&p| p as f32 / 255.0));
         }
-        Self { data: v, dim: c * h * w, labels: data.labels().expect("labeled dataset").to_vec(), num_classes: data.num_classes() }
+        Self {
+            data: v,
+            dim: c * h * w,
+            labels: data.labels().expect("labeled dataset").to_vec(),
+            num_classes: data.num_classes(),
+        }
     }
 }
 
@@ -65,12 +70,23 @@ pub fn extract_features<B: Backend, E: Encoder<B>>(
     let mut labels = Vec::with_capacity(data.len());
     let indices: Vec<usize> = (0..data.len()).collect();
     for chunk in indices.chunks(batch_size.max(1)) {
-        let samples = chunk.iter().map(|&i| burn::data::dataset::Dataset::get(data, i).expect("index in range")).collect();
+        let samples = chunk
+            .iter()
+            .map(|&i| burn::data::dataset::Dataset::get(data, i).expect("index in range"))
+            .collect();
         let batch: LabeledBatch<B> = batcher.batch(samples, device);
         let pooled = encoder.encode(batch.images).pooled();
         out.extend(pooled.into_data().to_vec::<f32>().expect("f32 features"));
         labels.extend(batch.labels);
     }
-    assert!(labels.iter().all(|&l| l != usize::MAX), "extract_features: the dataset has no labels");
-    Features { data: out, dim, labels, num_classes: data.num_classes() }
+    assert!(
+        labels.iter().all(|&l| l != usize::MAX),
+        "extract_features: the dataset has no labels"
+    );
+    Features {
+        data: out,
+        dim,
+        labels,
+        num_classes: data.num_classes(),
+    }
 }

@@ -57,30 +57,57 @@ fn standardiser(f: &Features) -> (Vec<f32>, Vec<f32>) {
         }
     }
     let m: Vec<f32> = mean.iter().map(|s| (s / n) as f32).collect();
-    let s: Vec<f32> = sq.iter().zip(&mean).map(|(q, s)| ((q / n - (s / n).powi(2)).max(0.0).sqrt() as f32).max(1e-6)).collect();
+    let s: Vec<f32> = sq
+        .iter()
+        .zip(&mean)
+        .map(|(q, s)| ((q / n - (s / n).powi(2)).max(0.0).sqrt() as f32).max(1e-6))
+        .collect();
     (m, s)
 }
 
 fn standardise(f: &Features, mean: &[f32], std: &[f32]) -> Vec<f32> {
-    f.data.iter().enumerate().map(|(i, &v)| (v - mean[i % f.dim]) / std[i % f.dim]).collect()
+    f.data
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (v - mean[i % f.dim]) / std[i % f.dim])
+        .collect()
 }
 
 /// Trains a linear classifier on `train` and reports its accuracy on both sets.
 ///
 /// # Panics
 /// If the two feature sets differ in width or either is empty.
-pub fn linear_probe<B: AutodiffBackend>(train: &Features, test: &Features, config: &LinearProbeConfig, device: &B::Device) -> ProbeResult {
-    assert_eq!(train.dim, test.dim, "linear_probe: train features have {} dims, test {}", train.dim, test.dim);
-    assert!(!train.is_empty() && !test.is_empty(), "linear_probe: empty feature set");
-    let classes = train.num_classes.max(test.num_classes).max(train.labels.iter().chain(&test.labels).max().unwrap() + 1);
+pub fn linear_probe<B: AutodiffBackend>(
+    train: &Features,
+    test: &Features,
+    config: &LinearProbeConfig,
+    device: &B::Device,
+) -> ProbeResult {
+    assert_eq!(
+        train.dim, test.dim,
+        "linear_probe: train features have {} dims, test {}",
+        train.dim, test.dim
+    );
+    assert!(
+        !train.is_empty() && !test.is_empty(),
+        "linear_probe: empty feature set"
+    );
+    let classes = train
+        .num_classes
+        .max(test.num_classes)
+        .max(train.labels.iter().chain(&test.labels).max().unwrap() + 1);
     let (mean, std) = standardiser(train);
     let xtr = standardise(train, &mean, &std);
     let xte = standardise(test, &mean, &std);
     let d = train.dim;
 
-    let mut model = Probe { linear: LinearConfig::new(d, classes).init::<B>(device) };
+    let mut model = Probe {
+        linear: LinearConfig::new(d, classes).init::<B>(device),
+    };
     let mut optim = AdamConfig::new()
-        .with_weight_decay(Some(burn::optim::decay::WeightDecayConfig::new(config.weight_decay as f32)))
+        .with_weight_decay(Some(burn::optim::decay::WeightDecayConfig::new(
+            config.weight_decay as f32,
+        )))
         .init();
     let ce = CrossEntropyLossConfig::new().init(device);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.seed);
@@ -100,7 +127,8 @@ pub fn linear_probe<B: AutodiffBackend>(train: &Features, test: &Features, confi
             let y = Tensor::<B, 1, Int>::from_data(TensorData::new(y, [chunk.len()]), device);
             let loss = ce.forward(model.linear.forward(x), y);
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            let lr = config.lr * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total as f64).cos());
+            let lr =
+                config.lr * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total as f64).cos());
             model = optim.step(lr, model, grads);
             step += 1;
         }
@@ -111,13 +139,30 @@ pub fn linear_probe<B: AutodiffBackend>(train: &Features, test: &Features, confi
         let n = labels.len();
         for start in (0..n).step_by(4096) {
             let end = (start + 4096).min(n);
-            let xb = Tensor::<B::InnerBackend, 2>::from_data(TensorData::new(x[start * d..end * d].to_vec(), [end - start, d]), device);
-            let pred: Vec<i64> = model.linear.forward(xb).argmax(1).into_data().convert::<i64>().to_vec().unwrap();
-            correct += pred.iter().zip(&labels[start..end]).filter(|(p, l)| **p as usize == **l).count();
+            let xb = Tensor::<B::InnerBackend, 2>::from_data(
+                TensorData::new(x[start * d..end * d].to_vec(), [end - start, d]),
+                device,
+            );
+            let pred: Vec<i64> = model
+                .linear
+                .forward(xb)
+                .argmax(1)
+                .into_data()
+                .convert::<i64>()
+                .to_vec()
+                .unwrap();
+            correct += pred
+                .iter()
+                .zip(&labels[start..end])
+                .filter(|(p, l)| **p as usize == **l)
+                .count();
         }
         correct as f64 / n as f64
     };
-    ProbeResult { train_accuracy: accuracy(&xtr, &train.labels), test_accuracy: accuracy(&xte, &test.labels) }
+    ProbeResult {
+        train_accuracy: accuracy(&xtr, &train.labels),
+        test_accuracy: accuracy(&xte, &test.labels),
+    }
 }
 
 #[cfg(test)]
@@ -133,16 +178,33 @@ mod tests {
         for i in 0..n {
             let c = (i + offset) % 3;
             let jitter = ((i * 7919 + offset) % 100) as f32 / 100.0 - 0.5; // in [-0.5, 0.5)
-            data.extend_from_slice(&[c as f32 * 3.0 + 0.4 * jitter, -(c as f32) * 2.0 + 0.3 * jitter, jitter * 5.0]);
+            data.extend_from_slice(&[
+                c as f32 * 3.0 + 0.4 * jitter,
+                -(c as f32) * 2.0 + 0.3 * jitter,
+                jitter * 5.0,
+            ]);
             labels.push(c);
         }
-        Features { data, dim: 3, labels, num_classes: 3 }
+        Features {
+            data,
+            dim: 3,
+            labels,
+            num_classes: 3,
+        }
     }
 
     #[test]
     fn separates_a_linearly_separable_toy_set() {
         let device = Default::default();
-        let r = linear_probe::<Autodiff<Flex>>(&toy(300, 0), &toy(90, 1), &LinearProbeConfig::new().with_epochs(60).with_batch_size(32).with_lr(0.05), &device);
+        let r = linear_probe::<Autodiff<Flex>>(
+            &toy(300, 0),
+            &toy(90, 1),
+            &LinearProbeConfig::new()
+                .with_epochs(60)
+                .with_batch_size(32)
+                .with_lr(0.05),
+            &device,
+        );
         assert_eq!(r.train_accuracy, 1.0, "{r:?}");
         assert_eq!(r.test_accuracy, 1.0, "{r:?}");
     }
@@ -159,7 +221,15 @@ mod tests {
         for (i, l) in te.labels.iter_mut().enumerate() {
             *l = (i * 17 / 5 + 1) % 3;
         }
-        let r = linear_probe::<Autodiff<Flex>>(&tr, &te, &LinearProbeConfig::new().with_epochs(20).with_batch_size(32).with_lr(0.05), &device);
+        let r = linear_probe::<Autodiff<Flex>>(
+            &tr,
+            &te,
+            &LinearProbeConfig::new()
+                .with_epochs(20)
+                .with_batch_size(32)
+                .with_lr(0.05),
+            &device,
+        );
         assert!(r.test_accuracy < 0.6, "{r:?}");
     }
 }

@@ -32,12 +32,19 @@ impl ProjectionHeadConfig {
         let mut d = self.input_dim;
         for _ in 0..layers - 1 {
             hidden.push(HiddenLayer {
-                linear: LinearConfig::new(d, self.hidden_dim).with_bias(!self.batch_norm).init(device),
-                bn: self.batch_norm.then(|| BatchNormConfig::new(self.hidden_dim).init(device)),
+                linear: LinearConfig::new(d, self.hidden_dim)
+                    .with_bias(!self.batch_norm)
+                    .init(device),
+                bn: self
+                    .batch_norm
+                    .then(|| BatchNormConfig::new(self.hidden_dim).init(device)),
             });
             d = self.hidden_dim;
         }
-        ProjectionHead { hidden, output: LinearConfig::new(d, self.output_dim).init(device) }
+        ProjectionHead {
+            hidden,
+            output: LinearConfig::new(d, self.output_dim).init(device),
+        }
     }
 }
 

@@ -14,7 +14,9 @@ pub struct PooledProjectionConfig {
 impl PooledProjectionConfig {
     /// Builds the extractor.
     pub fn init<B: Backend>(&self, device: &B::Device) -> PooledProjection<B> {
-        PooledProjection { head: self.head.init(device) }
+        PooledProjection {
+            head: self.head.init(device),
+        }
     }
 }
 

@@ -25,7 +25,10 @@ use cssl_core::ContrastiveLoss;
 /// `[1]`: the mean over the `2N` anchors.
 pub fn nt_xent<B: Backend>(scores: Tensor<B, 2>) -> Tensor<B, 1> {
     let [rows, cols] = scores.dims();
-    assert!(rows == cols && rows % 2 == 0 && rows > 0, "nt_xent: scores must be [2N, 2N], got [{rows}, {cols}]");
+    assert!(
+        rows == cols && rows % 2 == 0 && rows > 0,
+        "nt_xent: scores must be [2N, 2N], got [{rows}, {cols}]"
+    );
     let n = rows / 2;
     let device = scores.device();
     // Diagonal (self-pairs) replaced by a large negative constant: exp -> 0,
@@ -33,7 +36,8 @@ pub fn nt_xent<B: Backend>(scores: Tensor<B, 2>) -> Tensor<B, 1> {
     let diag = Tensor::<B, 2, Bool>::diag_mask([rows, rows], 0, &device).bool_not();
     let masked = scores.mask_fill(diag, -1.0e9);
     let positives: Vec<i64> = (0..rows).map(|i| ((i + n) % rows) as i64).collect();
-    let positives = Tensor::<B, 1, Int>::from_data(positives.as_slice(), &device).reshape([rows, 1]);
+    let positives =
+        Tensor::<B, 1, Int>::from_data(positives.as_slice(), &device).reshape([rows, 1]);
     let log_prob = log_softmax(masked, 1).gather(1, positives);
     log_prob.mean().neg()
 }
@@ -90,14 +94,23 @@ mod tests {
     /// Independent reference in f64 with plain loops: cosine / t, then the
     /// masked cross-entropy of every anchor, averaged.
     fn reference(z1: &[Vec<f32>], z2: &[Vec<f32>], t: f64) -> f64 {
-        let z: Vec<Vec<f64>> = z1.iter().chain(z2).map(|v| v.iter().map(|&x| x as f64).collect()).collect();
+        let z: Vec<Vec<f64>> = z1
+            .iter()
+            .chain(z2)
+            .map(|v| v.iter().map(|&x| x as f64).collect())
+            .collect();
         let n2 = z.len();
         let norm = |v: &Vec<f64>| v.iter().map(|x| x * x).sum::<f64>().sqrt();
-        let cos = |a: &Vec<f64>, b: &Vec<f64>| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>() / (norm(a) * norm(b));
+        let cos = |a: &Vec<f64>, b: &Vec<f64>| {
+            a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>() / (norm(a) * norm(b))
+        };
         let mut total = 0.0;
         for i in 0..n2 {
             let pos = (i + n2 / 2) % n2;
-            let denom: f64 = (0..n2).filter(|&k| k != i).map(|k| (cos(&z[i], &z[k]) / t).exp()).sum();
+            let denom: f64 = (0..n2)
+                .filter(|&k| k != i)
+                .map(|k| (cos(&z[i], &z[k]) / t).exp())
+                .sum();
             total += -((cos(&z[i], &z[pos]) / t).exp() / denom).ln();
         }
         total / n2 as f64
@@ -108,7 +121,9 @@ mod tests {
         // z1 = z2 = the N standard basis vectors of R^N. Row i: positive 1/t,
         // self masked, 2N - 2 negatives at 0: loss = log(1 + (2N - 2) e^(-1/t)).
         for (n, t) in [(2usize, 0.5f64), (4, 0.1), (8, 1.0)] {
-            let basis: Vec<Vec<f32>> = (0..n).map(|i| (0..n).map(|j| (i == j) as u8 as f32).collect()).collect();
+            let basis: Vec<Vec<f32>> = (0..n)
+                .map(|i| (0..n).map(|j| (i == j) as u8 as f32).collect())
+                .collect();
             let got = nt_xent_of(&basis, &basis, t);
             let want = (1.0 + (2 * n - 2) as f64 * (-1.0 / t).exp()).ln();
             assert!((got - want).abs() < 1e-5, "n={n} t={t}: {got} vs {want}");
@@ -117,12 +132,23 @@ mod tests {
 
     #[test]
     fn matches_independent_f64_reference() {
-        let z1 = vec![vec![0.3, -1.2, 0.5], vec![1.0, 0.1, -0.4], vec![-0.7, 0.2, 0.9]];
-        let z2 = vec![vec![0.5, -1.0, 0.2], vec![0.8, 0.4, -0.1], vec![-0.2, -0.6, 1.1]];
+        let z1 = vec![
+            vec![0.3, -1.2, 0.5],
+            vec![1.0, 0.1, -0.4],
+            vec![-0.7, 0.2, 0.9],
+        ];
+        let z2 = vec![
+            vec![0.5, -1.0, 0.2],
+            vec![0.8, 0.4, -0.1],
+            vec![-0.2, -0.6, 1.1],
+        ];
         for t in [0.1, 0.5] {
             let got = nt_xent_of(&z1, &z2, t);
             let want = reference(&z1, &z2, t);
-            assert!((got - want).abs() < 1e-4 * want.max(1.0), "t={t}: {got} vs {want}");
+            assert!(
+                (got - want).abs() < 1e-4 * want.max(1.0),
+                "t={t}: {got} vs {want}"
+            );
         }
     }
 
@@ -139,7 +165,9 @@ mod tests {
     fn no_gradient_through_the_masked_self_pair() {
         let d = Default::default();
         let n2 = 6;
-        let vals: Vec<f32> = (0..n2 * n2).map(|i| ((i * 37 % 11) as f32 - 5.0) / 3.0).collect();
+        let vals: Vec<f32> = (0..n2 * n2)
+            .map(|i| ((i * 37 % 11) as f32 - 5.0) / 3.0)
+            .collect();
         let scores = Tensor::<AD, 2>::from_data(TensorData::new(vals, [n2, n2]), &d).require_grad();
         let loss = nt_xent(scores.clone());
         let grads = loss.backward();
@@ -160,12 +188,20 @@ mod tests {
         // scores), "sum - e^(1/t)" is not the masked sum. Our loss must equal
         // the masked reference, not the subtracted one.
         let d = Default::default();
-        let s = [[2.0f32, 0.5, 1.0, -0.3], [0.5, 3.0, 0.2, 0.9], [1.0, 0.2, 1.5, 0.1], [-0.3, 0.9, 0.1, 0.7]];
+        let s = [
+            [2.0f32, 0.5, 1.0, -0.3],
+            [0.5, 3.0, 0.2, 0.9],
+            [1.0, 0.2, 1.5, 0.1],
+            [-0.3, 0.9, 0.1, 0.7],
+        ];
         let got = scalar(nt_xent(Tensor::<B, 2>::from_data(TensorData::from(s), &d)));
         let masked: f64 = (0..4)
             .map(|i| {
                 let pos = (i + 2) % 4;
-                let den: f64 = (0..4).filter(|&k| k != i).map(|k| (s[i][k] as f64).exp()).sum();
+                let den: f64 = (0..4)
+                    .filter(|&k| k != i)
+                    .map(|k| (s[i][k] as f64).exp())
+                    .sum();
                 -(s[i][pos] as f64 - den.ln())
             })
             .sum::<f64>()

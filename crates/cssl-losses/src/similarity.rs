@@ -14,7 +14,9 @@ pub struct CosineSimilarityConfig {
 impl CosineSimilarityConfig {
     /// Builds the similarity.
     pub fn init(&self) -> CosineSimilarity {
-        CosineSimilarity { temperature: self.temperature }
+        CosineSimilarity {
+            temperature: self.temperature,
+        }
     }
 }
 
@@ -62,7 +64,11 @@ mod tests {
         let a = Tensor::<Flex, 2>::from_data(TensorData::from([[3.0f32, 4.0], [1.0, 0.0]]), &d);
         let b = Tensor::<Flex, 2>::from_data(TensorData::from([[0.0f32, 2.0]]), &d);
         // cos([3,4],[0,2]) = 8 / (5 * 2) = 0.8; cos([1,0],[0,2]) = 0. Divided by t = 0.5.
-        let s: Vec<f32> = CosineSimilarity { temperature: 0.5 }.scores(a.clone(), b.clone()).into_data().to_vec().unwrap();
+        let s: Vec<f32> = CosineSimilarity { temperature: 0.5 }
+            .scores(a.clone(), b.clone())
+            .into_data()
+            .to_vec()
+            .unwrap();
         assert!((s[0] - 1.6).abs() < 1e-6 && s[1].abs() < 1e-6, "{s:?}");
         let s: Vec<f32> = DotSimilarity.scores(a, b).into_data().to_vec().unwrap();
         assert_eq!(s, vec![8.0, 0.0]);

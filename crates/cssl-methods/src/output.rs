@@ -29,7 +29,10 @@ impl<B: Backend> ItemLazy for SslOutput<B> {
             .try_into()
             .expect("two tensors registered");
         let device = Default::default();
-        SslOutput { loss: Tensor::from_data(loss, &device), embedding_std: Tensor::from_data(std, &device) }
+        SslOutput {
+            loss: Tensor::from_data(loss, &device),
+            embedding_std: Tensor::from_data(std, &device),
+        }
     }
 }
 

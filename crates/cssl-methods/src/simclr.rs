@@ -57,8 +57,13 @@ impl SimClrConfig {
     /// CIFAR augmentation at 28 px with crops of 20-100% of the area, and
     /// AdamW 2e-3 with one warm-up epoch.
     pub fn fashion_mnist() -> Self {
-        let encoder = ResNetConfig::resnet18(1).with_base_width(16).with_cifar_stem(true).with_cifar_stem_stride(2);
-        let head = ProjectionHeadConfig::new(encoder.out_channels()).with_hidden_dim(256).with_output_dim(64);
+        let encoder = ResNetConfig::resnet18(1)
+            .with_base_width(16)
+            .with_cifar_stem(true)
+            .with_cifar_stem_stride(2);
+        let head = ProjectionHeadConfig::new(encoder.out_channels())
+            .with_hidden_dim(256)
+            .with_output_dim(64);
         Self::new(
             SimClrAugmentationConfig::fashion_mnist(),
             encoder,
@@ -74,7 +79,9 @@ impl SimClrConfig {
     pub fn validate(&self) -> cssl_core::Result<()> {
         self.encoder.validate()?;
         self.augmentation.init().validate().map_err(|e| match e {
-            CsslError::Config { field, reason } => CsslError::config(format!("augmentation.{field}"), reason),
+            CsslError::Config { field, reason } => {
+                CsslError::config(format!("augmentation.{field}"), reason)
+            }
             e => e,
         })?;
         let want = self.encoder.out_channels();
@@ -87,7 +94,10 @@ impl SimClrConfig {
             });
         }
         if self.similarity.temperature <= 0.0 {
-            return Err(CsslError::config("similarity.temperature", "must be positive"));
+            return Err(CsslError::config(
+                "similarity.temperature",
+                "must be positive",
+            ));
         }
         Ok(())
     }
@@ -121,11 +131,19 @@ impl<B: Backend> SimClr<B> {
     /// `batch.views`: two `[N, C, H, W]` tensors. Both views go through the
     /// encoder as one `[2N, ...]` batch (batch-norm statistics over both).
     pub fn forward(&self, batch: ViewBatch<B>) -> SslOutput<B> {
-        assert_eq!(batch.num_views(), 2, "SimCLR takes 2 views per image, got {}", batch.num_views());
+        assert_eq!(
+            batch.num_views(),
+            2,
+            "SimCLR takes 2 views per image, got {}",
+            batch.num_views()
+        );
         let x = Tensor::cat(batch.views, 0);
         let z = self.extraction.extract(&self.encoder.encode(x));
         let scores = self.similarity.scores(z.clone(), z.clone());
-        SslOutput { loss: self.loss.loss(scores), embedding_std: embedding_std(z) }
+        SslOutput {
+            loss: self.loss.loss(scores),
+            embedding_std: embedding_std(z),
+        }
     }
 }
 

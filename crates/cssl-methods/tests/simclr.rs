@@ -14,8 +14,13 @@ type B = Autodiff<Flex>;
 
 fn tiny_config() -> SimClrConfig {
     let mut c = SimClrConfig::fashion_mnist();
-    c.encoder = ResNetConfig::resnet18(1).with_base_width(4).with_cifar_stem(true).with_cifar_stem_stride(2);
-    c.extraction.head = ProjectionHeadConfig::new(c.encoder.out_channels()).with_hidden_dim(32).with_output_dim(16);
+    c.encoder = ResNetConfig::resnet18(1)
+        .with_base_width(4)
+        .with_cifar_stem(true)
+        .with_cifar_stem_stride(2);
+    c.extraction.head = ProjectionHeadConfig::new(c.encoder.out_channels())
+        .with_hidden_dim(32)
+        .with_output_dim(16);
     c
 }
 
@@ -26,8 +31,16 @@ fn images() -> Vec<Image> {
             let px = (0..28 * 28)
                 .map(|i| {
                     let (y, x) = (i / 28, i % 28);
-                    let on = if k % 2 == 0 { (x + k) % 7 < 3 } else { (y + x * (k % 5)) % 9 < 4 };
-                    if on { 230 } else { 20 }
+                    let on = if k % 2 == 0 {
+                        (x + k) % 7 < 3
+                    } else {
+                        (y + x * (k % 5)) % 9 < 4
+                    };
+                    if on {
+                        230
+                    } else {
+                        20
+                    }
                 })
                 .collect();
             Image::new(28, 28, 1, px)
@@ -44,12 +57,18 @@ fn a_few_steps_on_a_fixed_batch_lower_the_loss() {
     let aug = config.augmentation.init();
     let imgs = images();
     // One fixed batch of two views per image.
-    let views: Vec<_> = imgs.iter().enumerate().map(|(i, im)| aug.views(im, i as u64).0).collect();
+    let views: Vec<_> = imgs
+        .iter()
+        .enumerate()
+        .map(|(i, im)| aug.views(im, i as u64).0)
+        .collect();
     let stack = |v: usize| {
         let data: Vec<f32> = views.iter().flat_map(|vs| vs[v].data.clone()).collect();
         Tensor::<B, 4>::from_data(TensorData::new(data, [imgs.len(), 1, 28, 28]), &device)
     };
-    let batch = ViewBatch { views: vec![stack(0), stack(1)] };
+    let batch = ViewBatch {
+        views: vec![stack(0), stack(1)],
+    };
     let mut optim = AdamWConfig::new().init();
     let mut losses = Vec::new();
     for _ in 0..6 {
@@ -62,7 +81,10 @@ fn a_few_steps_on_a_fixed_batch_lower_the_loss() {
     }
     // Chance level for 2N = 32 is ln(31) = 3.43.
     assert!((losses[0] - 31f32.ln()).abs() < 0.5, "{losses:?}");
-    assert!(losses[5] < losses[0] - 0.05, "loss did not fall: {losses:?}");
+    assert!(
+        losses[5] < losses[0] - 0.05,
+        "loss did not fall: {losses:?}"
+    );
 }
 
 #[test]
@@ -71,7 +93,10 @@ fn a_head_that_does_not_read_the_encoder_width_is_a_shape_error() {
     c.extraction.head.input_dim += 1;
     let err = c.init::<Flex>(&Default::default()).unwrap_err();
     assert!(matches!(err, CsslError::Shape { .. }), "{err}");
-    assert!(err.to_string().contains("extraction.head.input_dim"), "{err}");
+    assert!(
+        err.to_string().contains("extraction.head.input_dim"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -79,7 +104,10 @@ fn invalid_augmentation_names_the_field() {
     let mut c = tiny_config();
     c.augmentation.gray_p = 2.0;
     let err = c.validate().unwrap_err();
-    assert!(err.to_string().contains("augmentation.views[0].ops[3].p"), "{err}");
+    assert!(
+        err.to_string().contains("augmentation.views[0].ops[3].p"),
+        "{err}"
+    );
 }
 
 #[test]

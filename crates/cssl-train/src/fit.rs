@@ -45,8 +45,12 @@ pub fn pretrain<B, M, O, S>(
 ) -> M::InnerModule
 where
     B: AutodiffBackend,
-    M: TrainStep<Input = ViewBatch<B>, Output = SslOutput<B>> + AutodiffModule<B> + core::fmt::Display + 'static,
-    M::InnerModule: InferenceStep<Input = ViewBatch<B::InnerBackend>, Output = SslOutput<B::InnerBackend>>,
+    M: TrainStep<Input = ViewBatch<B>, Output = SslOutput<B>>
+        + AutodiffModule<B>
+        + core::fmt::Display
+        + 'static,
+    M::InnerModule:
+        InferenceStep<Input = ViewBatch<B::InnerBackend>, Output = SslOutput<B::InnerBackend>>,
     O: Optimizer<M, B> + 'static,
     S: LrScheduler + 'static,
 {
@@ -61,7 +65,10 @@ where
         .with_file_checkpointer(CompactRecorder::new())
         .with_checkpointing_strategy(KeepLastNCheckpoints::new(2))
         .with_application_logger(None)
-        .renderer(ProgressRenderer::new(options.views_per_item, options.progress_interval))
+        .renderer(ProgressRenderer::new(
+            options.views_per_item,
+            options.progress_interval,
+        ))
         .num_epochs(options.epochs);
     if let Some(epoch) = options.resume_from {
         training = training.checkpoint(epoch);

@@ -17,7 +17,12 @@ pub struct CsvMetricLogger {
 impl CsvMetricLogger {
     /// A logger writing to `path` (created or truncated on the first row).
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into(), names: HashMap::new(), sums: BTreeMap::new(), columns: None }
+        Self {
+            path: path.into(),
+            names: HashMap::new(),
+            sums: BTreeMap::new(),
+            columns: None,
+        }
     }
 
     fn write_row(&mut self, epoch: usize, split: &str) -> std::io::Result<()> {
@@ -28,7 +33,12 @@ impl CsvMetricLogger {
             c.dedup();
             c
         });
-        let mut file = std::fs::OpenOptions::new().create(true).append(!first).write(true).truncate(first).open(&self.path)?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(!first)
+            .write(true)
+            .truncate(first)
+            .open(&self.path)?;
         if first {
             writeln!(file, "epoch,split,{}", columns.join(","))?;
         }
@@ -48,23 +58,38 @@ impl CsvMetricLogger {
 impl MetricLogger for CsvMetricLogger {
     fn log(&mut self, update: MetricsUpdate, _epoch: usize, split: &Split) {
         for u in update.entries_numeric {
-            let Some(name) = self.names.get(&u.entry.metric_id) else { continue };
+            let Some(name) = self.names.get(&u.entry.metric_id) else {
+                continue;
+            };
             let v = match u.numeric_entry {
                 NumericEntry::Value(v) => v,
-                NumericEntry::Aggregated { aggregated_value, .. } => aggregated_value,
+                NumericEntry::Aggregated {
+                    aggregated_value, ..
+                } => aggregated_value,
             };
-            let e = self.sums.entry((split.to_string(), name.clone())).or_insert((0.0, 0));
+            let e = self
+                .sums
+                .entry((split.to_string(), name.clone()))
+                .or_insert((0.0, 0));
             e.0 += v;
             e.1 += 1;
         }
     }
 
-    fn read_numeric(&mut self, name: &str, epoch: usize, split: &Split) -> Result<Vec<NumericEntry>, String> {
-        Err(format!("CsvMetricLogger keeps no history ({name}, epoch {epoch}, {split}); read metrics.csv"))
+    fn read_numeric(
+        &mut self,
+        name: &str,
+        epoch: usize,
+        split: &Split,
+    ) -> Result<Vec<NumericEntry>, String> {
+        Err(format!(
+            "CsvMetricLogger keeps no history ({name}, epoch {epoch}, {split}); read metrics.csv"
+        ))
     }
 
     fn log_metric_definition(&mut self, definition: MetricDefinition) {
-        self.names.insert(definition.metric_id.clone(), definition.name.clone());
+        self.names
+            .insert(definition.metric_id.clone(), definition.name.clone());
     }
 
     fn log_epoch_summary(&mut self, summary: EpochSummary) {

@@ -1,6 +1,9 @@
 use burn::backend::Flex;
 use burn::train::metric::state::{FormatOptions, NumericMetricState};
-use burn::train::metric::{Adaptor, Metric, MetricAttributes, MetricMetadata, MetricName, Numeric, NumericAttributes, NumericEntry, SerializedEntry};
+use burn::train::metric::{
+    Adaptor, Metric, MetricAttributes, MetricMetadata, MetricName, Numeric, NumericAttributes,
+    NumericEntry, SerializedEntry,
+};
 use cssl_methods::SslOutput;
 use std::sync::Arc;
 
@@ -15,7 +18,10 @@ pub struct EmbeddingStdMetric {
 
 impl Default for EmbeddingStdMetric {
     fn default() -> Self {
-        Self { name: Arc::new("Embedding std".to_string()), state: NumericMetricState::new() }
+        Self {
+            name: Arc::new("Embedding std".to_string()),
+            state: NumericMetricState::new(),
+        }
     }
 }
 
@@ -32,7 +38,8 @@ impl Metric for EmbeddingStdMetric {
     type Input = EmbeddingStdInput;
 
     fn update(&mut self, item: &EmbeddingStdInput, _metadata: &MetricMetadata) -> SerializedEntry {
-        self.state.update(item.0, 1, FormatOptions::new(self.name()).precision(4))
+        self.state
+            .update(item.0, 1, FormatOptions::new(self.name()).precision(4))
     }
 
     fn clear(&mut self) {
@@ -44,7 +51,11 @@ impl Metric for EmbeddingStdMetric {
     }
 
     fn attributes(&self) -> MetricAttributes {
-        NumericAttributes { unit: None, higher_is_better: true }.into()
+        NumericAttributes {
+            unit: None,
+            higher_is_better: true,
+        }
+        .into()
     }
 }
 

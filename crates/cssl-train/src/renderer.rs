@@ -1,5 +1,8 @@
 use burn::train::metric::MetricDefinition;
-use burn::train::renderer::{EvaluationName, EvaluationProgress, MetricState, MetricsRenderer, MetricsRendererEvaluation, MetricsRendererTraining, ProgressType, TrainingProgress};
+use burn::train::renderer::{
+    EvaluationName, EvaluationProgress, MetricState, MetricsRenderer, MetricsRendererEvaluation,
+    MetricsRendererTraining, ProgressType, TrainingProgress,
+};
 use burn::train::LearnerSummary;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -45,7 +48,13 @@ impl ProgressRenderer {
     fn metrics_line(&self) -> String {
         self.latest
             .iter()
-            .map(|(k, v)| if k.contains("Learning") { format!("LR {v:.2e}") } else { format!("{k} {v:.4}") })
+            .map(|(k, v)| {
+                if k.contains("Learning") {
+                    format!("LR {v:.2e}")
+                } else {
+                    format!("{k} {v:.4}")
+                }
+            })
             .collect::<Vec<_>>()
             .join("  ")
     }
@@ -84,7 +93,8 @@ impl MetricsRendererTraining for ProgressRenderer {
         self.last_print = Instant::now();
         let secs = self.epoch_start.elapsed().as_secs_f64().max(1e-9);
         let rate = p.items_processed as f64 / secs;
-        let left_items = (p.items_total - p.items_processed.min(p.items_total)) + p.items_total * epochs.saturating_sub(epoch);
+        let left_items = (p.items_total - p.items_processed.min(p.items_total))
+            + p.items_total * epochs.saturating_sub(epoch);
         let eta = left_items as f64 / rate.max(1e-9);
         println!(
             "epoch {epoch}/{epochs}  items {}/{}  {}  {:.0} views/s  elapsed {}  eta {}",
@@ -100,13 +110,23 @@ impl MetricsRendererTraining for ProgressRenderer {
     fn render_valid(&mut self, item: TrainingProgress, _indicators: Vec<ProgressType>) {
         if let Some(p) = item.progress {
             if p.items_processed >= p.items_total {
-                println!("epoch {}  validation  {}", item.global_progress.items_processed, self.metrics_line());
+                println!(
+                    "epoch {}  validation  {}",
+                    item.global_progress.items_processed,
+                    self.metrics_line()
+                );
             }
         }
     }
 
-    fn on_train_end(&mut self, _summary: Option<LearnerSummary>) -> Result<(), Box<dyn std::error::Error>> {
-        println!("training finished in {}", fmt_duration(self.start.elapsed().as_secs_f64()));
+    fn on_train_end(
+        &mut self,
+        _summary: Option<LearnerSummary>,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        println!(
+            "training finished in {}",
+            fmt_duration(self.start.elapsed().as_secs_f64())
+        );
         Ok(())
     }
 }
@@ -123,6 +143,7 @@ impl MetricsRenderer for ProgressRenderer {
     fn manual_close(&mut self) {}
 
     fn register_metric(&mut self, definition: MetricDefinition) {
-        self.names.insert(format!("{:?}", definition.metric_id), definition.name);
+        self.names
+            .insert(format!("{:?}", definition.metric_id), definition.name);
     }
 }

@@ -30,7 +30,8 @@ impl RunDir {
     /// Writes `value` as pretty JSON to `name`.
     pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<PathBuf> {
         let p = self.file(name);
-        let text = serde_json::to_string_pretty(value).map_err(|e| CsslError::io(&p, std::io::Error::other(e)))?;
+        let text = serde_json::to_string_pretty(value)
+            .map_err(|e| CsslError::io(&p, std::io::Error::other(e)))?;
         std::fs::write(&p, text).map_err(|e| CsslError::io(&p, e))?;
         Ok(p)
     }

@@ -16,7 +16,12 @@ pub struct WarmupCosineLr {
 impl WarmupCosineLr {
     /// A schedule of `total` steps whose first `warmup` warm up.
     pub fn new(peak: f64, warmup: usize, total: usize) -> Self {
-        Self { peak, warmup: warmup.min(total), total: total.max(1), step: 0 }
+        Self {
+            peak,
+            warmup: warmup.min(total),
+            total: total.max(1),
+            step: 0,
+        }
     }
 
     /// The learning rate of step `k` (1-based).
@@ -63,6 +68,11 @@ mod tests {
         assert!(lrs[11].abs() < 1e-12);
         assert!(lrs.windows(2).skip(4).all(|w| w[1] <= w[0]));
         // LARS-sized peaks are fine.
-        assert!((WarmupCosineLr::new(4.8, 0, 10).lr_at(1) - 4.8 * 0.5 * (1.0 + (std::f64::consts::PI / 10.0).cos())).abs() < 1e-12);
+        assert!(
+            (WarmupCosineLr::new(4.8, 0, 10).lr_at(1)
+                - 4.8 * 0.5 * (1.0 + (std::f64::consts::PI / 10.0).cos()))
+            .abs()
+                < 1e-12
+        );
     }
 }
