@@ -5,12 +5,38 @@
 //! a form of NCE: the numerator pulls positives together, the denominator
 //! pushes the rest apart.
 //!
-//! Each loss is a pure function with shape docs ([`nt_xent()`]) and a config
-//! wrapper implementing [`cssl_core::ContrastiveLoss`].
+//! Each loss is a pure function with shape docs and a config wrapper
+//! implementing [`cssl_core::ContrastiveLoss`]:
+//!
+//! | loss | pure function | part | used by |
+//! |---|---|---|---|
+//! | NT-Xent (self-pair masked) | [`nt_xent()`] | [`NtXentLoss`] | SimCLR |
+//! | InfoNCE, positive first | [`info_nce()`], [`queue_scores`] | [`InfoNceLoss`] | MoCo v2 |
+//! | CPC InfoNCE | [`info_nce()`] | [`CpcInfoNceLoss`] | CPC v2 |
+//! | AMDIM NCE (clip + regulariser) | [`amdim_nce`] | [`AmdimNceLoss`] | AMDIM, YADIM |
+//! | BYOL regression `2 - 2 cos` | [`byol_regression`] | [`ByolLoss`] | BYOL |
+//! | SwAV swapped prediction | [`swav_loss`], [`sinkhorn`] | [`SwavLoss`] | SwAV |
+//!
+//! Similarities: [`CosineSimilarity`] (with temperature), [`DotSimilarity`],
+//! [`ScaledDotSimilarity`] (`1/sqrt(d)`, AMDIM).
 #![warn(missing_docs)]
 
+pub mod amdim;
+pub mod byol;
+pub mod info_nce;
 pub mod nt_xent;
 mod similarity;
+pub mod swav;
+#[cfg(test)]
+mod testing;
 
+pub use amdim::{amdim_nce, tanh_clip, AmdimNce, AmdimNceLoss, AmdimNceLossConfig};
+pub use byol::{byol_regression, ByolLoss, ByolLossConfig};
+pub use info_nce::{
+    info_nce, queue_scores, CpcInfoNceLoss, CpcInfoNceLossConfig, InfoNceLoss, InfoNceLossConfig,
+};
 pub use nt_xent::{nt_xent, NtXentLoss, NtXentLossConfig};
-pub use similarity::{CosineSimilarity, CosineSimilarityConfig, DotSimilarity};
+pub use similarity::{
+    l2_normalize, CosineSimilarity, CosineSimilarityConfig, DotSimilarity, ScaledDotSimilarity,
+};
+pub use swav::{sinkhorn, swav_loss, SwavLoss, SwavLossConfig};

@@ -9,9 +9,9 @@
 //! flow through the self term; masking was reported to move CIFAR-10 linear
 //! accuracy from 88.5% to about 92%.
 
+use crate::info_nce;
 use burn::config::Config;
-use burn::tensor::activation::log_softmax;
-use burn::tensor::{backend::Backend, Bool, Int, Tensor};
+use burn::tensor::{backend::Backend, Bool, Tensor};
 use cssl_core::ContrastiveLoss;
 
 /// The NT-Xent loss of a score matrix.
@@ -30,16 +30,11 @@ pub fn nt_xent<B: Backend>(scores: Tensor<B, 2>) -> Tensor<B, 1> {
         "nt_xent: scores must be [2N, 2N], got [{rows}, {cols}]"
     );
     let n = rows / 2;
-    let device = scores.device();
     // Diagonal (self-pairs) replaced by a large negative constant: exp -> 0,
     // and mask_fill passes no gradient to the replaced entries.
-    let diag = Tensor::<B, 2, Bool>::diag_mask([rows, rows], 0, &device).bool_not();
-    let masked = scores.mask_fill(diag, -1.0e9);
-    let positives: Vec<i64> = (0..rows).map(|i| ((i + n) % rows) as i64).collect();
-    let positives =
-        Tensor::<B, 1, Int>::from_data(positives.as_slice(), &device).reshape([rows, 1]);
-    let log_prob = log_softmax(masked, 1).gather(1, positives);
-    log_prob.mean().neg()
+    let diag = Tensor::<B, 2, Bool>::diag_mask([rows, rows], 0, &scores.device()).bool_not();
+    let positives: Vec<usize> = (0..rows).map(|i| (i + n) % rows).collect();
+    info_nce(scores.mask_fill(diag, -1.0e9), &positives)
 }
 
 /// NT-Xent as a part; the temperature lives in the similarity
@@ -180,6 +175,17 @@ mod tests {
             // Positive entry: (p - 1) / 2N < 0.
             assert!(g[i * n2 + (i + n2 / 2) % n2] < 0.0);
         }
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        // Through the similarity too: embeddings [z1; z2] of N = 3 in 2-D.
+        let z = [
+            0.3f32, -1.2, 1.0, 0.1, -0.7, 0.2, 0.5, -1.0, 0.8, 0.4, -0.2, -0.6,
+        ];
+        crate::testing::finite_difference_check(&z, [6, 2], |z| {
+            nt_xent(CosineSimilarity { temperature: 0.5 }.scores(z.clone(), z))
+        });
     }
 
     #[test]

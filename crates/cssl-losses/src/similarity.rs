@@ -52,6 +52,18 @@ impl<B: Backend> Similarity<B> for DotSimilarity {
     }
 }
 
+/// The dot product scaled by `1/sqrt(d)` (AMDIM: "dot / sqrt(dim)"), which
+/// keeps scores of random `d`-dimensional unit-variance vectors near unit scale.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ScaledDotSimilarity;
+
+impl<B: Backend> Similarity<B> for ScaledDotSimilarity {
+    fn scores(&self, a: Tensor<B, 2>, b: Tensor<B, 2>) -> Tensor<B, 2> {
+        let d = a.dims()[1] as f64;
+        a.matmul(b.transpose()) / d.sqrt()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,7 +82,18 @@ mod tests {
             .to_vec()
             .unwrap();
         assert!((s[0] - 1.6).abs() < 1e-6 && s[1].abs() < 1e-6, "{s:?}");
-        let s: Vec<f32> = DotSimilarity.scores(a, b).into_data().to_vec().unwrap();
+        let s: Vec<f32> = DotSimilarity
+            .scores(a.clone(), b.clone())
+            .into_data()
+            .to_vec()
+            .unwrap();
         assert_eq!(s, vec![8.0, 0.0]);
+        // Scaled: 8 / sqrt(2).
+        let s: Vec<f32> = ScaledDotSimilarity
+            .scores(a, b)
+            .into_data()
+            .to_vec()
+            .unwrap();
+        assert!((s[0] - 8.0 / 2f32.sqrt()).abs() < 1e-6 && s[1] == 0.0);
     }
 }

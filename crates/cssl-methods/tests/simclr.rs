@@ -24,32 +24,14 @@ fn tiny_config() -> SimClrConfig {
     c
 }
 
-/// 16 synthetic 28x28 images: bars at different positions and angles.
+/// The first 16 Fashion-MNIST training images (the embedded copy).
 fn images() -> Vec<Image> {
-    (0..16)
-        .map(|k| {
-            let px = (0..28 * 28)
-                .map(|i| {
-                    let (y, x) = (i / 28, i % 28);
-                    let on = if k % 2 == 0 {
-                        (x + k) % 7 < 3
-                    } else {
-                        (y + x * (k % 5)) % 9 < 4
-                    };
-                    if on {
-                        230
-                    } else {
-                        20
-                    }
-                })
-                .collect();
-            Image::new(28, 28, 1, px)
-        })
-        .collect()
+    let data = cssl_data::FashionMnist::embedded().expect("embedded Fashion-MNIST in data/");
+    (0..16).map(|i| data.train.image(i)).collect()
 }
 
 #[test]
-fn a_few_steps_on_a_fixed_batch_lower_the_loss() {
+fn a_few_steps_on_a_small_fashion_mnist_subset_lower_the_loss() {
     let device = Default::default();
     let config = tiny_config();
     B::seed(&device, 1);
