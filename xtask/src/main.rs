@@ -1,7 +1,7 @@
 //! `cargo xtask bench`: throughput figures of this machine.
 //!
-//! - augmentation: views/s on one core for the SimCLR pipeline (Fashion-MNIST
-//!   28 px and CIFAR 32 px settings), then with every core;
+//! - augmentation: views/s on one core, then on every core, for every
+//!   method's pipeline on 32 px RGB images (and the main job's 28 px gray one);
 //! - training step: views/s of full SimCLR train steps (forward, backward,
 //!   AdamW) of the main job's model on the CPU backend.
 
@@ -10,7 +10,7 @@ use burn::module::AutodiffModule;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::Backend;
 use clap::{Parser, Subcommand};
-use cssl::augment::SimClrAugmentationConfig;
+use cssl::augment::{pipelines, DatasetPreset, MultiViewAugmentation, SimClrAugmentationConfig};
 use cssl::core::{Augmentation, Image};
 use cssl::data::{FashionMnist, MultiViewBatcher, Sample};
 use cssl::methods::SimClrConfig;
@@ -71,19 +71,32 @@ fn main() {
             )
         })
         .collect();
-    for (name, aug, imgs) in [
+    let cifar_preset = DatasetPreset::cifar();
+    let fm_preset = DatasetPreset::fashion_mnist();
+    let pipelines: Vec<(&str, MultiViewAugmentation, &Vec<Image>)> = vec![
         (
-            "simclr fashion-mnist 28px gray",
+            "simclr fashion-mnist 28px gray (main job)",
             SimClrAugmentationConfig::fashion_mnist().init(),
             &fm,
         ),
         (
-            "simclr cifar 32px rgb (no blur)",
+            "byol fashion-mnist 28px gray",
+            pipelines::byol(&fm_preset),
+            &fm,
+        ),
+        (
+            "cpc 32px rgb (7x7 patch grid)",
+            pipelines::cpc(&cifar_preset),
+            &cifar,
+        ),
+        ("amdim 32px rgb", pipelines::amdim(&cifar_preset), &cifar),
+        (
+            "simclr 32px rgb (cifar: no blur)",
             SimClrAugmentationConfig::cifar().init(),
             &cifar,
         ),
         (
-            "simclr 32px rgb + blur p=0.5",
+            "simclr 32px rgb, blur p=0.5",
             SimClrAugmentationConfig {
                 blur_p: 0.5,
                 ..SimClrAugmentationConfig::cifar()
@@ -91,7 +104,19 @@ fn main() {
             .init(),
             &cifar,
         ),
-    ] {
+        ("moco2 32px rgb", pipelines::moco2(&cifar_preset), &cifar),
+        ("byol 32px rgb", pipelines::byol(&cifar_preset), &cifar),
+        (
+            "swav 32px rgb (2x32 + 4x16 crops)",
+            pipelines::swav(
+                &cifar_preset,
+                &[(32, 2, [0.33, 1.0]), (16, 4, [0.10, 0.33])],
+            ),
+            &cifar,
+        ),
+        ("yadim 32px rgb", pipelines::yadim(&cifar_preset), &cifar),
+    ];
+    for (name, aug, imgs) in pipelines {
         let t = Instant::now();
         let mut checksum = 0.0f32;
         for (i, im) in imgs.iter().enumerate() {
@@ -105,7 +130,7 @@ fn main() {
             .map(|(i, im)| aug.views(im, i as u64).0.len())
             .sum();
         let all = n as f64 / t.elapsed().as_secs_f64();
-        println!("augmentation {name:<34} {one:>9.0} views/s per core   {all:>9.0} views/s on {cores} cores  (checksum {checksum:.1})");
+        println!("augmentation {name:<42} {one:>9.0} views/s per core  {all:>9.0} views/s on {cores} cores  (checksum {checksum:.1})");
     }
 
     type B = Autodiff<Flex>;

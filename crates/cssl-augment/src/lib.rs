@@ -4,8 +4,10 @@
 //! "The augmentation pipeline drives most of the result."
 //!
 //! A pipeline is a list of per-view transforms ([`ViewTransform`]), each a list
-//! of [`Op`]s followed by normalisation; [`MultiViewAugmentation`] runs them and
-//! implements [`cssl_core::Augmentation`]. Everything is deterministic for a
+//! of [`Op`]s followed by normalisation (and CPC's [`Patchify`]), optionally
+//! after ops shared by all views (AMDIM's flip); [`MultiViewAugmentation`] runs
+//! them and implements [`cssl_core::Augmentation`]. [`pipelines`] builds the
+//! seven methods' pipelines for Fashion-MNIST, CIFAR, STL-10 and ImageNet. Everything is deterministic for a
 //! seed (ChaCha8 per view) and works on grayscale (1-channel) and RGB images.
 //!
 //! ## Ops on grayscale images
@@ -20,6 +22,9 @@
 //! | colour jitter: hue | rotate the hue (HSV) | identity (gray has no hue) |
 //! | random grayscale | ITU-R 601-2 luma in every channel | identity |
 //! | gaussian blur | separable gaussian, reflect borders | same |
+//! | solarize | invert values above the threshold | same |
+//! | translate with reflect | shift, fill from the mirrored border | same |
+//! | patchify (CPC) | overlapping patch grid | same |
 //!
 //! So on grayscale data SimCLR's colour distortion reduces to brightness and
 //! contrast jitter; crops, flips and blur act fully.
@@ -37,10 +42,14 @@
 
 mod canvas;
 pub mod ops;
+mod patch;
 mod pipeline;
+pub mod pipelines;
 mod simclr;
 
 pub use canvas::Canvas;
 pub use ops::Op;
+pub use patch::{PatchGrid, Patchify};
 pub use pipeline::{EvalTransform, MultiViewAugmentation, Normalize, ViewTransform};
+pub use pipelines::DatasetPreset;
 pub use simclr::SimClrAugmentationConfig;

@@ -51,6 +51,23 @@ pub enum Op {
         /// Probability.
         p: f32,
     },
+    /// With probability `p`, invert every value at or above `threshold`
+    /// (`v -> 1 - v`; BYOL's solarisation, threshold 0.5 of the range).
+    Solarize {
+        /// Probability.
+        p: f32,
+        /// Values `>= threshold` are inverted.
+        threshold: f32,
+    },
+    /// With probability `p`, shift by up to `max_shift` pixels in each axis
+    /// (uniform integers), filling from the reflected border (CPC v2's
+    /// "translate with reflect" augmentation).
+    TranslateReflect {
+        /// Probability.
+        p: f32,
+        /// Largest shift in pixels.
+        max_shift: usize,
+    },
     /// With probability `p`, gaussian blur with sigma uniform in `sigma` and an
     /// odd kernel of about `kernel_fraction` of the image side (at least 3).
     GaussianBlur {
@@ -113,6 +130,22 @@ impl Op {
                     img
                 }
             }
+            Op::Solarize { p, threshold } => {
+                if rng.random::<f32>() < p {
+                    solarize(&img, threshold)
+                } else {
+                    img
+                }
+            }
+            Op::TranslateReflect { p, max_shift } => {
+                if rng.random::<f32>() >= p {
+                    return img;
+                }
+                let m = max_shift as i64;
+                let dx = rng.random_range(-m..=m) as isize;
+                let dy = rng.random_range(-m..=m) as isize;
+                translate_reflect(&img, dx, dy)
+            }
             Op::GaussianBlur {
                 p,
                 sigma,
@@ -173,6 +206,11 @@ impl Op {
                 Ok(())
             }
             Op::HorizontalFlip { p } | Op::RandomGrayscale { p } => prob("p", p),
+            Op::Solarize { p, threshold } => {
+                prob("p", p)?;
+                prob("threshold", threshold)
+            }
+            Op::TranslateReflect { p, .. } => prob("p", p),
             Op::ColorJitter {
                 brightness,
                 contrast,
@@ -418,6 +456,41 @@ fn hsv_to_rgb(h: f32, s: f32, v: f32) -> (f32, f32, f32) {
     }
 }
 
+/// `v -> 1 - v` for every value `>= threshold`.
+pub fn solarize(img: &Canvas, threshold: f32) -> Canvas {
+    map_values(img, |v| if v >= threshold { 1.0 - v } else { v })
+}
+
+/// Index `i` reflected into `0..n` without repeating the edge (numpy's and
+/// torchvision's "reflect": -1 -> 1, n -> n - 2).
+pub fn reflect_index(i: isize, n: usize) -> usize {
+    let n = n as isize;
+    if n == 1 {
+        return 0;
+    }
+    let period = 2 * (n - 1);
+    let m = i.rem_euclid(period);
+    (if m < n { m } else { period - m }) as usize
+}
+
+/// Shifts the content by `(dx, dy)` pixels (right, down), filling the
+/// uncovered border by reflection: `out(y, x) = in(reflect(y - dy), reflect(x - dx))`.
+pub fn translate_reflect(img: &Canvas, dx: isize, dy: isize) -> Canvas {
+    let (w, h, c) = (img.width, img.height, img.channels);
+    let mut data = Vec::with_capacity(img.data.len());
+    for y in 0..h {
+        let sy = reflect_index(y as isize - dy, h);
+        for x in 0..w {
+            let sx = reflect_index(x as isize - dx, w);
+            data.extend_from_slice(&img.data[(sy * w + sx) * c..(sy * w + sx + 1) * c]);
+        }
+    }
+    Canvas {
+        data,
+        ..img.clone()
+    }
+}
+
 /// Replaces every channel by the ITU-R 601-2 luma (identity on grayscale).
 pub fn to_grayscale(img: &Canvas) -> Canvas {
     if img.channels == 1 {
@@ -444,14 +517,7 @@ pub fn gaussian_blur(img: &Canvas, kernel: usize, sigma: f32) -> Canvas {
     let s: f32 = k.iter().sum();
     k.iter_mut().for_each(|v| *v /= s);
     let (w, h, c) = (img.width as isize, img.height as isize, img.channels);
-    let reflect = |i: isize, n: isize| -> usize {
-        if n == 1 {
-            return 0;
-        }
-        let period = 2 * (n - 1);
-        let m = i.rem_euclid(period);
-        (if m < n { m } else { period - m }) as usize
-    };
+    let reflect = |i: isize, n: isize| reflect_index(i, n as usize);
     let mut tmp = vec![0.0f32; img.data.len()];
     for y in 0..h {
         for x in 0..w {
@@ -682,6 +748,50 @@ mod tests {
         c = gaussian_blur(&c, 3, 1.0);
         let e = (-0.5f32).exp() / s;
         assert!((c.data[0] - 2.0 * e).abs() < 1e-6, "{:?}", c.data);
+    }
+
+    #[test]
+    fn solarize_inverts_above_threshold() {
+        let img = Canvas {
+            width: 3,
+            height: 1,
+            channels: 1,
+            data: vec![0.2, 0.5, 0.9],
+        };
+        let s = solarize(&img, 0.5).data;
+        assert!(
+            (s[0] - 0.2).abs() < 1e-7 && (s[1] - 0.5).abs() < 1e-7 && (s[2] - 0.1).abs() < 1e-6,
+            "{s:?}"
+        );
+    }
+
+    #[test]
+    fn translate_reflects_at_the_border() {
+        // Row [0 1 2 3 4] shifted right by 2: positions 0, 1 take reflected
+        // values in(-2) = in(2), in(-1) = in(1): [2 1 0 1 2].
+        let row = Canvas {
+            width: 5,
+            height: 1,
+            channels: 1,
+            data: vec![0.0, 1.0, 2.0, 3.0, 4.0],
+        };
+        assert_eq!(
+            translate_reflect(&row, 2, 0).data,
+            vec![2.0, 1.0, 0.0, 1.0, 2.0]
+        );
+        // Left by 1: in(5) reflects to in(3): [1 2 3 4 3].
+        assert_eq!(
+            translate_reflect(&row, -1, 0).data,
+            vec![1.0, 2.0, 3.0, 4.0, 3.0]
+        );
+        // Vertical shift on a 2-D image moves rows the same way; zero shift is the identity.
+        let img = gray(4, 6);
+        let t = translate_reflect(&img, 0, 3);
+        for x in 0..4 {
+            assert_eq!(t.at(3, x, 0), img.at(0, x, 0));
+            assert_eq!(t.at(0, x, 0), img.at(3, x, 0)); // in(-3) = in(3)
+        }
+        assert_eq!(translate_reflect(&img, 0, 0), img);
     }
 
     #[test]

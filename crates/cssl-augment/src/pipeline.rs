@@ -1,4 +1,4 @@
-use crate::{Canvas, Op};
+use crate::{Canvas, Op, Patchify};
 use cssl_core::{Augmentation, CsslError, Image, Result, View, Views};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -60,31 +60,48 @@ impl Normalize {
     }
 }
 
-/// The transform of one view: ops in order, then normalisation.
+/// The transform of one view: ops in order, normalisation, then an optional
+/// patch grid (CPC).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ViewTransform {
     /// The random ops, in order.
     pub ops: Vec<Op>,
     /// The final normalisation.
     pub normalize: Normalize,
+    /// Cut the normalised view into a tiled patch grid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patchify: Option<Patchify>,
 }
 
 impl ViewTransform {
-    /// Runs the ops and normalises.
-    pub fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> View {
-        let mut img = Canvas::from_image(image);
+    /// Ops, then normalisation and the patch grid, on an already started canvas.
+    pub fn apply_canvas(&self, mut img: Canvas, rng: &mut ChaCha8Rng) -> View {
         for op in &self.ops {
             img = op.apply(img, rng);
         }
-        self.normalize.to_view(&img)
+        let view = self.normalize.to_view(&img);
+        match &self.patchify {
+            Some(p) => p.apply(&view),
+            None => view,
+        }
+    }
+
+    /// Runs the transform on an image.
+    pub fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> View {
+        self.apply_canvas(Canvas::from_image(image), rng)
     }
 }
 
-/// An augmentation pipeline: one [`ViewTransform`] per view (lightly's
+/// An augmentation pipeline: optional `shared` ops drawn once per image
+/// (AMDIM's common flip), then one [`ViewTransform`] per view (lightly's
 /// "list of per-view transforms"). View `v` of an image with seed `s` draws
-/// from ChaCha8 seeded with `s`, stream `v`: independent, reproducible views.
+/// from ChaCha8 seeded with `s`, stream `v`; the shared ops from stream
+/// `u64::MAX`: independent, reproducible views.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MultiViewAugmentation {
+    /// Ops applied once to the image before every view's transform.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared: Vec<Op>,
     /// One transform per view.
     pub views: Vec<ViewTransform>,
 }
@@ -99,11 +116,21 @@ impl MultiViewAugmentation {
                 "a pipeline needs at least one view",
             ));
         }
+        for (i, op) in self.shared.iter().enumerate() {
+            op.validate(&format!("shared[{i}]"))?;
+        }
         for (v, t) in self.views.iter().enumerate() {
             for (i, op) in t.ops.iter().enumerate() {
                 op.validate(&format!("views[{v}].ops[{i}]"))?;
             }
             t.normalize.validate(&format!("views[{v}].normalize"))?;
+            if let Some(p) = &t.patchify {
+                let side = t.ops.iter().fold(usize::MAX, |s, op| match op {
+                    Op::RandomResizedCrop { size, .. } => *size,
+                    _ => s,
+                });
+                p.validate(&format!("views[{v}].patchify"), side)?;
+            }
         }
         Ok(())
     }
@@ -111,6 +138,14 @@ impl MultiViewAugmentation {
 
 impl Augmentation for MultiViewAugmentation {
     fn views(&self, image: &Image, seed: u64) -> Views {
+        let mut base = Canvas::from_image(image);
+        if !self.shared.is_empty() {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            rng.set_stream(u64::MAX);
+            for op in &self.shared {
+                base = op.apply(base, &mut rng);
+            }
+        }
         Views(
             self.views
                 .iter()
@@ -118,7 +153,7 @@ impl Augmentation for MultiViewAugmentation {
                 .map(|(v, t)| {
                     let mut rng = ChaCha8Rng::seed_from_u64(seed);
                     rng.set_stream(v as u64);
-                    t.apply(image, &mut rng)
+                    t.apply_canvas(base.clone(), &mut rng)
                 })
                 .collect(),
         )
@@ -130,11 +165,15 @@ impl Augmentation for MultiViewAugmentation {
 
     fn view_shape(&self, index: usize, input: (usize, usize, usize)) -> (usize, usize, usize) {
         let (c, h, w) = input;
-        let (h, w) = self.views[index]
-            .ops
-            .iter()
-            .fold((h, w), |s, op| op.output_size(s));
-        (c, h, w)
+        let t = &self.views[index];
+        let (h, w) = t.ops.iter().fold((h, w), |s, op| op.output_size(s));
+        match &t.patchify {
+            Some(p) => {
+                let g = p.grid(h, w);
+                (c, g.rows * g.patch, g.cols * g.patch)
+            }
+            None => (c, h, w),
+        }
     }
 }
 

@@ -98,6 +98,7 @@ impl SimClrAugmentationConfig {
                 },
             ],
             normalize: self.normalize.clone(),
+            patchify: None,
         }
     }
 
@@ -105,6 +106,7 @@ impl SimClrAugmentationConfig {
     pub fn init(&self) -> MultiViewAugmentation {
         let t = self.view_transform();
         MultiViewAugmentation {
+            shared: vec![],
             views: vec![t.clone(), t],
         }
     }
