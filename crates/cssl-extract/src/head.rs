@@ -25,6 +25,24 @@ pub struct ProjectionHeadConfig {
 }
 
 impl ProjectionHeadConfig {
+    /// SimCLR's head: `input`-2048(BN, ReLU)-128.
+    pub fn simclr(input_dim: usize) -> Self {
+        Self::new(input_dim)
+    }
+
+    /// BYOL's projector: `input`-4096(BN, ReLU)-256.
+    pub fn byol_projector(input_dim: usize) -> Self {
+        Self::new(input_dim)
+            .with_hidden_dim(4096)
+            .with_output_dim(256)
+    }
+
+    /// BYOL's predictor q: 256-4096(BN, ReLU)-256. Grill et al. (2020): "the
+    /// predictor q uses the same architecture as g".
+    pub fn byol_predictor(dim: usize) -> Self {
+        Self::new(dim).with_hidden_dim(4096).with_output_dim(dim)
+    }
+
     /// Builds the head.
     pub fn init<B: Backend>(&self, device: &B::Device) -> ProjectionHead<B> {
         let layers = self.num_layers.max(1);

@@ -10,10 +10,30 @@
 //!   z = g(h) = W2 σ(W1 h)".
 //! - [`PooledProjection`]: global-average-pool the last map, then the head (the
 //!   [`Extractor`](cssl_core::Extractor) SimCLR, MoCo v2 and BYOL use).
+//! - BYOL's projector and predictor: [`ProjectionHeadConfig::byol_projector`],
+//!   [`ProjectionHeadConfig::byol_predictor`].
+//! - [`momentum`]: the EMA target of MoCo and BYOL ([`ema_update`],
+//!   [`momentum_schedule`]).
+//! - [`NegativesQueue`]: MoCo's FIFO ring of keys.
+//! - [`Prototypes`]: SwAV's normalised prototypes.
 #![warn(missing_docs)]
 
 mod head;
+pub mod momentum;
 mod pooled;
+mod prototypes;
+mod queue;
 
 pub use head::{ProjectionHead, ProjectionHeadConfig};
+pub use momentum::{copy_weights, ema_update, momentum_schedule, MomentumConfig};
 pub use pooled::{PooledProjection, PooledProjectionConfig};
+pub use prototypes::{Prototypes, PrototypesConfig};
+pub use queue::{NegativesQueue, NegativesQueueConfig};
+
+use burn::tensor::{backend::Backend, Tensor};
+
+/// Rows divided by their L2 norm (floored at 1e-8).
+pub(crate) fn l2_rows<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
+    let n = x.clone().square().sum_dim(1).sqrt().clamp_min(1e-8);
+    x / n
+}

@@ -1,0 +1,121 @@
+//! MoCo's queue of negative keys: a FIFO ring of the last `size` keys, the
+//! oldest overwritten first.
+
+use burn::config::Config;
+use burn::tensor::{backend::Backend, Distribution, Tensor};
+use cssl_core::CsslError;
+
+/// The negatives queue.
+#[derive(Config, Debug)]
+pub struct NegativesQueueConfig {
+    /// Keys held (MoCo: 65,536). Must be a multiple of the batch size.
+    #[config(default = 65536)]
+    pub size: usize,
+    /// Key width.
+    #[config(default = 128)]
+    pub dim: usize,
+}
+
+impl NegativesQueueConfig {
+    /// Checks that whole batches fill the ring exactly.
+    pub fn validate(&self, batch_size: usize) -> cssl_core::Result<()> {
+        if self.size == 0 || batch_size == 0 || self.size % batch_size != 0 {
+            return Err(CsslError::config(
+                "extraction.queue.size",
+                format!("{} is not a multiple of the batch size {batch_size}: whole batches must fill the ring", self.size),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A queue of random unit-scale keys (MoCo starts from random keys),
+    /// after [`Self::validate`].
+    pub fn init<B: Backend>(
+        &self,
+        batch_size: usize,
+        device: &B::Device,
+    ) -> cssl_core::Result<NegativesQueue<B>> {
+        self.validate(batch_size)?;
+        let keys = crate::l2_rows(Tensor::random(
+            [self.size, self.dim],
+            Distribution::Normal(0.0, 1.0),
+            device,
+        ));
+        Ok(NegativesQueue { keys, next: 0 })
+    }
+}
+
+/// See [`NegativesQueueConfig`].
+#[derive(Clone, Debug)]
+pub struct NegativesQueue<B: Backend> {
+    keys: Tensor<B, 2>,
+    next: usize,
+}
+
+impl<B: Backend> NegativesQueue<B> {
+    /// All keys, `[size, dim]` (order is the ring's, not age).
+    pub fn keys(&self) -> Tensor<B, 2> {
+        self.keys.clone()
+    }
+
+    /// Row the next enqueue writes to.
+    pub fn position(&self) -> usize {
+        self.next
+    }
+
+    /// Overwrites the oldest `n` rows with `keys` (detached).
+    ///
+    /// # Shapes
+    /// `keys`: `[n, dim]` with `n` dividing `size`.
+    pub fn enqueue(&mut self, keys: Tensor<B, 2>) {
+        let [n, d] = keys.dims();
+        let [size, dim] = self.keys.dims();
+        assert!(
+            d == dim && size % n == 0,
+            "enqueue: keys [{n}, {d}] do not fit a queue [{size}, {dim}]"
+        );
+        self.keys = self
+            .keys
+            .clone()
+            .slice_assign([self.next..self.next + n, 0..dim], keys.detach());
+        self.next = (self.next + n) % size;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    #[test]
+    fn wraps_in_fifo_order() {
+        let d = Default::default();
+        let mut q = NegativesQueueConfig::new()
+            .with_size(6)
+            .with_dim(1)
+            .init::<Flex>(2, &d)
+            .unwrap();
+        for batch in 1..=4 {
+            q.enqueue(Tensor::from_data(
+                [[batch as f32 * 10.0], [batch as f32 * 10.0 + 1.0]],
+                &d,
+            ));
+        }
+        // Batches 1, 2, 3 fill rows 0-5; batch 4 overwrites the oldest (batch 1).
+        let k: Vec<f32> = q.keys().into_data().to_vec().unwrap();
+        assert_eq!(k, vec![40.0, 41.0, 20.0, 21.0, 30.0, 31.0]);
+        assert_eq!(q.position(), 2);
+    }
+
+    #[test]
+    fn size_not_divisible_by_batch_is_a_config_error() {
+        let err = NegativesQueueConfig::new()
+            .with_size(100)
+            .validate(64)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("extraction.queue.size") && err.to_string().contains("64"),
+            "{err}"
+        );
+    }
+}
