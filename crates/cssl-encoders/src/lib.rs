@@ -8,6 +8,8 @@
 //!   (SimCLR's 2x, 4x) and either the ImageNet stem (7x7 stride-2 conv +
 //!   max-pool) or the CIFAR stem (3x3 stride-1 conv, no pool), as SimCLR does
 //!   for 32 px images.
+//! - [`AmdimEncoder`]: AMDIM's padding-free residual convnet with 7x7, 5x5 and
+//!   1x1 outputs and fixup-style initialisation.
 //!
 //! ```
 //! use burn::backend::Flex;
@@ -20,8 +22,10 @@
 //! ```
 #![warn(missing_docs)]
 
+mod amdim;
 mod block;
 mod resnet;
 
+pub use amdim::{AmdimEncoder, AmdimEncoderConfig};
 pub use block::{Block, BlockConfig};
 pub use resnet::{BlockKind, ResNet, ResNetConfig};
