@@ -1,7 +1,8 @@
+use crate::{Norm, NormKind};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::nn::PaddingConfig2d;
 use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 
@@ -20,6 +21,9 @@ pub struct BlockConfig {
     /// Bottleneck (ResNet-50) instead of basic (ResNet-18/34).
     #[config(default = false)]
     pub bottleneck: bool,
+    /// Normalisation after each conv.
+    #[config(default = "NormKind::Batch")]
+    pub norm: NormKind,
 }
 
 impl BlockConfig {
@@ -42,7 +46,7 @@ impl BlockConfig {
                 .with_bias(false)
                 .init(device)
         };
-        let bn = |c: usize| BatchNormConfig::new(c).init(device);
+        let bn = |c: usize| Norm::new(self.norm, c, device);
         let out = self.out_channels();
         let downsample = (self.stride != 1 || self.in_channels != out).then(|| Shortcut {
             conv: conv(self.in_channels, out, 1, self.stride),
@@ -76,18 +80,18 @@ impl BlockConfig {
 #[derive(Module, Debug)]
 pub struct Shortcut<B: Backend> {
     conv: Conv2d<B>,
-    bn: BatchNorm<B>,
+    bn: Norm<B>,
 }
 
 /// A residual block; see [`BlockConfig`].
 #[derive(Module, Debug)]
 pub struct Block<B: Backend> {
     conv1: Conv2d<B>,
-    bn1: BatchNorm<B>,
+    bn1: Norm<B>,
     conv2: Conv2d<B>,
-    bn2: BatchNorm<B>,
+    bn2: Norm<B>,
     conv3: Option<Conv2d<B>>,
-    bn3: Option<BatchNorm<B>>,
+    bn3: Option<Norm<B>>,
     downsample: Option<Shortcut<B>>,
 }
 

@@ -10,6 +10,7 @@
 //!   for 32 px images.
 //! - [`AmdimEncoder`]: AMDIM's padding-free residual convnet with 7x7, 5x5 and
 //!   1x1 outputs and fixup-style initialisation.
+//! - [`CpcEncoder`]: a layer-norm ResNet applied to every patch of CPC's grid.
 //!
 //! ```
 //! use burn::backend::Flex;
@@ -24,8 +25,12 @@
 
 mod amdim;
 mod block;
+mod cpc;
+mod norm;
 mod resnet;
 
 pub use amdim::{AmdimEncoder, AmdimEncoderConfig};
 pub use block::{Block, BlockConfig};
+pub use cpc::{CpcEncoder, CpcEncoderConfig};
+pub use norm::{Norm, NormKind};
 pub use resnet::{BlockKind, ResNet, ResNetConfig};

@@ -1,9 +1,10 @@
 use crate::{Block, BlockConfig};
+use crate::{Norm, NormKind};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::nn::PaddingConfig2d;
 use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 use cssl_core::{CsslError, Encoder, FeatureMaps};
@@ -43,6 +44,9 @@ pub struct ResNetConfig {
     /// Ignored with the ImageNet stem.
     #[config(default = 1)]
     pub cifar_stem_stride: usize,
+    /// Normalisation after each conv (layer norm for CPC v2).
+    #[config(default = "NormKind::Batch")]
+    pub norm: NormKind,
 }
 
 impl ResNetConfig {
@@ -137,7 +141,8 @@ impl ResNetConfig {
                     .map(|b| {
                         let cfg = BlockConfig::new(in_channels, planes)
                             .with_stride(if b == 0 && i > 0 { 2 } else { 1 })
-                            .with_bottleneck(bottleneck);
+                            .with_bottleneck(bottleneck)
+                            .with_norm(self.norm);
                         in_channels = cfg.out_channels();
                         cfg.init(device)
                     })
@@ -146,7 +151,7 @@ impl ResNetConfig {
             .collect();
         ResNet {
             stem,
-            stem_bn: BatchNormConfig::new(w).init(device),
+            stem_bn: Norm::new(self.norm, w, device),
             pool,
             stages,
             out_channels: self.out_channels(),
@@ -158,7 +163,7 @@ impl ResNetConfig {
 #[derive(Module, Debug)]
 pub struct ResNet<B: Backend> {
     stem: Conv2d<B>,
-    stem_bn: BatchNorm<B>,
+    stem_bn: Norm<B>,
     pool: Option<MaxPool2d>,
     stages: Vec<Vec<Block<B>>>,
     out_channels: usize,
@@ -245,6 +250,55 @@ mod tests {
         let maps = net.forward(Tensor::zeros([2, 1, 28, 28], &d));
         assert_eq!(maps.last().dims(), [2, 64, 4, 4]);
         assert_eq!(net.out_channels(), 64);
+    }
+
+    #[test]
+    fn stage_shapes_at_32_64_96_224_px() {
+        // (stem map, stage 1..4) sides: the ImageNet stem divides by 4
+        // (conv stride 2, max-pool stride 2), each later stage by 2 (ceil).
+        let d = Default::default();
+        let side =
+            |maps: &FeatureMaps<B>| maps.maps.iter().map(|m| m.dims()[2]).collect::<Vec<_>>();
+        let r18 = ResNetConfig::resnet18(3).init::<B>(&d);
+        let r50 = ResNetConfig::resnet50(3).init::<B>(&d);
+        for (px, want) in [
+            (32, [8, 8, 4, 2, 1]),
+            (64, [16, 16, 8, 4, 2]),
+            (96, [24, 24, 12, 6, 3]),
+            (224, [56, 56, 28, 14, 7]),
+        ] {
+            let x = Tensor::zeros([1, 3, px, px], &d);
+            let m18 = r18.forward(x.clone());
+            assert_eq!(side(&m18), want.to_vec(), "resnet18 at {px}");
+            assert_eq!(
+                m18.maps.iter().map(|m| m.dims()[1]).collect::<Vec<_>>(),
+                vec![64, 64, 128, 256, 512]
+            );
+            let m50 = r50.forward(x);
+            assert_eq!(side(&m50), want.to_vec(), "resnet50 at {px}");
+            assert_eq!(
+                m50.maps.iter().map(|m| m.dims()[1]).collect::<Vec<_>>(),
+                vec![64, 256, 512, 1024, 2048]
+            );
+        }
+        // The CIFAR stem keeps full resolution in stage 1.
+        let c18 = ResNetConfig::resnet18(3)
+            .with_cifar_stem(true)
+            .init::<B>(&d);
+        for (px, want) in [(32, [32, 32, 16, 8, 4]), (96, [96, 96, 48, 24, 12])] {
+            assert_eq!(
+                side(&c18.forward(Tensor::zeros([1, 3, px, px], &d))),
+                want.to_vec(),
+                "cifar stem at {px}"
+            );
+        }
+        // Width multiplier 2 doubles every width.
+        assert_eq!(
+            ResNetConfig::resnet50(3)
+                .with_width_multiplier(2)
+                .out_channels(),
+            4096
+        );
     }
 
     #[test]
