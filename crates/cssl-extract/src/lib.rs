@@ -16,14 +16,20 @@
 //!   [`momentum_schedule`]).
 //! - [`NegativesQueue`]: MoCo's FIFO ring of keys.
 //! - [`Prototypes`]: SwAV's normalised prototypes.
+//! - [`amdim`]: AMDIM's 1-5, 1-7, 5-5 map comparisons.
+//! - [`cpc`]: CPC v2's masked context network and row-prediction scores.
 #![warn(missing_docs)]
 
+pub mod amdim;
+pub mod cpc;
 mod head;
 pub mod momentum;
 mod pooled;
 mod prototypes;
 mod queue;
 
+pub use amdim::{amdim_comparisons, global_to_local, pick_locations};
+pub use cpc::{cpc_step_scores, CpcContext, CpcContextConfig};
 pub use head::{ProjectionHead, ProjectionHeadConfig};
 pub use momentum::{copy_weights, ema_update, momentum_schedule, MomentumConfig};
 pub use pooled::{PooledProjection, PooledProjectionConfig};

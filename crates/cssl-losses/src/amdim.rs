@@ -71,6 +71,27 @@ pub fn amdim_nce<B: Backend>(raw: Tensor<B, 3>, tclip: f64, weight: f64) -> Amdi
     AmdimNce { nce, regularizer }
 }
 
+/// AMDIM's total over several comparisons, each given in both directions:
+/// `sum_c 0.5 (nce(a->b) + nce(b->a)) + sum_c 0.5 (reg(a->b) + reg(b->a))`,
+/// as AMDIM combines its 1-5, 1-7 and 5-5 tasks.
+///
+/// # Shapes
+/// Each pair holds two `[N, N, L_c]` raw score tensors. Returns `[1]`.
+pub fn amdim_multi_nce<B: Backend>(
+    pairs: Vec<(Tensor<B, 3>, Tensor<B, 3>)>,
+    tclip: f64,
+    weight: f64,
+) -> Tensor<B, 1> {
+    assert!(!pairs.is_empty(), "amdim_multi_nce: no comparisons");
+    pairs
+        .into_iter()
+        .map(|(ab, ba)| {
+            (amdim_nce(ab, tclip, weight).total() + amdim_nce(ba, tclip, weight).total()) * 0.5
+        })
+        .reduce(|x, y| x + y)
+        .expect("non-empty")
+}
+
 /// AMDIM NCE as a part.
 #[derive(Config, Debug)]
 pub struct AmdimNceLossConfig {
@@ -102,11 +123,12 @@ pub struct AmdimNceLoss {
 }
 
 impl<B: Backend> ContrastiveLoss<B> for AmdimNceLoss {
-    /// `[N, N, L]` raw scores, see [`amdim_nce`].
-    type Input = Tensor<B, 3>;
+    /// `(a -> b, b -> a)` raw score pairs, one per comparison; see
+    /// [`amdim_multi_nce`].
+    type Input = Vec<(Tensor<B, 3>, Tensor<B, 3>)>;
 
-    fn loss(&self, raw: Tensor<B, 3>) -> Tensor<B, 1> {
-        amdim_nce(raw, self.tclip, self.regularizer).total()
+    fn loss(&self, pairs: Self::Input) -> Tensor<B, 1> {
+        amdim_multi_nce(pairs, self.tclip, self.regularizer)
     }
 }
 
@@ -143,6 +165,22 @@ mod tests {
             assert!((nce - want).abs() < 1e-5, "tclip {tclip}: {nce} vs {want}");
             assert!((reg - 0.074_972_22).abs() < 1e-6, "{reg}");
         }
+    }
+
+    #[test]
+    fn multi_comparison_total_is_the_mean_of_both_directions_summed() {
+        let d = Default::default();
+        let a = Tensor::<B, 3>::from_data(raw(), &d);
+        let b = a.clone().swap_dims(0, 1) * 0.5;
+        let one = |x: Tensor<B, 3>| amdim_nce(x, 20.0, 0.05).total().into_scalar();
+        let want = 0.5 * (one(a.clone()) + one(b.clone())) * 2.0;
+        let got = AmdimNceLoss {
+            tclip: 20.0,
+            regularizer: 0.05,
+        }
+        .loss(vec![(a.clone(), b.clone()), (a, b)])
+        .into_scalar();
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
     }
 
     #[test]

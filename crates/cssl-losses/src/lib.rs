@@ -13,7 +13,7 @@
 //! | NT-Xent (self-pair masked) | [`nt_xent()`] | [`NtXentLoss`] | SimCLR |
 //! | InfoNCE, positive first | [`info_nce()`], [`queue_scores`] | [`InfoNceLoss`] | MoCo v2 |
 //! | CPC InfoNCE | [`info_nce()`] | [`CpcInfoNceLoss`] | CPC v2 |
-//! | AMDIM NCE (clip + regulariser) | [`amdim_nce`] | [`AmdimNceLoss`] | AMDIM, YADIM |
+//! | AMDIM NCE (clip + regulariser) | [`amdim_nce`], [`amdim_multi_nce`] | [`AmdimNceLoss`] | AMDIM, YADIM |
 //! | BYOL regression `2 - 2 cos` | [`byol_regression`] | [`ByolLoss`] | BYOL |
 //! | SwAV swapped prediction | [`swav_loss`], [`sinkhorn`] | [`SwavLoss`] | SwAV |
 //!
@@ -30,7 +30,9 @@ pub mod swav;
 #[cfg(test)]
 mod testing;
 
-pub use amdim::{amdim_nce, tanh_clip, AmdimNce, AmdimNceLoss, AmdimNceLossConfig};
+pub use amdim::{
+    amdim_multi_nce, amdim_nce, tanh_clip, AmdimNce, AmdimNceLoss, AmdimNceLossConfig,
+};
 pub use byol::{byol_regression, ByolLoss, ByolLossConfig};
 pub use info_nce::{
     info_nce, queue_scores, CpcInfoNceLoss, CpcInfoNceLossConfig, InfoNceLoss, InfoNceLossConfig,
