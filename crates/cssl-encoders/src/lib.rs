@@ -34,3 +34,24 @@ pub use block::{Block, BlockConfig};
 pub use cpc::{CpcEncoder, CpcEncoderConfig};
 pub use norm::{Norm, NormKind};
 pub use resnet::{BlockKind, ResNet, ResNetConfig};
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{backend::AutodiffBackend, Tensor};
+
+struct CountTrainable(usize);
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for CountTrainable {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if param.val().is_require_grad() {
+            self.0 += param.val().shape().num_elements();
+        }
+    }
+}
+
+/// Trainable parameters (what torchvision's `parameters()` counts): burn's
+/// `num_params` also counts batch norm's running statistics.
+pub fn trainable_params<B: AutodiffBackend, M: Module<B>>(module: &M) -> usize {
+    let mut c = CountTrainable(0);
+    module.visit(&mut c);
+    c.0
+}
