@@ -13,7 +13,10 @@ use clap::{Parser, Subcommand};
 use cssl::augment::{pipelines, DatasetPreset, MultiViewAugmentation, SimClrAugmentationConfig};
 use cssl::core::{Augmentation, Image};
 use cssl::data::stl10::STL_IMAGE_BYTES;
-use cssl::data::{FashionMnist, ImageDataset, ImageSource, MultiViewBatcher, PrefetchLoader, Sample, Stl10Unlabeled};
+use cssl::data::{
+    FashionMnist, ImageDataset, ImageSource, MultiViewBatcher, PrefetchLoader, Sample,
+    Stl10Unlabeled,
+};
 use cssl::methods::SimClrConfig;
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -53,7 +56,11 @@ enum Command {
 
 fn main() {
     let (steps, batch_size, images) = match Cli::parse().command {
-        Command::Bench { steps, batch_size, images } => (steps, batch_size, images),
+        Command::Bench {
+            steps,
+            batch_size,
+            images,
+        } => (steps, batch_size, images),
         Command::BenchLoader { dir, unlabeled } => return bench_loader(&dir, unlabeled),
     };
     let data = FashionMnist::embedded().unwrap_or_else(|e| {
@@ -184,13 +191,24 @@ fn main() {
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
 }
 
-fn loader_views_per_s(source: Arc<dyn ImageSource>, aug: Arc<dyn Augmentation>, workers: usize) -> (f64, usize) {
-    let loader = PrefetchLoader::new(source, aug, 256, 0).with_workers(workers).with_prefetch(2);
+fn loader_views_per_s(
+    source: Arc<dyn ImageSource>,
+    aug: Arc<dyn Augmentation>,
+    workers: usize,
+) -> (f64, usize) {
+    let loader = PrefetchLoader::new(source, aug, 256, 0)
+        .with_workers(workers)
+        .with_prefetch(2);
     let t = Instant::now();
     let mut views = 0;
     for batch in loader.epoch(0) {
@@ -201,14 +219,23 @@ fn loader_views_per_s(source: Arc<dyn ImageSource>, aug: Arc<dyn Augmentation>, 
 }
 
 fn bench_loader(dir: &std::path::Path, unlabeled: usize) {
-    println!("machine: {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "machine: {} cores",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
     // An STL-10-sized unlabeled file, streamed through the 96 px pipeline.
     let path = dir.join("cssl-bench-unlabeled_X.bin");
     {
         use std::io::Write;
         let t = Instant::now();
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
-        let chunk: Vec<u8> = (0..100 * STL_IMAGE_BYTES).map(|i| (i * 7 % 253) as u8).collect();
+        let mut f = std::io::BufWriter::new(
+            std::fs::File::create(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+        );
+        let chunk: Vec<u8> = (0..100 * STL_IMAGE_BYTES)
+            .map(|i| (i * 7 % 253) as u8)
+            .collect();
         let mut left = unlabeled;
         while left > 0 {
             let k = left.min(100);
@@ -216,10 +243,23 @@ fn bench_loader(dir: &std::path::Path, unlabeled: usize) {
             left -= k;
         }
         f.flush().unwrap();
-        println!("wrote {} ({:.2} GB) in {:.1}s; peak memory so far {:.0} MiB", path.display(), (unlabeled * STL_IMAGE_BYTES) as f64 / 1e9, t.elapsed().as_secs_f64(), peak_rss_mib());
+        println!(
+            "wrote {} ({:.2} GB) in {:.1}s; peak memory so far {:.0} MiB",
+            path.display(),
+            (unlabeled * STL_IMAGE_BYTES) as f64 / 1e9,
+            t.elapsed().as_secs_f64(),
+            peak_rss_mib()
+        );
     }
-    let source: Arc<dyn ImageSource> = Arc::new(Stl10Unlabeled::open(&path).unwrap_or_else(|e| panic!("{e}")));
-    let aug: Arc<dyn Augmentation> = Arc::new(SimClrAugmentationConfig { size: 96, ..SimClrAugmentationConfig::default() }.init());
+    let source: Arc<dyn ImageSource> =
+        Arc::new(Stl10Unlabeled::open(&path).unwrap_or_else(|e| panic!("{e}")));
+    let aug: Arc<dyn Augmentation> = Arc::new(
+        SimClrAugmentationConfig {
+            size: 96,
+            ..SimClrAugmentationConfig::default()
+        }
+        .init(),
+    );
     let (rate, views) = loader_views_per_s(source, aug, 2);
     println!("streamed {unlabeled} unlabeled images ({views} views) at {rate:.0} views/s with 2 workers; peak memory {:.0} MiB", peak_rss_mib());
     std::fs::remove_file(&path).ok();
@@ -228,7 +268,14 @@ fn bench_loader(dir: &std::path::Path, unlabeled: usize) {
         let pixels: Vec<u8> = (0..n * px * px * 3).map(|i| (i * 31 % 251) as u8).collect();
         let source: Arc<dyn ImageSource> = Arc::new(ImageDataset::new(px, px, 3, pixels, None, 0));
         // SimCLR's pipeline: the CIFAR settings at 32 px, the ImageNet ones (with blur) at 96 px.
-        let cfg = if px == 32 { SimClrAugmentationConfig::cifar() } else { SimClrAugmentationConfig { size: 96, ..SimClrAugmentationConfig::default() } };
+        let cfg = if px == 32 {
+            SimClrAugmentationConfig::cifar()
+        } else {
+            SimClrAugmentationConfig {
+                size: 96,
+                ..SimClrAugmentationConfig::default()
+            }
+        };
         let aug: Arc<dyn Augmentation> = Arc::new(cfg.init());
         for workers in [1, 2] {
             let (rate, views) = loader_views_per_s(source.clone(), aug.clone(), workers);

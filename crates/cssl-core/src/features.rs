@@ -45,3 +45,14 @@ impl<B: Backend> FeatureMaps<B> {
         self.maps.is_empty()
     }
 }
+
+/// Rows divided by their L2 norm, the norm floored at 1e-8 (as PyTorch's
+/// `F.normalize`). Cosine similarity, BYOL's loss, SwAV's prototypes and the
+/// collapse monitor all start here.
+///
+/// # Shapes
+/// `[n, d]` -> `[n, d]`.
+pub fn l2_normalize<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
+    let norm = x.clone().square().sum_dim(1).sqrt().clamp_min(1e-8);
+    x / norm
+}

@@ -37,7 +37,7 @@ mod traits;
 mod views;
 
 pub use error::{CsslError, Result};
-pub use features::FeatureMaps;
+pub use features::{l2_normalize, FeatureMaps};
 pub use image::Image;
 pub use traits::{Augmentation, ContrastiveLoss, Encoder, Extractor, Similarity};
 pub use views::{View, ViewBatch, Views};

@@ -35,11 +35,3 @@ pub use momentum::{copy_weights, ema_update, momentum_schedule, MomentumConfig};
 pub use pooled::{PooledProjection, PooledProjectionConfig};
 pub use prototypes::{Prototypes, PrototypesConfig};
 pub use queue::{NegativesQueue, NegativesQueueConfig};
-
-use burn::tensor::{backend::Backend, Tensor};
-
-/// Rows divided by their L2 norm (floored at 1e-8).
-pub(crate) fn l2_rows<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
-    let n = x.clone().square().sum_dim(1).sqrt().clamp_min(1e-8);
-    x / n
-}

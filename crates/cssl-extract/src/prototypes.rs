@@ -21,7 +21,7 @@ pub struct PrototypesConfig {
 impl PrototypesConfig {
     /// Random unit prototypes.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Prototypes<B> {
-        let w = crate::l2_rows(Tensor::random(
+        let w = cssl_core::l2_normalize(Tensor::random(
             [self.count, self.dim],
             Distribution::Normal(0.0, 1.0),
             device,
@@ -45,7 +45,7 @@ impl<B: Backend> Prototypes<B> {
     /// # Shapes
     /// `z`: `[N, D]` -> `[N, K]`.
     pub fn scores(&self, z: Tensor<B, 2>) -> Tensor<B, 2> {
-        crate::l2_rows(z).matmul(self.weight.val().transpose())
+        cssl_core::l2_normalize(z).matmul(self.weight.val().transpose())
     }
 
     /// Renormalises every prototype to unit length, keeping its `ParamId` (so
@@ -53,7 +53,7 @@ impl<B: Backend> Prototypes<B> {
     pub fn normalized(self) -> Self {
         let weight = self.weight.map(|w| {
             let require_grad = w.is_require_grad();
-            let n = crate::l2_rows(w.detach()).detach();
+            let n = cssl_core::l2_normalize(w.detach()).detach();
             if require_grad {
                 n.require_grad()
             } else {

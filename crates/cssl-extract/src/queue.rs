@@ -36,7 +36,7 @@ impl NegativesQueueConfig {
         device: &B::Device,
     ) -> cssl_core::Result<NegativesQueue<B>> {
         self.validate(batch_size)?;
-        let keys = crate::l2_rows(Tensor::random(
+        let keys = cssl_core::l2_normalize(Tensor::random(
             [self.size, self.dim],
             Distribution::Normal(0.0, 1.0),
             device,

@@ -1,5 +1,6 @@
 use burn::config::Config;
 use burn::tensor::{backend::Backend, Tensor};
+pub use cssl_core::l2_normalize;
 use cssl_core::Similarity;
 
 /// Cosine similarity divided by a temperature: `<a/|a|, b/|b|> / t`.
@@ -25,15 +26,6 @@ impl CosineSimilarityConfig {
 pub struct CosineSimilarity {
     /// The temperature.
     pub temperature: f64,
-}
-
-/// Rows divided by their L2 norm (floored at 1e-8, as `F.normalize`).
-///
-/// # Shapes
-/// `[n, d]` -> `[n, d]`.
-pub fn l2_normalize<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
-    let norm = x.clone().square().sum_dim(1).sqrt().clamp_min(1e-8);
-    x / norm
 }
 
 impl<B: Backend> Similarity<B> for CosineSimilarity {

@@ -41,8 +41,7 @@ impl<B: Backend> ItemLazy for SslOutput<B> {
 /// # Shapes
 /// `z`: `[n, d]` -> `[1]`.
 pub fn embedding_std<B: Backend>(z: Tensor<B, 2>) -> Tensor<B, 1> {
-    let norm = z.clone().square().sum_dim(1).sqrt().clamp_min(1e-8);
-    let z = (z / norm).detach();
+    let z = cssl_core::l2_normalize(z).detach();
     let mean = z.clone().mean_dim(0);
     (z - mean).square().mean_dim(0).sqrt().mean()
 }
