@@ -1,29 +1,57 @@
-//! The main job: pretrain SimCLR on the embedded Fashion-MNIST, then compare
-//! the learned encoder with the same encoder at its random initialisation
-//! (and with raw pixels) under the same linear probe and kNN classifier.
+//! The main job: pretrain a method (SimCLR by default) on the embedded
+//! Fashion-MNIST, then compare the learned encoder with the same encoder at its
+//! random initialisation (and with raw pixels) under the same linear probe and
+//! kNN classifier.
 
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::module::{AutodiffModule, Module};
 use burn::optim::AdamWConfig;
 use burn::record::CompactRecorder;
 use burn::tensor::backend::AutodiffBackend;
+use burn::train::{InferenceStep, TrainStep};
 use cssl_augment::EvalTransform;
+use cssl_augment::{MultiViewAugmentation, Normalize};
+use cssl_core::ViewBatch;
 use cssl_core::{Augmentation, CsslError, Encoder, Result};
 use cssl_data::{FashionMnist, ImageDataset, MultiViewBatcher};
 use cssl_encoders::ResNet;
 use cssl_eval::{
     extract_features, knn_accuracy, linear_probe, Features, KnnConfig, LinearProbeConfig,
 };
-use cssl_methods::SimClrConfig;
+use cssl_methods::{ByolConfig, OptimizerConfig, SimClrConfig, SslOutput};
 use cssl_train::{pretrain, PretrainOptions, RunDir, WarmupCosineLr};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The methods the main job can pretrain.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// SimCLR ([`SimClrConfig::fashion_mnist`]).
+    #[default]
+    Simclr,
+    /// BYOL ([`ByolConfig::fashion_mnist`]).
+    Byol,
+}
+
+impl Method {
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Simclr => "simclr",
+            Method::Byol => "byol",
+        }
+    }
+}
+
 /// Options of the main job (all have CLI flags).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct JobOptions {
+    /// The method to pretrain.
+    #[serde(default)]
+    pub method: Method,
     /// Pretraining epochs.
     pub epochs: usize,
     /// Images per batch (each gives two views).
@@ -45,6 +73,7 @@ pub struct JobOptions {
 impl Default for JobOptions {
     fn default() -> Self {
         Self {
+            method: Method::Simclr,
             epochs: 2,
             batch_size: 128,
             train_subset: 25_000,
@@ -107,8 +136,17 @@ fn subset(data: &ImageDataset, n: usize) -> ImageDataset {
     }
 }
 
-/// Runs the main job on backend `B`.
-pub fn run_simclr_fashion_mnist<B: AutodiffBackend>(
+/// A method ready to pretrain: its model and the settings the job needs.
+struct Prepared<M> {
+    model: M,
+    augmentation: MultiViewAugmentation,
+    normalize: Normalize,
+    optimizer: OptimizerConfig,
+    config: serde_json::Value,
+}
+
+/// Runs the main job on backend `B` for `options.method`.
+pub fn run_fashion_mnist<B: AutodiffBackend>(
     options: &JobOptions,
     device: &B::Device,
 ) -> Result<JobReport> {
@@ -123,35 +161,90 @@ pub fn run_simclr_fashion_mnist<B: AutodiffBackend>(
     }
     let data = FashionMnist::embedded()?;
     let train = subset(&data.train, options.train_subset);
+    let total_steps = train.len().div_ceil(options.batch_size) * options.epochs;
+    B::seed(device, options.seed);
+    match options.method {
+        Method::Simclr => {
+            let config = SimClrConfig::fashion_mnist();
+            let model = config.init::<B>(device)?;
+            let prepared = Prepared {
+                model,
+                augmentation: config.augmentation.init(),
+                normalize: config.augmentation.normalize.clone(),
+                optimizer: config.optimizer.clone(),
+                config: serde_json::to_value(&config).expect("configs serialise"),
+            };
+            run_prepared::<B, _>(options, device, &data, train, prepared, |m| &m.encoder)
+        }
+        Method::Byol => {
+            let config = ByolConfig::fashion_mnist();
+            let model = config.init::<B>(total_steps, device)?;
+            let prepared = Prepared {
+                model,
+                normalize: config.augmentation.views[0].normalize.clone(),
+                augmentation: config.augmentation.clone(),
+                optimizer: config.optimizer.clone(),
+                config: serde_json::to_value(&config).expect("configs serialise"),
+            };
+            run_prepared::<B, _>(options, device, &data, train, prepared, |m| &m.encoder)
+        }
+    }
+}
+
+/// The main job with SimCLR (kept for callers of the first version).
+pub fn run_simclr_fashion_mnist<B: AutodiffBackend>(
+    options: &JobOptions,
+    device: &B::Device,
+) -> Result<JobReport> {
+    run_fashion_mnist::<B>(
+        &JobOptions {
+            method: Method::Simclr,
+            ..options.clone()
+        },
+        device,
+    )
+}
+
+fn run_prepared<B, M>(
+    options: &JobOptions,
+    device: &B::Device,
+    data: &FashionMnist,
+    train: ImageDataset,
+    prepared: Prepared<M>,
+    encoder: fn(&M::InnerModule) -> &ResNet<B::InnerBackend>,
+) -> Result<JobReport>
+where
+    B: AutodiffBackend,
+    M: TrainStep<Input = ViewBatch<B>, Output = SslOutput<B>>
+        + AutodiffModule<B>
+        + core::fmt::Display
+        + 'static,
+    M::InnerModule:
+        InferenceStep<Input = ViewBatch<B::InnerBackend>, Output = SslOutput<B::InnerBackend>>,
+{
     let probe_train = subset(&data.train, options.probe_subset);
     let test = subset(&data.test, options.test_subset);
-    let config = SimClrConfig::fashion_mnist();
-    config.validate()?;
-
+    let method = options.method.name();
     let run = RunDir::create(&options.out)?;
-    run.write_json("config.json", &serde_json::json!({ "method": "simclr", "dataset": "fashion-mnist", "options": options, "simclr": config }))?;
-
+    run.write_json("config.json", &serde_json::json!({ "method": method, "dataset": "fashion-mnist", "options": options, method: prepared.config }))?;
     println!(
-        "cssl: SimCLR on Fashion-MNIST, {} train images, {} epochs of {} batches of {}, backend {}",
+        "cssl: {method} on Fashion-MNIST, {} train images, {} epochs of {} batches of {}, backend {}",
         train.len(),
         options.epochs,
-        train.len() / options.batch_size,
+        train.len().div_ceil(options.batch_size),
         options.batch_size,
         B::name(device)
     );
+    let initial_encoder = encoder(&prepared.model.valid()).clone();
 
-    B::seed(device, options.seed);
-    let model = config.init::<B>(device)?;
-    let initial_encoder = model.encoder.valid();
-
-    let augmentation: Arc<dyn Augmentation> = Arc::new(config.augmentation.init());
+    let augmentation: Arc<dyn Augmentation> = Arc::new(prepared.augmentation);
     let train_loader =
         DataLoaderBuilder::new(MultiViewBatcher::new(augmentation.clone(), options.seed))
             .batch_size(options.batch_size)
             .shuffle(options.seed)
             .num_workers(1)
             .build(train.clone());
-    // Validation: the SimCLR loss on 512 test images, in eval mode.
+    // Validation: the method's loss on 512 test images, in eval mode.
     let valid_loader = DataLoaderBuilder::new(MultiViewBatcher::new(
         augmentation.clone(),
         options.seed ^ 0x5EED,
@@ -162,23 +255,23 @@ pub fn run_simclr_fashion_mnist<B: AutodiffBackend>(
 
     let steps_per_epoch = train.len().div_ceil(options.batch_size);
     let total_steps = steps_per_epoch * options.epochs;
-    let warmup = (config.optimizer.warmup_epochs * steps_per_epoch as f64).round() as usize;
-    let scheduler = WarmupCosineLr::new(config.optimizer.lr, warmup, total_steps);
+    let warmup = (prepared.optimizer.warmup_epochs * steps_per_epoch as f64).round() as usize;
+    let scheduler = WarmupCosineLr::new(prepared.optimizer.lr, warmup, total_steps);
     let optim = AdamWConfig::new()
-        .with_weight_decay(config.optimizer.weight_decay as f32)
+        .with_weight_decay(prepared.optimizer.weight_decay as f32)
         .init();
 
     let t0 = Instant::now();
     let trained = pretrain(
         &run,
-        model,
+        prepared.model,
         optim,
         scheduler,
         train_loader,
         valid_loader,
         &PretrainOptions {
             epochs: options.epochs,
-            views_per_item: 2,
+            views_per_item: augmentation.num_views(),
             progress_interval: Duration::from_secs(10),
             resume_from: None,
         },
@@ -196,7 +289,7 @@ pub fn run_simclr_fashion_mnist<B: AutodiffBackend>(
     );
     let t1 = Instant::now();
     let transform: Arc<dyn Augmentation> = Arc::new(EvalTransform {
-        normalize: config.augmentation.normalize.clone(),
+        normalize: prepared.normalize,
     });
     let evaluate = |name: &str, encoder: &ResNet<B::InnerBackend>| {
         let tr = extract_features(encoder, &probe_train, transform.clone(), 512, device);
@@ -209,7 +302,8 @@ pub fn run_simclr_fashion_mnist<B: AutodiffBackend>(
         );
         s
     };
-    let pretrained = evaluate("pretrained", &trained.encoder);
+    let trained_encoder = encoder(&trained);
+    let pretrained = evaluate("pretrained", trained_encoder);
     let random_init = evaluate("random init", &initial_encoder);
     let raw_pixels = options.raw_pixel_baseline.then(|| {
         let s = score::<B>(
@@ -230,7 +324,7 @@ pub fn run_simclr_fashion_mnist<B: AutodiffBackend>(
         pretrained,
         random_init,
         raw_pixels,
-        feature_dim: trained.encoder.out_channels(),
+        feature_dim: trained_encoder.out_channels(),
         train_seconds,
         eval_seconds,
         images: [train.len(), probe_train.len(), test.len()],
@@ -252,7 +346,8 @@ pub fn results_table(r: &JobReport) -> String {
     let mut t = String::new();
     t += "| representation         |  dims | linear probe |    kNN   |\n";
     t += "|------------------------|-------|--------------|----------|\n";
-    t += &row("SimCLR pretrained", &r.pretrained, r.feature_dim);
+    let name = format!("{} pretrained", r.options.method.name());
+    t += &row(&name, &r.pretrained, r.feature_dim);
     t += &row("same encoder, random", &r.random_init, r.feature_dim);
     if let Some(raw) = &r.raw_pixels {
         t += &row("raw pixels", raw, 784);

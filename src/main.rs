@@ -1,16 +1,20 @@
 //! `cssl`: pretrain a self-supervised encoder and evaluate it.
 //!
 //! With no arguments, pretrains SimCLR on the embedded Fashion-MNIST on the CPU
-//! and prints linear-probe and kNN accuracy against a random-init encoder.
+//! and prints linear-probe and kNN accuracy against a random-init encoder;
+//! `--method byol` pretrains BYOL instead.
 
 use clap::Parser;
-use cssl::job::{results_table, run_simclr_fashion_mnist, JobOptions};
+use cssl::job::{results_table, run_fashion_mnist, JobOptions, Method};
 use std::path::PathBuf;
 
 /// Contrastive self-supervised learning (Falcon & Cho, 2020) in one binary.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {
+    /// Method to pretrain.
+    #[arg(long, value_enum, default_value_t = CliMethod::Simclr)]
+    method: CliMethod,
     /// Pretraining epochs.
     #[arg(long, default_value_t = JobOptions::default().epochs)]
     epochs: usize,
@@ -29,9 +33,10 @@ struct Cli {
     /// Seed for initialisation, shuffling and augmentation.
     #[arg(long, default_value_t = JobOptions::default().seed)]
     seed: u64,
-    /// Run directory (config.json, metrics.csv, model.mpk, results.json, checkpoint/).
-    #[arg(long, default_value = "runs/simclr-fashion-mnist")]
-    out: PathBuf,
+    /// Run directory (config.json, metrics.csv, model.mpk, results.json,
+    /// checkpoint/); default runs/<method>-fashion-mnist.
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Skip the raw-pixel baseline.
     #[arg(long)]
     no_raw_baseline: bool,
@@ -40,21 +45,34 @@ struct Cli {
     device: String,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum CliMethod {
+    Simclr,
+    Byol,
+}
+
 fn main() {
     let cli = Cli::parse();
+    let method = match cli.method {
+        CliMethod::Simclr => Method::Simclr,
+        CliMethod::Byol => Method::Byol,
+    };
     let options = JobOptions {
+        method,
         epochs: cli.epochs,
         batch_size: cli.batch_size,
         train_subset: cli.train_subset,
         probe_subset: cli.probe_subset,
         test_subset: cli.test_subset,
         seed: cli.seed,
-        out: cli.out,
+        out: cli
+            .out
+            .unwrap_or_else(|| PathBuf::from(format!("runs/{}-fashion-mnist", method.name()))),
         raw_pixel_baseline: !cli.no_raw_baseline,
     };
     let start = std::time::Instant::now();
     let report = match cli.device.as_str() {
-        "cpu" => run_simclr_fashion_mnist::<burn::backend::Autodiff<burn::backend::Flex>>(
+        "cpu" => run_fashion_mnist::<burn::backend::Autodiff<burn::backend::Flex>>(
             &options,
             &Default::default(),
         ),
@@ -91,7 +109,7 @@ fn run_cuda(spec: &str, options: &JobOptions) -> cssl::core::Result<cssl::job::J
         None => 0,
     };
     let device = burn::backend::cuda::CudaDevice::new(index);
-    run_simclr_fashion_mnist::<burn::backend::Autodiff<burn::backend::Cuda>>(options, &device)
+    run_fashion_mnist::<burn::backend::Autodiff<burn::backend::Cuda>>(options, &device)
 }
 
 #[cfg(not(feature = "cuda"))]

@@ -2,12 +2,13 @@
 //! writes a complete run directory.
 
 use burn::backend::{Autodiff, Flex};
-use cssl::job::{results_table, run_simclr_fashion_mnist, JobOptions};
+use cssl::job::{results_table, run_fashion_mnist, run_simclr_fashion_mnist, JobOptions, Method};
 
 #[test]
 fn main_job_writes_a_complete_run_directory() {
     let dir = tempfile::tempdir().unwrap();
     let options = JobOptions {
+        method: Method::Simclr,
         epochs: 2,
         batch_size: 32,
         train_subset: 64,
@@ -56,4 +57,32 @@ fn bad_options_are_config_errors() {
     let err =
         run_simclr_fashion_mnist::<Autodiff<Flex>>(&options, &Default::default()).unwrap_err();
     assert!(err.to_string().contains("batch_size"), "{err}");
+}
+
+#[test]
+fn byol_runs_through_the_same_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = JobOptions {
+        method: Method::Byol,
+        epochs: 1,
+        batch_size: 32,
+        train_subset: 64,
+        probe_subset: 300,
+        test_subset: 200,
+        seed: 5,
+        out: dir.path().join("byol"),
+        raw_pixel_baseline: false,
+    };
+    let r = run_fashion_mnist::<Autodiff<Flex>>(&options, &Default::default()).unwrap();
+    assert!(
+        r.pretrained.linear_probe > 0.2 && r.random_init.linear_probe > 0.2,
+        "{r:?}"
+    );
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("byol/config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config["method"], "byol");
+    assert!(config["byol"]["momentum"]["tau0"].as_f64().unwrap() > 0.9);
+    assert!(results_table(&r).contains("byol pretrained"));
 }

@@ -60,6 +60,33 @@ impl ByolConfig {
         )
     }
 
+    /// The CPU default for the embedded Fashion-MNIST, sized like
+    /// [`SimClrConfig::fashion_mnist`](crate::SimClrConfig::fashion_mnist): the
+    /// same 1/4-width ResNet-18, projector 128-256-64, predictor 64-256-64,
+    /// BYOL's asymmetric pipeline at 28 px, tau0 0.99 (a short run needs a
+    /// faster target than 0.996), AdamW 2e-3 with one warm-up epoch.
+    pub fn fashion_mnist() -> Self {
+        let encoder = ResNetConfig::resnet18(1)
+            .with_base_width(16)
+            .with_cifar_stem(true)
+            .with_cifar_stem_stride(2);
+        let projector = ProjectionHeadConfig::new(encoder.out_channels())
+            .with_hidden_dim(256)
+            .with_output_dim(64);
+        let predictor = ProjectionHeadConfig::new(64)
+            .with_hidden_dim(256)
+            .with_output_dim(64);
+        Self::new(
+            pipelines::byol(&DatasetPreset::fashion_mnist()),
+            encoder,
+            projector,
+            predictor,
+            MomentumConfig::new().with_tau0(0.99),
+            ByolLossConfig::new(),
+            OptimizerConfig::new().with_lr(2e-3).with_warmup_epochs(1.0),
+        )
+    }
+
     /// Checks that the parts fit together.
     pub fn validate(&self) -> cssl_core::Result<()> {
         self.encoder.validate()?;
