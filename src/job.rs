@@ -18,7 +18,7 @@ use cssl_encoders::ResNet;
 use cssl_eval::{
     extract_features, knn_accuracy, linear_probe, Features, KnnConfig, LinearProbeConfig,
 };
-use cssl_methods::{ByolConfig, OptimizerConfig, SimClrConfig, SslOutput};
+use cssl_methods::{ByolConfig, MocoConfig, OptimizerConfig, SimClrConfig, SslOutput};
 use cssl_train::{pretrain, PretrainOptions, RunDir, WarmupCosineLr};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -34,6 +34,8 @@ pub enum Method {
     Simclr,
     /// BYOL ([`ByolConfig::fashion_mnist`]).
     Byol,
+    /// MoCo v2 ([`MocoConfig::fashion_mnist`]).
+    Moco,
 }
 
 impl Method {
@@ -42,6 +44,7 @@ impl Method {
         match self {
             Method::Simclr => "simclr",
             Method::Byol => "byol",
+            Method::Moco => "moco",
         }
     }
 }
@@ -179,6 +182,18 @@ pub fn run_fashion_mnist<B: AutodiffBackend>(
         Method::Byol => {
             let config = ByolConfig::fashion_mnist();
             let model = config.init::<B>(total_steps, device)?;
+            let prepared = Prepared {
+                model,
+                normalize: config.augmentation.views[0].normalize.clone(),
+                augmentation: config.augmentation.clone(),
+                optimizer: config.optimizer.clone(),
+                config: serde_json::to_value(&config).expect("configs serialise"),
+            };
+            run_prepared::<B, _>(options, device, &data, train, prepared, |m| &m.encoder)
+        }
+        Method::Moco => {
+            let config = MocoConfig::fashion_mnist();
+            let model = config.init::<B>(options.batch_size, device)?;
             let prepared = Prepared {
                 model,
                 normalize: config.augmentation.views[0].normalize.clone(),

@@ -49,6 +49,7 @@ struct Cli {
 enum CliMethod {
     Simclr,
     Byol,
+    Moco,
 }
 
 fn main() {
@@ -56,6 +57,7 @@ fn main() {
     let method = match cli.method {
         CliMethod::Simclr => Method::Simclr,
         CliMethod::Byol => Method::Byol,
+        CliMethod::Moco => Method::Moco,
     };
     let options = JobOptions {
         method,

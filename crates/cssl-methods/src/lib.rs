@@ -8,15 +8,18 @@
 //! | method | augmentation | encoder | extraction | similarity | loss |
 //! |---|---|---|---|---|---|
 //! | [`Byol`] | [`pipelines::byol`](cssl_augment::pipelines::byol) | [`ResNet`](cssl_encoders::ResNet) | projector + predictor, EMA target ([`ema_update`](cssl_extract::ema_update)) | cosine | [`ByolLoss`](cssl_losses::ByolLoss) |
+//! | [`Moco`] | [`pipelines::moco2`](cssl_augment::pipelines::moco2) | [`ResNet`](cssl_encoders::ResNet) | MLP head; momentum key encoder; [`NegativesQueue`](cssl_extract::NegativesQueue) | cosine / 0.2 | [`InfoNceLoss`](cssl_losses::InfoNceLoss) |
 //! | [`SimClr`] | [`SimClrAugmentationConfig`](cssl_augment::SimClrAugmentationConfig) | [`ResNet`](cssl_encoders::ResNet) | [`PooledProjection`](cssl_extract::PooledProjection) | [`CosineSimilarity`](cssl_losses::CosineSimilarity) | [`NtXentLoss`](cssl_losses::NtXentLoss) |
 #![warn(missing_docs)]
 
 mod byol;
+mod moco;
 mod optim;
 mod output;
 mod simclr;
 
 pub use byol::{Byol, ByolConfig};
+pub use moco::{Moco, MocoConfig};
 pub use optim::OptimizerConfig;
 pub use output::SslOutput;
 pub use simclr::{SimClr, SimClrConfig};
