@@ -209,8 +209,16 @@ impl<B: Backend> Moco<B> {
             let [n, d] = k.dims();
             let size = queue.dims()[0];
             let next = self.queue_next.value_sync().into_scalar().elem::<f32>() as usize;
-            self.queue
-                .update(queue.slice_assign([next..next + n, 0..d], k));
+            // A last, smaller batch of an epoch wraps around the ring.
+            let first = n.min(size - next);
+            let mut queue = queue.slice_assign(
+                [next..next + first, 0..d],
+                k.clone().slice([0..first, 0..d]),
+            );
+            if first < n {
+                queue = queue.slice_assign([0..n - first, 0..d], k.slice([first..n, 0..d]));
+            }
+            self.queue.update(queue);
             self.queue_next.update(Tensor::from_floats(
                 [((next + n) % size) as f32],
                 &out.loss.device(),
@@ -344,6 +352,32 @@ mod tests {
             },
         );
         assert_eq!(q0, model.queue().into_data().to_vec::<f32>().unwrap());
+    }
+
+    #[test]
+    fn a_smaller_last_batch_wraps_around_the_ring() {
+        let device = Default::default();
+        let model = tiny().init::<B>(16, &device).unwrap();
+        let b = batch(&device);
+        // Three full batches (48 rows), then 10 images: rows 0-9 rewritten.
+        for _ in 0..2 {
+            let _ = model.forward(b.clone(), true);
+        }
+        let small = ViewBatch {
+            views: b
+                .views
+                .iter()
+                .map(|v| v.clone().slice([0..10, 0..1, 0..28, 0..28]))
+                .collect(),
+        };
+        let _ = model.forward(small.clone(), true); // rows 32-41
+        let before: Vec<f32> = model.queue().into_data().to_vec().unwrap();
+        let _ = model.forward(b.clone(), true); // rows 42-47 and 0-9
+        let after: Vec<f32> = model.queue().into_data().to_vec().unwrap();
+        for r in 0..48 {
+            let same = before[r * 16..(r + 1) * 16] == after[r * 16..(r + 1) * 16];
+            assert_eq!(same, (10..42).contains(&r), "row {r}");
+        }
     }
 
     #[test]
