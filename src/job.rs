@@ -18,7 +18,7 @@ use cssl_encoders::ResNet;
 use cssl_eval::{
     extract_features, knn_accuracy, linear_probe, Features, KnnConfig, LinearProbeConfig,
 };
-use cssl_methods::{ByolConfig, MocoConfig, OptimizerConfig, SimClrConfig, SslOutput};
+use cssl_methods::{ByolConfig, MocoConfig, OptimizerConfig, SimClrConfig, SslOutput, SwavConfig};
 use cssl_train::{pretrain, PretrainOptions, RunDir, WarmupCosineLr};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -36,6 +36,8 @@ pub enum Method {
     Byol,
     /// MoCo v2 ([`MocoConfig::fashion_mnist`]).
     Moco,
+    /// SwAV ([`SwavConfig::fashion_mnist`]).
+    Swav,
 }
 
 impl Method {
@@ -45,6 +47,7 @@ impl Method {
             Method::Simclr => "simclr",
             Method::Byol => "byol",
             Method::Moco => "moco",
+            Method::Swav => "swav",
         }
     }
 }
@@ -194,6 +197,18 @@ pub fn run_fashion_mnist<B: AutodiffBackend>(
         Method::Moco => {
             let config = MocoConfig::fashion_mnist();
             let model = config.init::<B>(options.batch_size, device)?;
+            let prepared = Prepared {
+                model,
+                normalize: config.augmentation.views[0].normalize.clone(),
+                augmentation: config.augmentation.clone(),
+                optimizer: config.optimizer.clone(),
+                config: serde_json::to_value(&config).expect("configs serialise"),
+            };
+            run_prepared::<B, _>(options, device, &data, train, prepared, |m| &m.encoder)
+        }
+        Method::Swav => {
+            let config = SwavConfig::fashion_mnist();
+            let model = config.init::<B>(train.len().div_ceil(options.batch_size), device)?;
             let prepared = Prepared {
                 model,
                 normalize: config.augmentation.views[0].normalize.clone(),

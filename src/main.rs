@@ -50,6 +50,7 @@ enum CliMethod {
     Simclr,
     Byol,
     Moco,
+    Swav,
 }
 
 fn main() {
@@ -58,6 +59,7 @@ fn main() {
         CliMethod::Simclr => Method::Simclr,
         CliMethod::Byol => Method::Byol,
         CliMethod::Moco => Method::Moco,
+        CliMethod::Swav => Method::Swav,
     };
     let options = JobOptions {
         method,

@@ -63,9 +63,10 @@ impl<B: Backend> Prototypes<B> {
         Self { weight }
     }
 
-    /// Drops the prototypes' gradient (SwAV's frozen first epoch).
-    pub fn freeze<AB: Backend>(&self, grads: &mut GradientsParams) {
-        let _ = grads.remove::<AB, 2>(self.weight.id);
+    /// Drops the prototypes' gradient (SwAV's frozen first epoch). `IB` is the
+    /// backend the gradients live on: the inner backend of the autodiff one.
+    pub fn freeze<IB: Backend>(&self, grads: &mut GradientsParams) {
+        let _ = grads.remove::<IB, 2>(self.weight.id);
     }
 }
 

@@ -1,0 +1,313 @@
+//! SwAV (Caron et al., 2020), row of Falcon & Cho's table:
+//! augmentation = **multi-crop** (2 large + k small crops);
+//! encoder = ResNet; extraction = projection head, then the normalised
+//! embedding's scores against learnable **prototypes** (online clustering),
+//! codes by Sinkhorn-Knopp; similarity = cosine to the prototypes;
+//! loss = swapped prediction.
+//!
+//! After every optimiser step the prototypes are L2-renormalised; during the
+//! first epoch their gradient is dropped (frozen), as in the paper. A loss
+//! stuck at `ln K` means a uniform assignment (collapse).
+
+use crate::output::embedding_std;
+use crate::{OptimizerConfig, SslOutput};
+use burn::config::Config;
+use burn::module::{AutodiffModule, Module};
+use burn::optim::{GradientsParams, Optimizer};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::Tensor;
+use burn::train::{InferenceStep, TrainOutput, TrainStep};
+use cssl_augment::{pipelines, DatasetPreset, MultiViewAugmentation};
+use cssl_core::{l2_normalize, ContrastiveLoss, CsslError, Encoder, ViewBatch};
+use cssl_encoders::{ResNet, ResNetConfig};
+use cssl_extract::{ProjectionHead, ProjectionHeadConfig, Prototypes, PrototypesConfig};
+use cssl_losses::{SwavLoss, SwavLossConfig};
+
+/// SwAV: one config per characteristic, plus the optimiser.
+#[derive(Config, Debug)]
+pub struct SwavConfig {
+    /// 1. Augmentation: multi-crop; the first `loss.crops_for_assign` views are the large ones.
+    pub augmentation: MultiViewAugmentation,
+    /// 2. Encoder.
+    pub encoder: ResNetConfig,
+    /// 3. Extraction: projection head ...
+    pub head: ProjectionHeadConfig,
+    /// ... and prototypes.
+    pub prototypes: PrototypesConfig,
+    /// Epochs during which the prototypes stay frozen (paper: 1).
+    #[config(default = 1)]
+    pub freeze_prototypes_epochs: usize,
+    /// 4 + 5. Cosine to the prototypes, swapped prediction (temperature, Sinkhorn).
+    pub loss: SwavLossConfig,
+    /// Optimiser and schedule.
+    pub optimizer: OptimizerConfig,
+}
+
+impl SwavConfig {
+    /// The CPU default for Fashion-MNIST: the main job's small ResNet, head
+    /// 128-256-64, 100 prototypes (3,000 suit ImageNet-sized batches and
+    /// queues, not 128 images), crops 2 x 28 px (area 0.33-1) and 4 x 14 px
+    /// (0.10-0.33), temperature 0.1, Sinkhorn 3 x epsilon 0.05, AdamW 2e-3.
+    pub fn fashion_mnist() -> Self {
+        let encoder = ResNetConfig::resnet18(1)
+            .with_base_width(16)
+            .with_cifar_stem(true)
+            .with_cifar_stem_stride(2);
+        let head = ProjectionHeadConfig::new(encoder.out_channels())
+            .with_hidden_dim(256)
+            .with_output_dim(64);
+        Self::new(
+            pipelines::swav(
+                &DatasetPreset::fashion_mnist(),
+                &[(28, 2, [0.33, 1.0]), (14, 4, [0.10, 0.33])],
+            ),
+            encoder,
+            head,
+            PrototypesConfig::new(64).with_count(100),
+            SwavLossConfig::new(),
+            OptimizerConfig::new().with_lr(2e-3).with_warmup_epochs(1.0),
+        )
+    }
+
+    /// Checks that the parts fit together.
+    pub fn validate(&self) -> cssl_core::Result<()> {
+        self.encoder.validate()?;
+        self.augmentation.validate().map_err(|e| match e {
+            CsslError::Config { field, reason } => {
+                CsslError::config(format!("augmentation.{field}"), reason)
+            }
+            e => e,
+        })?;
+        let views = self.augmentation.views.len();
+        if views < 2 || self.loss.crops_for_assign.iter().any(|&i| i >= views) {
+            return Err(CsslError::config(
+                "loss.crops_for_assign",
+                format!(
+                    "{:?} must index the {views} crops (at least 2)",
+                    self.loss.crops_for_assign
+                ),
+            ));
+        }
+        if self.head.input_dim != self.encoder.out_channels() {
+            return Err(CsslError::Shape {
+                what: "head.input_dim (the encoder's output channels)".into(),
+                expected: self.encoder.out_channels().to_string(),
+                got: self.head.input_dim.to_string(),
+            });
+        }
+        if self.prototypes.dim != self.head.output_dim {
+            return Err(CsslError::Shape {
+                what: "prototypes.dim (the head's output)".into(),
+                expected: self.head.output_dim.to_string(),
+                got: self.prototypes.dim.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Builds the model; the prototypes stay frozen for the first
+    /// `freeze_prototypes_epochs * steps_per_epoch` steps.
+    pub fn init<B: Backend>(
+        &self,
+        steps_per_epoch: usize,
+        device: &B::Device,
+    ) -> cssl_core::Result<Swav<B>> {
+        self.validate()?;
+        Ok(Swav {
+            encoder: self.encoder.init(device),
+            head: self.head.init(device),
+            prototypes: self.prototypes.init(device),
+            loss: self.loss.init(),
+            step: 0,
+            freeze_steps: self.freeze_prototypes_epochs * steps_per_epoch,
+        })
+    }
+}
+
+/// The SwAV model.
+#[derive(Module, Debug)]
+pub struct Swav<B: Backend> {
+    /// The encoder (what evaluation and export keep).
+    pub encoder: ResNet<B>,
+    head: ProjectionHead<B>,
+    prototypes: Prototypes<B>,
+    loss: SwavLoss,
+    step: usize,
+    freeze_steps: usize,
+}
+
+impl<B: Backend> Swav<B> {
+    /// The swapped-prediction loss of a multi-crop batch.
+    ///
+    /// # Shapes
+    /// `batch.views[v]`: `[N, C, H_v, W_v]`; consecutive views of one size go
+    /// through the encoder together.
+    pub fn forward(&self, batch: ViewBatch<B>) -> SslOutput<B> {
+        let n = batch.batch_size();
+        let mut embeddings: Vec<Tensor<B, 2>> = Vec::with_capacity(batch.num_views());
+        let mut group: Vec<Tensor<B, 4>> = Vec::new();
+        let flush = |group: &mut Vec<Tensor<B, 4>>, out: &mut Vec<Tensor<B, 2>>| {
+            if group.is_empty() {
+                return;
+            }
+            let k = group.len();
+            let z = l2_normalize(
+                self.head.forward(
+                    self.encoder
+                        .encode(Tensor::cat(std::mem::take(group), 0))
+                        .pooled(),
+                ),
+            );
+            let d = z.dims()[1];
+            out.extend((0..k).map(|i| z.clone().slice([i * n..(i + 1) * n, 0..d])));
+        };
+        for v in batch.views {
+            if group.last().is_some_and(|g| g.dims() != v.dims()) {
+                flush(&mut group, &mut embeddings);
+            }
+            group.push(v);
+        }
+        flush(&mut group, &mut embeddings);
+        let scores: Vec<Tensor<B, 2>> = embeddings
+            .iter()
+            .map(|z| self.prototypes.scores(z.clone()))
+            .collect();
+        let std = embedding_std(embeddings[0].clone());
+        SslOutput {
+            loss: self.loss.loss(scores),
+            embedding_std: std,
+        }
+    }
+
+    /// Whether the prototypes are still frozen.
+    pub fn prototypes_frozen(&self) -> bool {
+        self.step < self.freeze_steps
+    }
+}
+
+impl<B: AutodiffBackend> TrainStep for Swav<B> {
+    type Input = ViewBatch<B>;
+    type Output = SslOutput<B>;
+
+    fn step(&self, batch: ViewBatch<B>) -> TrainOutput<SslOutput<B>> {
+        let out = self.forward(batch);
+        let grads = out.loss.backward();
+        TrainOutput::new(self, grads, out)
+    }
+
+    fn optimize<AB, O>(self, optim: &mut O, lr: f64, mut grads: GradientsParams) -> Self
+    where
+        AB: AutodiffBackend,
+        O: Optimizer<Self, AB>,
+        Self: AutodiffModule<AB>,
+    {
+        if self.prototypes_frozen() {
+            self.prototypes.freeze::<B::InnerBackend>(&mut grads);
+        }
+        let mut next = optim.step(lr, self, grads);
+        next.prototypes = next.prototypes.normalized();
+        next.step += 1;
+        next
+    }
+}
+
+impl<B: Backend> InferenceStep for Swav<B> {
+    type Input = ViewBatch<B>;
+    type Output = SslOutput<B>;
+
+    fn step(&self, batch: ViewBatch<B>) -> SslOutput<B> {
+        self.forward(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use burn::optim::AdamWConfig;
+    use burn::tensor::TensorData;
+    use cssl_core::Augmentation;
+
+    type B = Autodiff<Flex>;
+
+    fn tiny() -> SwavConfig {
+        let mut c = SwavConfig::fashion_mnist();
+        c.encoder = ResNetConfig::resnet18(1)
+            .with_base_width(4)
+            .with_cifar_stem(true)
+            .with_cifar_stem_stride(2);
+        c.head = ProjectionHeadConfig::new(32)
+            .with_hidden_dim(32)
+            .with_output_dim(16);
+        c.prototypes = PrototypesConfig::new(16).with_count(10);
+        c
+    }
+
+    fn batch(c: &SwavConfig, device: &burn::tensor::Device<B>) -> ViewBatch<B> {
+        let data = cssl_data::FashionMnist::embedded().expect("embedded Fashion-MNIST");
+        let views: Vec<_> = (0..16)
+            .map(|i| c.augmentation.views(&data.train.image(i), i as u64).0)
+            .collect();
+        let stack = |v: usize| {
+            let s = views[0][v].height;
+            let d: Vec<f32> = views.iter().flat_map(|x| x[v].data.clone()).collect();
+            Tensor::<B, 4>::from_data(TensorData::new(d, [16, 1, s, s]), device)
+        };
+        ViewBatch {
+            views: (0..c.augmentation.views.len()).map(stack).collect(),
+        }
+    }
+
+    fn proto(m: &Swav<B>) -> Vec<f32> {
+        m.prototypes.weight.val().into_data().to_vec().unwrap()
+    }
+
+    #[test]
+    fn frozen_then_trained_prototypes_stay_normalised_and_the_loss_falls() {
+        let device = Default::default();
+        B::seed(&device, 6);
+        let c = tiny();
+        // Frozen for the first 2 steps.
+        let mut model = c.init::<B>(2, &device).unwrap();
+        let b = batch(&c, &device);
+        let mut optim = AdamWConfig::new().init();
+        let mut losses = vec![];
+        let p0 = proto(&model);
+        for step in 0..8 {
+            let out = TrainStep::step(&model, b.clone());
+            losses.push(out.item.loss.clone().into_scalar());
+            let before = proto(&model);
+            model = model.optimize(&mut optim, 1e-2, out.grads);
+            let after = proto(&model);
+            if step < 2 {
+                // Only renormalisation rounding (< 1e-6) while frozen.
+                assert!(
+                    before.iter().zip(&after).all(|(a, b)| (a - b).abs() < 1e-6),
+                    "prototypes moved while frozen (step {step})"
+                );
+            }
+            let norms: Vec<f32> = model
+                .prototypes
+                .weight
+                .val()
+                .square()
+                .sum_dim(1)
+                .sqrt()
+                .into_data()
+                .to_vec()
+                .unwrap();
+            assert!(norms.iter().all(|x| (x - 1.0).abs() < 1e-4), "{norms:?}");
+        }
+        assert!(
+            p0.iter()
+                .zip(&proto(&model))
+                .any(|(a, b)| (a - b).abs() > 1e-3),
+            "prototypes never trained"
+        );
+        assert!(losses.iter().all(|l| l.is_finite()));
+        assert!(
+            losses[7] < losses[0] - 0.05,
+            "SwAV loss did not fall: {losses:?}"
+        );
+    }
+}
