@@ -9,10 +9,8 @@ use burn::optim::AdamWConfig;
 use burn::record::CompactRecorder;
 use burn::tensor::backend::AutodiffBackend;
 use burn::train::{InferenceStep, TrainStep};
-use cssl_augment::EvalTransform;
-use cssl_augment::{MultiViewAugmentation, Normalize};
-use cssl_core::ViewBatch;
-use cssl_core::{Augmentation, CsslError, Encoder, Result};
+use cssl_augment::{EvalTransform, MultiViewAugmentation, Normalize};
+use cssl_core::{Augmentation, CsslError, Encoder, Result, ViewBatch};
 use cssl_data::{FashionMnist, ImageDataset, MultiViewBatcher};
 use cssl_encoders::ResNet;
 use cssl_eval::{
@@ -167,57 +165,65 @@ pub fn run_fashion_mnist<B: AutodiffBackend>(
     }
     let data = FashionMnist::embedded()?;
     let train = subset(&data.train, options.train_subset);
-    let total_steps = train.len().div_ceil(options.batch_size) * options.epochs;
     B::seed(device, options.seed);
+    let steps_per_epoch = train.len().div_ceil(options.batch_size);
+    let total_steps = steps_per_epoch * options.epochs;
     match options.method {
         Method::Simclr => {
-            let config = SimClrConfig::fashion_mnist();
-            let model = config.init::<B>(device)?;
-            let prepared = Prepared {
-                model,
-                augmentation: config.augmentation.init(),
-                normalize: config.augmentation.normalize.clone(),
-                optimizer: config.optimizer.clone(),
-                config: serde_json::to_value(&config).expect("configs serialise"),
-            };
-            run_prepared::<B, _>(options, device, &data, train, prepared, |m| &m.encoder)
+            let c = SimClrConfig::fashion_mnist();
+            let p = prepare(
+                c.init::<B>(device)?,
+                c.augmentation.init(),
+                &c.optimizer,
+                &c,
+            );
+            run_prepared::<B, _>(options, device, &data, train, p, |m| &m.encoder)
         }
         Method::Byol => {
-            let config = ByolConfig::fashion_mnist();
-            let model = config.init::<B>(total_steps, device)?;
-            let prepared = Prepared {
-                model,
-                normalize: config.augmentation.views[0].normalize.clone(),
-                augmentation: config.augmentation.clone(),
-                optimizer: config.optimizer.clone(),
-                config: serde_json::to_value(&config).expect("configs serialise"),
-            };
-            run_prepared::<B, _>(options, device, &data, train, prepared, |m| &m.encoder)
+            let c = ByolConfig::fashion_mnist();
+            let p = prepare(
+                c.init::<B>(total_steps, device)?,
+                c.augmentation.clone(),
+                &c.optimizer,
+                &c,
+            );
+            run_prepared::<B, _>(options, device, &data, train, p, |m| &m.encoder)
         }
         Method::Moco => {
-            let config = MocoConfig::fashion_mnist();
-            let model = config.init::<B>(options.batch_size, device)?;
-            let prepared = Prepared {
-                model,
-                normalize: config.augmentation.views[0].normalize.clone(),
-                augmentation: config.augmentation.clone(),
-                optimizer: config.optimizer.clone(),
-                config: serde_json::to_value(&config).expect("configs serialise"),
-            };
-            run_prepared::<B, _>(options, device, &data, train, prepared, |m| &m.encoder)
+            let c = MocoConfig::fashion_mnist();
+            let p = prepare(
+                c.init::<B>(options.batch_size, device)?,
+                c.augmentation.clone(),
+                &c.optimizer,
+                &c,
+            );
+            run_prepared::<B, _>(options, device, &data, train, p, |m| &m.encoder)
         }
         Method::Swav => {
-            let config = SwavConfig::fashion_mnist();
-            let model = config.init::<B>(train.len().div_ceil(options.batch_size), device)?;
-            let prepared = Prepared {
-                model,
-                normalize: config.augmentation.views[0].normalize.clone(),
-                augmentation: config.augmentation.clone(),
-                optimizer: config.optimizer.clone(),
-                config: serde_json::to_value(&config).expect("configs serialise"),
-            };
-            run_prepared::<B, _>(options, device, &data, train, prepared, |m| &m.encoder)
+            let c = SwavConfig::fashion_mnist();
+            let p = prepare(
+                c.init::<B>(steps_per_epoch, device)?,
+                c.augmentation.clone(),
+                &c.optimizer,
+                &c,
+            );
+            run_prepared::<B, _>(options, device, &data, train, p, |m| &m.encoder)
         }
+    }
+}
+
+fn prepare<M, C: Serialize>(
+    model: M,
+    augmentation: MultiViewAugmentation,
+    optimizer: &OptimizerConfig,
+    config: &C,
+) -> Prepared<M> {
+    Prepared {
+        model,
+        normalize: augmentation.views[0].normalize.clone(),
+        augmentation,
+        optimizer: optimizer.clone(),
+        config: serde_json::to_value(config).expect("configs serialise to JSON"),
     }
 }
 
