@@ -66,10 +66,7 @@ impl ByolConfig {
     /// BYOL's asymmetric pipeline at 28 px, tau0 0.99 (a short run needs a
     /// faster target than 0.996), AdamW 2e-3 with one warm-up epoch.
     pub fn fashion_mnist() -> Self {
-        let encoder = ResNetConfig::resnet18(1)
-            .with_base_width(16)
-            .with_cifar_stem(true)
-            .with_cifar_stem_stride(2);
+        let encoder = crate::common::fashion_mnist_encoder();
         let projector = ProjectionHeadConfig::new(encoder.out_channels())
             .with_hidden_dim(256)
             .with_output_dim(64);
@@ -90,21 +87,7 @@ impl ByolConfig {
     /// Checks that the parts fit together.
     pub fn validate(&self) -> cssl_core::Result<()> {
         self.encoder.validate()?;
-        self.augmentation.validate().map_err(|e| match e {
-            CsslError::Config { field, reason } => {
-                CsslError::config(format!("augmentation.{field}"), reason)
-            }
-            e => e,
-        })?;
-        if self.augmentation.views.len() != 2 {
-            return Err(CsslError::config(
-                "augmentation.views",
-                format!(
-                    "BYOL compares 2 views, the pipeline makes {}",
-                    self.augmentation.views.len()
-                ),
-            ));
-        }
+        crate::common::validate_augmentation(&self.augmentation, Some(2))?;
         let shape = |what: &str, expected: usize, got: usize| {
             if expected == got {
                 Ok(())
@@ -271,8 +254,6 @@ mod tests {
     use burn::backend::{Autodiff, Flex};
     use burn::module::{ModuleVisitor, Param};
     use burn::optim::AdamWConfig;
-    use burn::tensor::TensorData;
-    use cssl_core::Augmentation;
 
     type B = Autodiff<Flex>;
 
@@ -318,21 +299,6 @@ mod tests {
         )
     }
 
-    fn batch(device: &burn::tensor::Device<B>) -> ViewBatch<B> {
-        let data = cssl_data::FashionMnist::embedded().expect("embedded Fashion-MNIST");
-        let aug = pipelines::byol(&DatasetPreset::fashion_mnist());
-        let views: Vec<_> = (0..16)
-            .map(|i| aug.views(&data.train.image(i), i as u64).0)
-            .collect();
-        let stack = |v: usize| {
-            let d: Vec<f32> = views.iter().flat_map(|x| x[v].data.clone()).collect();
-            Tensor::<B, 4>::from_data(TensorData::new(d, [16, 1, 28, 28]), device)
-        };
-        ViewBatch {
-            views: vec![stack(0), stack(1)],
-        }
-    }
-
     #[test]
     fn trains_and_moves_the_target_by_ema_after_each_step() {
         let device = Default::default();
@@ -340,7 +306,7 @@ mod tests {
         let mut model = tiny().init::<B>(10, &device).unwrap();
         // The target starts as an exact copy with its own ids.
         assert_eq!(flat(&model.target_encoder), flat(&model.encoder));
-        let b = batch(&device);
+        let b = crate::common::testing::fashion_batch::<B>(&tiny().augmentation, 16, &device);
         let mut optim = AdamWConfig::new().init();
         let mut losses = vec![];
         for _ in 0..6 {

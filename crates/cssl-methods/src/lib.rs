@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 mod byol;
+mod common;
 mod moco;
 mod optim;
 mod output;
@@ -21,6 +22,7 @@ mod simclr;
 mod swav;
 
 pub use byol::{Byol, ByolConfig};
+pub use common::{fashion_mnist_encoder, validate_augmentation};
 pub use moco::{Moco, MocoConfig};
 pub use optim::OptimizerConfig;
 pub use output::SslOutput;

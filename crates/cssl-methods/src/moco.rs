@@ -78,10 +78,7 @@ impl MocoConfig {
     /// 128-256-64, queue 4,096, m = 0.99 (short runs need a faster key
     /// encoder than 0.999), t = 0.2, AdamW 2e-3.
     pub fn fashion_mnist() -> Self {
-        let encoder = ResNetConfig::resnet18(1)
-            .with_base_width(16)
-            .with_cifar_stem(true)
-            .with_cifar_stem_stride(2);
+        let encoder = crate::common::fashion_mnist_encoder();
         let head = ProjectionHeadConfig::new(encoder.out_channels())
             .with_hidden_dim(256)
             .with_output_dim(64)
@@ -103,21 +100,7 @@ impl MocoConfig {
     /// Checks that the parts fit together for batches of `batch_size`.
     pub fn validate(&self, batch_size: usize) -> cssl_core::Result<()> {
         self.encoder.validate()?;
-        self.augmentation.validate().map_err(|e| match e {
-            CsslError::Config { field, reason } => {
-                CsslError::config(format!("augmentation.{field}"), reason)
-            }
-            e => e,
-        })?;
-        if self.augmentation.views.len() != 2 {
-            return Err(CsslError::config(
-                "augmentation.views",
-                format!(
-                    "MoCo takes a query and a key view, the pipeline makes {}",
-                    self.augmentation.views.len()
-                ),
-            ));
-        }
+        crate::common::validate_augmentation(&self.augmentation, Some(2))?;
         if self.head.input_dim != self.encoder.out_channels() {
             return Err(CsslError::Shape {
                 what: "head.input_dim (the encoder's output channels)".into(),
@@ -276,8 +259,6 @@ mod tests {
     use super::*;
     use burn::backend::{Autodiff, Flex};
     use burn::optim::AdamWConfig;
-    use burn::tensor::TensorData;
-    use cssl_core::Augmentation;
 
     type B = Autodiff<Flex>;
 
@@ -295,27 +276,12 @@ mod tests {
         c
     }
 
-    fn batch(device: &burn::tensor::Device<B>) -> ViewBatch<B> {
-        let data = cssl_data::FashionMnist::embedded().expect("embedded Fashion-MNIST");
-        let aug = tiny().augmentation;
-        let views: Vec<_> = (0..16)
-            .map(|i| aug.views(&data.train.image(i), i as u64).0)
-            .collect();
-        let stack = |v: usize| {
-            let d: Vec<f32> = views.iter().flat_map(|x| x[v].data.clone()).collect();
-            Tensor::<B, 4>::from_data(TensorData::new(d, [16, 1, 28, 28]), device)
-        };
-        ViewBatch {
-            views: vec![stack(0), stack(1)],
-        }
-    }
-
     #[test]
     fn trains_enqueues_keys_and_follows_by_momentum() {
         let device = Default::default();
         B::seed(&device, 4);
         let mut model = tiny().init::<B>(16, &device).unwrap();
-        let b = batch(&device);
+        let b = crate::common::testing::fashion_batch::<B>(&tiny().augmentation, 16, &device);
         let mut optim = AdamWConfig::new().init();
         let mut losses = vec![];
         for step in 0..10 {
@@ -358,7 +324,7 @@ mod tests {
     fn a_smaller_last_batch_wraps_around_the_ring() {
         let device = Default::default();
         let model = tiny().init::<B>(16, &device).unwrap();
-        let b = batch(&device);
+        let b = crate::common::testing::fashion_batch::<B>(&tiny().augmentation, 16, &device);
         // Three full batches (48 rows), then 10 images: rows 0-9 rewritten.
         for _ in 0..2 {
             let _ = model.forward(b.clone(), true);

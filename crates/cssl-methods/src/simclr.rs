@@ -57,10 +57,7 @@ impl SimClrConfig {
     /// CIFAR augmentation at 28 px with crops of 20-100% of the area, and
     /// AdamW 2e-3 with one warm-up epoch.
     pub fn fashion_mnist() -> Self {
-        let encoder = ResNetConfig::resnet18(1)
-            .with_base_width(16)
-            .with_cifar_stem(true)
-            .with_cifar_stem_stride(2);
+        let encoder = crate::common::fashion_mnist_encoder();
         let head = ProjectionHeadConfig::new(encoder.out_channels())
             .with_hidden_dim(256)
             .with_output_dim(64);
@@ -78,12 +75,7 @@ impl SimClrConfig {
     /// the temperature is positive, the augmentation is valid).
     pub fn validate(&self) -> cssl_core::Result<()> {
         self.encoder.validate()?;
-        self.augmentation.init().validate().map_err(|e| match e {
-            CsslError::Config { field, reason } => {
-                CsslError::config(format!("augmentation.{field}"), reason)
-            }
-            e => e,
-        })?;
+        crate::common::validate_augmentation(&self.augmentation.init(), Some(2))?;
         let want = self.encoder.out_channels();
         let got = self.extraction.head.input_dim;
         if want != got {

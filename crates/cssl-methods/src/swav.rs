@@ -49,10 +49,7 @@ impl SwavConfig {
     /// queues, not 128 images), crops 2 x 28 px (area 0.33-1) and 4 x 14 px
     /// (0.10-0.33), temperature 0.1, Sinkhorn 3 x epsilon 0.05, AdamW 2e-3.
     pub fn fashion_mnist() -> Self {
-        let encoder = ResNetConfig::resnet18(1)
-            .with_base_width(16)
-            .with_cifar_stem(true)
-            .with_cifar_stem_stride(2);
+        let encoder = crate::common::fashion_mnist_encoder();
         let head = ProjectionHeadConfig::new(encoder.out_channels())
             .with_hidden_dim(256)
             .with_output_dim(64);
@@ -72,12 +69,7 @@ impl SwavConfig {
     /// Checks that the parts fit together.
     pub fn validate(&self) -> cssl_core::Result<()> {
         self.encoder.validate()?;
-        self.augmentation.validate().map_err(|e| match e {
-            CsslError::Config { field, reason } => {
-                CsslError::config(format!("augmentation.{field}"), reason)
-            }
-            e => e,
-        })?;
+        crate::common::validate_augmentation(&self.augmentation, None)?;
         let views = self.augmentation.views.len();
         if views < 2 || self.loss.crops_for_assign.iter().any(|&i| i >= views) {
             return Err(CsslError::config(
@@ -225,8 +217,6 @@ mod tests {
     use super::*;
     use burn::backend::{Autodiff, Flex};
     use burn::optim::AdamWConfig;
-    use burn::tensor::TensorData;
-    use cssl_core::Augmentation;
 
     type B = Autodiff<Flex>;
 
@@ -243,21 +233,6 @@ mod tests {
         c
     }
 
-    fn batch(c: &SwavConfig, device: &burn::tensor::Device<B>) -> ViewBatch<B> {
-        let data = cssl_data::FashionMnist::embedded().expect("embedded Fashion-MNIST");
-        let views: Vec<_> = (0..16)
-            .map(|i| c.augmentation.views(&data.train.image(i), i as u64).0)
-            .collect();
-        let stack = |v: usize| {
-            let s = views[0][v].height;
-            let d: Vec<f32> = views.iter().flat_map(|x| x[v].data.clone()).collect();
-            Tensor::<B, 4>::from_data(TensorData::new(d, [16, 1, s, s]), device)
-        };
-        ViewBatch {
-            views: (0..c.augmentation.views.len()).map(stack).collect(),
-        }
-    }
-
     fn proto(m: &Swav<B>) -> Vec<f32> {
         m.prototypes.weight.val().into_data().to_vec().unwrap()
     }
@@ -269,7 +244,7 @@ mod tests {
         let c = tiny();
         // Frozen for the first 2 steps.
         let mut model = c.init::<B>(2, &device).unwrap();
-        let b = batch(&c, &device);
+        let b = crate::common::testing::fashion_batch::<B>(&c.augmentation, 16, &device);
         let mut optim = AdamWConfig::new().init();
         let mut losses = vec![];
         let p0 = proto(&model);

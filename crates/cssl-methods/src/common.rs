@@ -1,0 +1,66 @@
+//! What every method config shares: the CPU encoder for Fashion-MNIST and the
+//! augmentation check that prefixes error fields with `augmentation.`.
+
+use cssl_augment::MultiViewAugmentation;
+use cssl_core::CsslError;
+use cssl_encoders::ResNetConfig;
+
+/// The CPU default encoder for Fashion-MNIST: ResNet-18 at 1/4 width (16-128
+/// channels), CIFAR stem with stride 2 (stages at 14, 7, 4, 2 px).
+pub fn fashion_mnist_encoder() -> ResNetConfig {
+    ResNetConfig::resnet18(1)
+        .with_base_width(16)
+        .with_cifar_stem(true)
+        .with_cifar_stem_stride(2)
+}
+
+/// Validates a pipeline as a method's `augmentation` field; with `views`, also
+/// its number of views.
+pub fn validate_augmentation(
+    augmentation: &MultiViewAugmentation,
+    views: Option<usize>,
+) -> cssl_core::Result<()> {
+    augmentation.validate().map_err(|e| match e {
+        CsslError::Config { field, reason } => {
+            CsslError::config(format!("augmentation.{field}"), reason)
+        }
+        e => e,
+    })?;
+    match views {
+        Some(n) if augmentation.views.len() != n => Err(CsslError::config(
+            "augmentation.views",
+            format!(
+                "this method compares {n} views, the pipeline makes {}",
+                augmentation.views.len()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use burn::tensor::{backend::Backend, Tensor, TensorData};
+    use cssl_core::{Augmentation, ViewBatch};
+
+    /// The views of the first `n` embedded Fashion-MNIST training images, one
+    /// tensor per view index.
+    pub fn fashion_batch<B: Backend>(
+        augmentation: &dyn Augmentation,
+        n: usize,
+        device: &B::Device,
+    ) -> ViewBatch<B> {
+        let data = cssl_data::FashionMnist::embedded().expect("embedded Fashion-MNIST in data/");
+        let views: Vec<_> = (0..n)
+            .map(|i| augmentation.views(&data.train.image(i), i as u64).0)
+            .collect();
+        let stack = |v: usize| {
+            let s = views[0][v].height;
+            let d: Vec<f32> = views.iter().flat_map(|x| x[v].data.clone()).collect();
+            Tensor::<B, 4>::from_data(TensorData::new(d, [n, 1, s, s]), device)
+        };
+        ViewBatch {
+            views: (0..augmentation.num_views()).map(stack).collect(),
+        }
+    }
+}
