@@ -46,5 +46,5 @@ pub use fashion_mnist::{FashionMnist, FASHION_MNIST_CLASSES};
 pub use folder::{CorruptPolicy, ImageFolder};
 pub use loader::{CpuBatch, PrefetchLoader};
 pub use seed::mix_seed;
-pub use source::ImageSource;
+pub use source::{ImageSource, SubsetSource};
 pub use stl10::{Stl10, Stl10Unlabeled};
