@@ -34,4 +34,4 @@ pub use head::{ProjectionHead, ProjectionHeadConfig};
 pub use momentum::{copy_weights, ema_update, momentum_schedule, MomentumConfig};
 pub use pooled::{PooledProjection, PooledProjectionConfig};
 pub use prototypes::{Prototypes, PrototypesConfig};
-pub use queue::{NegativesQueue, NegativesQueueConfig};
+pub use queue::{ring_write, NegativesQueue, NegativesQueueConfig};

@@ -68,18 +68,38 @@ impl<B: Backend> NegativesQueue<B> {
     /// # Shapes
     /// `keys`: `[n, dim]` with `n` dividing `size`.
     pub fn enqueue(&mut self, keys: Tensor<B, 2>) {
-        let [n, d] = keys.dims();
-        let [size, dim] = self.keys.dims();
-        assert!(
-            d == dim && size % n == 0,
-            "enqueue: keys [{n}, {d}] do not fit a queue [{size}, {dim}]"
-        );
-        self.keys = self
-            .keys
-            .clone()
-            .slice_assign([self.next..self.next + n, 0..dim], keys.detach());
-        self.next = (self.next + n) % size;
+        let (buffer, next) = ring_write(self.keys.clone(), self.next, keys.detach());
+        self.keys = buffer;
+        self.next = next;
     }
+}
+
+/// Writes `keys` into the ring `buffer` from row `next` on, wrapping past the
+/// end (a smaller last batch of an epoch), and returns the buffer with the row
+/// the next write starts at. MoCo's queue and [`NegativesQueue`] share it.
+///
+/// # Shapes
+/// `buffer`: `[size, dim]`, `keys`: `[n, dim]` with `n <= size`.
+pub fn ring_write<B: Backend>(
+    buffer: Tensor<B, 2>,
+    next: usize,
+    keys: Tensor<B, 2>,
+) -> (Tensor<B, 2>, usize) {
+    let [n, d] = keys.dims();
+    let [size, dim] = buffer.dims();
+    assert!(
+        d == dim && n <= size && next < size,
+        "ring_write: keys [{n}, {d}] at row {next} do not fit a ring [{size}, {dim}]"
+    );
+    let first = n.min(size - next);
+    let mut buffer = buffer.slice_assign(
+        [next..next + first, 0..d],
+        keys.clone().slice([0..first, 0..d]),
+    );
+    if first < n {
+        buffer = buffer.slice_assign([0..n - first, 0..d], keys.slice([first..n, 0..d]));
+    }
+    (buffer, (next + n) % size)
 }
 
 #[cfg(test)]
@@ -105,6 +125,18 @@ mod tests {
         let k: Vec<f32> = q.keys().into_data().to_vec().unwrap();
         assert_eq!(k, vec![40.0, 41.0, 20.0, 21.0, 30.0, 31.0]);
         assert_eq!(q.position(), 2);
+    }
+
+    #[test]
+    fn ring_write_wraps_a_partial_batch() {
+        let d = Default::default();
+        let buf = Tensor::<Flex, 2>::zeros([4, 1], &d);
+        let (buf, next) = ring_write(buf, 3, Tensor::from_data([[1.0f32], [2.0], [3.0]], &d));
+        assert_eq!(next, 2);
+        assert_eq!(
+            buf.into_data().to_vec::<f32>().unwrap(),
+            vec![2.0, 3.0, 0.0, 1.0]
+        );
     }
 
     #[test]

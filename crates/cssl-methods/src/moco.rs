@@ -23,7 +23,7 @@ use cssl_augment::{pipelines, DatasetPreset, MultiViewAugmentation};
 use cssl_core::{l2_normalize, ContrastiveLoss, CsslError, Encoder, ViewBatch};
 use cssl_encoders::{ResNet, ResNetConfig};
 use cssl_extract::{
-    copy_weights, ema_update, MomentumConfig, NegativesQueueConfig, ProjectionHead,
+    copy_weights, ema_update, ring_write, MomentumConfig, NegativesQueueConfig, ProjectionHead,
     ProjectionHeadConfig,
 };
 use cssl_losses::{
@@ -189,21 +189,12 @@ impl<B: Backend> Moco<B> {
             embedding_std: embedding_std(q),
         };
         if enqueue {
-            let [n, d] = k.dims();
             let size = queue.dims()[0];
             let next = self.queue_next.value_sync().into_scalar().elem::<f32>() as usize;
-            // A last, smaller batch of an epoch wraps around the ring.
-            let first = n.min(size - next);
-            let mut queue = queue.slice_assign(
-                [next..next + first, 0..d],
-                k.clone().slice([0..first, 0..d]),
-            );
-            if first < n {
-                queue = queue.slice_assign([0..n - first, 0..d], k.slice([first..n, 0..d]));
-            }
+            let (queue, next) = ring_write(queue, next, k);
             self.queue.update(queue);
             self.queue_next.update(Tensor::from_floats(
-                [((next + n) % size) as f32],
+                [(next % size) as f32],
                 &out.loss.device(),
             ));
         }
