@@ -9,51 +9,26 @@ use burn::optim::AdamWConfig;
 use burn::record::CompactRecorder;
 use burn::tensor::backend::AutodiffBackend;
 use burn::train::{InferenceStep, TrainStep};
-use cssl_augment::{EvalTransform, MultiViewAugmentation, Normalize};
+use cssl_augment::EvalTransform;
 use cssl_core::{Augmentation, CsslError, Encoder, Result, ViewBatch};
 use cssl_data::{FashionMnist, ImageDataset, MultiViewBatcher};
-use cssl_encoders::ResNet;
+use cssl_encoders::AnyEncoder;
 use cssl_eval::{
     extract_features, knn_accuracy, linear_probe, Features, KnnConfig, LinearProbeConfig,
 };
-use cssl_methods::{ByolConfig, MocoConfig, OptimizerConfig, SimClrConfig, SslOutput, SwavConfig};
+pub use cssl_methods::{MethodConfig, MethodKind as Method};
+use cssl_methods::{SslModel, SslOutput};
 use cssl_train::{pretrain, PretrainOptions, RunDir, WarmupCosineLr};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The methods the main job can pretrain.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Method {
-    /// SimCLR ([`SimClrConfig::fashion_mnist`]).
-    #[default]
-    Simclr,
-    /// BYOL ([`ByolConfig::fashion_mnist`]).
-    Byol,
-    /// MoCo v2 ([`MocoConfig::fashion_mnist`]).
-    Moco,
-    /// SwAV ([`SwavConfig::fashion_mnist`]).
-    Swav,
-}
-
-impl Method {
-    /// Lower-case name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Simclr => "simclr",
-            Method::Byol => "byol",
-            Method::Moco => "moco",
-            Method::Swav => "swav",
-        }
-    }
-}
-
 /// Options of the main job (all have CLI flags).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct JobOptions {
-    /// The method to pretrain.
+    /// The method to pretrain (its CPU default config unless the job is given
+    /// one).
     #[serde(default)]
     pub method: Method,
     /// Pretraining epochs.
@@ -86,6 +61,29 @@ impl Default for JobOptions {
             seed: 42,
             out: PathBuf::from("runs/simclr-fashion-mnist"),
             raw_pixel_baseline: true,
+        }
+    }
+}
+
+impl JobOptions {
+    /// The defaults for `method`, sized so that pretraining plus evaluation
+    /// take at most about ten minutes on two CPU cores (measured throughput
+    /// of each method's CPU default, in images per second: SimCLR ~125,
+    /// MoCo ~170, BYOL ~95, SwAV ~84, YADIM ~87, AMDIM ~71, CPC ~49 plus a
+    /// slower evaluation through 36 patches per image).
+    pub fn for_method(method: Method) -> Self {
+        let train_subset = match method {
+            Method::Simclr | Method::Moco => 25_000,
+            Method::Byol | Method::Yadim => 20_000,
+            Method::Swav => 18_000,
+            Method::Amdim => 16_000,
+            Method::Cpc => 9_000,
+        };
+        Self {
+            method,
+            train_subset,
+            out: PathBuf::from(format!("runs/{}-fashion-mnist", method.name())),
+            ..Self::default()
         }
     }
 }
@@ -132,7 +130,8 @@ fn score<B: AutodiffBackend>(train: &Features, test: &Features, device: &B::Devi
     }
 }
 
-fn subset(data: &ImageDataset, n: usize) -> ImageDataset {
+/// `data` itself for `n == 0`, else `n` images spread evenly over it.
+pub fn subset(data: &ImageDataset, n: usize) -> ImageDataset {
     if n == 0 {
         data.clone()
     } else {
@@ -140,91 +139,47 @@ fn subset(data: &ImageDataset, n: usize) -> ImageDataset {
     }
 }
 
-/// A method ready to pretrain: its model and the settings the job needs.
-struct Prepared<M> {
-    model: M,
-    augmentation: MultiViewAugmentation,
-    normalize: Normalize,
-    optimizer: OptimizerConfig,
-    config: serde_json::Value,
+/// What `config.json` holds: replaying it (`cssl pretrain --config`) reruns
+/// the same job.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// The dataset (only `fashion-mnist` so far).
+    pub dataset: String,
+    /// The job's options.
+    pub options: JobOptions,
+    /// The method with all five parts and its optimiser.
+    pub method: MethodConfig,
 }
 
-/// Runs the main job on backend `B` for `options.method`.
+impl RunConfig {
+    /// Reads a run's `config.json` (or any file in its format).
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| CsslError::io(path, e))?;
+        serde_json::from_str(&text).map_err(|e| CsslError::Format {
+            path: path.into(),
+            offset: 0,
+            reason: format!("not a cssl run config: {e}"),
+        })
+    }
+}
+
+/// The channels and side of Fashion-MNIST images.
+pub const FASHION_MNIST_IMAGE: (usize, usize, usize) = (1, 28, 28);
+
+/// Runs the main job on backend `B` for `options.method` with its CPU default
+/// config.
 pub fn run_fashion_mnist<B: AutodiffBackend>(
     options: &JobOptions,
     device: &B::Device,
 ) -> Result<JobReport> {
-    if options.epochs == 0 {
-        return Err(CsslError::config("epochs", "must be at least 1"));
-    }
-    if options.batch_size < 2 {
-        return Err(CsslError::config(
-            "batch_size",
-            "must be at least 2 (negatives come from the batch)",
-        ));
-    }
-    let data = FashionMnist::embedded()?;
-    let train = subset(&data.train, options.train_subset);
-    B::seed(device, options.seed);
-    let steps_per_epoch = train.len().div_ceil(options.batch_size);
-    let total_steps = steps_per_epoch * options.epochs;
-    match options.method {
-        Method::Simclr => {
-            let c = SimClrConfig::fashion_mnist();
-            let p = prepare(
-                c.init::<B>(device)?,
-                c.augmentation.init(),
-                &c.optimizer,
-                &c,
-            );
-            run_prepared::<B, _>(options, device, &data, train, p, |m| &m.encoder)
-        }
-        Method::Byol => {
-            let c = ByolConfig::fashion_mnist();
-            let p = prepare(
-                c.init::<B>(total_steps, device)?,
-                c.augmentation.clone(),
-                &c.optimizer,
-                &c,
-            );
-            run_prepared::<B, _>(options, device, &data, train, p, |m| &m.encoder)
-        }
-        Method::Moco => {
-            let c = MocoConfig::fashion_mnist();
-            let p = prepare(
-                c.init::<B>(options.batch_size, device)?,
-                c.augmentation.clone(),
-                &c.optimizer,
-                &c,
-            );
-            run_prepared::<B, _>(options, device, &data, train, p, |m| &m.encoder)
-        }
-        Method::Swav => {
-            let c = SwavConfig::fashion_mnist();
-            let p = prepare(
-                c.init::<B>(steps_per_epoch, device)?,
-                c.augmentation.clone(),
-                &c.optimizer,
-                &c,
-            );
-            run_prepared::<B, _>(options, device, &data, train, p, |m| &m.encoder)
-        }
-    }
-}
-
-fn prepare<M, C: Serialize>(
-    model: M,
-    augmentation: MultiViewAugmentation,
-    optimizer: &OptimizerConfig,
-    config: &C,
-) -> Prepared<M> {
-    Prepared {
-        model,
-        normalize: augmentation.views[0].normalize.clone(),
-        augmentation,
-        optimizer: optimizer.clone(),
-        config: serde_json::to_value(config).expect("configs serialise to JSON"),
-    }
+    run_config::<B>(
+        &RunConfig {
+            dataset: "fashion-mnist".into(),
+            options: options.clone(),
+            method: options.method.fashion_mnist(),
+        },
+        device,
+    )
 }
 
 /// The main job with SimCLR (kept for callers of the first version).
@@ -241,13 +196,68 @@ pub fn run_simclr_fashion_mnist<B: AutodiffBackend>(
     )
 }
 
+/// Runs a full run config: checks every part against the data, pretrains,
+/// evaluates, and writes the run directory.
+pub fn run_config<B: AutodiffBackend>(run: &RunConfig, device: &B::Device) -> Result<JobReport> {
+    let options = &run.options;
+    if run.dataset != "fashion-mnist" {
+        return Err(CsslError::config(
+            "dataset",
+            format!("`{}`: the job runs on `fashion-mnist`", run.dataset),
+        ));
+    }
+    if run.method.kind() != options.method {
+        return Err(CsslError::config(
+            "options.method",
+            format!(
+                "`{}` but the config is for `{}`",
+                options.method.name(),
+                run.method.kind().name()
+            ),
+        ));
+    }
+    if options.epochs == 0 {
+        return Err(CsslError::config("epochs", "must be at least 1"));
+    }
+    if options.batch_size < 2 {
+        return Err(CsslError::config(
+            "batch_size",
+            "must be at least 2 (negatives come from the batch)",
+        ));
+    }
+    run.method
+        .validate(FASHION_MNIST_IMAGE, options.batch_size)?;
+    let data = FashionMnist::embedded()?;
+    let train = subset(&data.train, options.train_subset);
+    B::seed(device, options.seed);
+    let steps_per_epoch = train.len().div_ceil(options.batch_size);
+    let total_steps = steps_per_epoch * options.epochs;
+    match &run.method {
+        MethodConfig::Amdim(c) => run_prepared(run, device, &data, train, c.init::<B>(device)?),
+        MethodConfig::Cpc(c) => run_prepared(run, device, &data, train, c.init::<B>(device)?),
+        MethodConfig::Simclr(c) => run_prepared(run, device, &data, train, c.init::<B>(device)?),
+        MethodConfig::Moco(c) => {
+            let model = c.init::<B>(options.batch_size, device)?;
+            run_prepared(run, device, &data, train, model)
+        }
+        MethodConfig::Byol(c) => {
+            let model = c.init::<B>(total_steps, device)?;
+            run_prepared(run, device, &data, train, model)
+        }
+        MethodConfig::Swav(c) => {
+            let model = c.init::<B>(steps_per_epoch, device)?;
+            run_prepared(run, device, &data, train, model)
+        }
+        MethodConfig::Yadim(c) => run_prepared(run, device, &data, train, c.init::<B>(device)?),
+    }
+}
+
 fn run_prepared<B, M>(
-    options: &JobOptions,
+    run_config: &RunConfig,
     device: &B::Device,
     data: &FashionMnist,
     train: ImageDataset,
-    prepared: Prepared<M>,
-    encoder: fn(&M::InnerModule) -> &ResNet<B::InnerBackend>,
+    model: M,
 ) -> Result<JobReport>
 where
     B: AutodiffBackend,
@@ -255,14 +265,16 @@ where
         + AutodiffModule<B>
         + core::fmt::Display
         + 'static,
-    M::InnerModule:
-        InferenceStep<Input = ViewBatch<B::InnerBackend>, Output = SslOutput<B::InnerBackend>>,
+    M::InnerModule: InferenceStep<Input = ViewBatch<B::InnerBackend>, Output = SslOutput<B::InnerBackend>>
+        + SslModel<B::InnerBackend>,
 {
+    let options = &run_config.options;
+    let config = &run_config.method;
     let probe_train = subset(&data.train, options.probe_subset);
     let test = subset(&data.test, options.test_subset);
     let method = options.method.name();
     let run = RunDir::create(&options.out)?;
-    run.write_json("config.json", &serde_json::json!({ "method": method, "dataset": "fashion-mnist", "options": options, method: prepared.config }))?;
+    run.write_json("config.json", run_config)?;
     println!(
         "cssl: {method} on Fashion-MNIST, {} train images, {} epochs of {} batches of {}, backend {}",
         train.len(),
@@ -271,9 +283,9 @@ where
         options.batch_size,
         B::name(device)
     );
-    let initial_encoder = encoder(&prepared.model.valid()).clone();
+    let initial_encoder = model.valid().encoder().clone();
 
-    let augmentation: Arc<dyn Augmentation> = Arc::new(prepared.augmentation);
+    let augmentation: Arc<dyn Augmentation> = Arc::new(config.augmentation().clone());
     let train_loader =
         DataLoaderBuilder::new(MultiViewBatcher::new(augmentation.clone(), options.seed))
             .batch_size(options.batch_size)
@@ -291,16 +303,17 @@ where
 
     let steps_per_epoch = train.len().div_ceil(options.batch_size);
     let total_steps = steps_per_epoch * options.epochs;
-    let warmup = (prepared.optimizer.warmup_epochs * steps_per_epoch as f64).round() as usize;
-    let scheduler = WarmupCosineLr::new(prepared.optimizer.lr, warmup, total_steps);
+    let optimizer = config.optimizer();
+    let warmup = (optimizer.warmup_epochs * steps_per_epoch as f64).round() as usize;
+    let scheduler = WarmupCosineLr::new(optimizer.lr, warmup, total_steps);
     let optim = AdamWConfig::new()
-        .with_weight_decay(prepared.optimizer.weight_decay as f32)
+        .with_weight_decay(optimizer.weight_decay as f32)
         .init();
 
     let t0 = Instant::now();
     let trained = pretrain(
         &run,
-        prepared.model,
+        model,
         optim,
         scheduler,
         train_loader,
@@ -310,13 +323,13 @@ where
             views_per_item: augmentation.num_views(),
             progress_interval: Duration::from_secs(10),
             resume_from: None,
+            monitors: config.monitors(),
         },
     );
     let train_seconds = t0.elapsed().as_secs_f64();
-    trained
-        .clone()
-        .save_file(run.file("model"), &CompactRecorder::new())
-        .map_err(|e| CsslError::io(run.file("model.mpk"), std::io::Error::other(e.to_string())))?;
+    save_module(trained.clone(), &run, "model")?;
+    // The encoder alone, for `cssl eval` and `cssl export`.
+    save_module(trained.encoder().clone(), &run, "encoder")?;
 
     println!(
         "evaluating: features of {} train and {} test images, linear probe, kNN (k=200)",
@@ -324,23 +337,24 @@ where
         test.len()
     );
     let t1 = Instant::now();
-    let transform: Arc<dyn Augmentation> = Arc::new(EvalTransform {
-        normalize: prepared.normalize,
-    });
-    let evaluate = |name: &str, encoder: &ResNet<B::InnerBackend>| {
-        let tr = extract_features(encoder, &probe_train, transform.clone(), 512, device);
-        let te = extract_features(encoder, &test, transform.clone(), 512, device);
-        let s = score::<B>(&tr, &te, device);
-        println!(
-            "  {name}: linear probe {:.2}%  kNN {:.2}%",
-            100.0 * s.linear_probe,
-            100.0 * s.knn
-        );
-        s
-    };
-    let trained_encoder = encoder(&trained);
-    let pretrained = evaluate("pretrained", trained_encoder);
-    let random_init = evaluate("random init", &initial_encoder);
+    let transform = eval_transform(config);
+    let trained_encoder = trained.encoder();
+    let pretrained = evaluate::<B>(
+        "pretrained",
+        trained_encoder,
+        &probe_train,
+        &test,
+        &transform,
+        device,
+    );
+    let random_init = evaluate::<B>(
+        "random init",
+        &initial_encoder,
+        &probe_train,
+        &test,
+        &transform,
+        device,
+    );
     let raw_pixels = options.raw_pixel_baseline.then(|| {
         let s = score::<B>(
             &Features::raw_pixels(&probe_train),
@@ -370,6 +384,48 @@ where
     Ok(report)
 }
 
+/// Writes `module` to `<run>/<name>.mpk`.
+fn save_module<B: burn::tensor::backend::Backend, M: Module<B>>(
+    module: M,
+    run: &RunDir,
+    name: &str,
+) -> Result<()> {
+    module
+        .save_file(run.file(name), &CompactRecorder::new())
+        .map_err(|e| {
+            CsslError::io(
+                run.file(&format!("{name}.mpk")),
+                std::io::Error::other(e.to_string()),
+            )
+        })
+}
+
+/// The evaluation view of a method: its first training view's size,
+/// normalisation and patch grid, without the randomness.
+pub fn eval_transform(config: &MethodConfig) -> Arc<dyn Augmentation> {
+    Arc::new(EvalTransform::for_view(&config.augmentation().views[0]))
+}
+
+/// Linear probe and kNN of `encoder`'s pooled features.
+pub fn evaluate<B: AutodiffBackend>(
+    name: &str,
+    encoder: &AnyEncoder<B::InnerBackend>,
+    probe_train: &ImageDataset,
+    test: &ImageDataset,
+    transform: &Arc<dyn Augmentation>,
+    device: &B::Device,
+) -> Scores {
+    let tr = extract_features(encoder, probe_train, transform.clone(), 512, device);
+    let te = extract_features(encoder, test, transform.clone(), 512, device);
+    let s = score::<B>(&tr, &te, device);
+    println!(
+        "  {name}: linear probe {:.2}%  kNN {:.2}%",
+        100.0 * s.linear_probe,
+        100.0 * s.knn
+    );
+    s
+}
+
 /// The results table the main job prints.
 pub fn results_table(r: &JobReport) -> String {
     let row = |name: &str, s: &Scores, dim: usize| {
@@ -389,4 +445,80 @@ pub fn results_table(r: &JobReport) -> String {
         t += &row("raw pixels", raw, 784);
     }
     t
+}
+
+/// A finished run's config and its trained encoder (`<dir>/encoder.mpk`).
+pub fn load_encoder<B: burn::tensor::backend::Backend>(
+    dir: &std::path::Path,
+    device: &B::Device,
+) -> Result<(RunConfig, AnyEncoder<B>)> {
+    let config = RunConfig::load(&dir.join("config.json"))?;
+    let path = dir.join("encoder.mpk");
+    if !path.exists() {
+        return Err(CsslError::io(
+            &path,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no trained encoder here (is this a finished cssl run directory?)",
+            ),
+        ));
+    }
+    let encoder = config
+        .method
+        .encoder()
+        .init::<B>(device)
+        .load_file(dir.join("encoder"), &CompactRecorder::new(), device)
+        .map_err(|e| CsslError::Format {
+            path: path.clone(),
+            offset: 0,
+            reason: format!("does not match the encoder in config.json: {e}"),
+        })?;
+    Ok((config, encoder))
+}
+
+/// `cssl eval`: the linear probe and kNN of a finished run's encoder, with
+/// the run's evaluation view.
+pub fn evaluate_checkpoint<B: AutodiffBackend>(
+    dir: &std::path::Path,
+    probe_subset: usize,
+    test_subset: usize,
+    device: &B::Device,
+) -> Result<Scores> {
+    let (config, encoder) = load_encoder::<B::InnerBackend>(dir, device)?;
+    let data = FashionMnist::embedded()?;
+    let transform = eval_transform(&config.method);
+    Ok(evaluate::<B>(
+        config.method.kind().name(),
+        &encoder,
+        &subset(&data.train, probe_subset),
+        &subset(&data.test, test_subset),
+        &transform,
+        device,
+    ))
+}
+
+/// `cssl export`: writes a finished run's encoder alone as SafeTensors
+/// (tensor names are the module paths, e.g. `stages.0.blocks.0.conv1.weight`).
+///
+/// # Returns
+/// The number of values written (parameters and batch-norm statistics).
+pub fn export_encoder(dir: &std::path::Path, out: &std::path::Path) -> Result<usize> {
+    use burn_store::{ModuleSnapshot, SafetensorsStore};
+    type Cpu = burn::backend::Flex;
+    let (config, encoder) = load_encoder::<Cpu>(dir, &Default::default())?;
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| CsslError::io(parent, e))?;
+    }
+    let mut store = SafetensorsStore::from_file(out)
+        .skip_enum_variants(true)
+        .overwrite(true)
+        .metadata("cssl_method", config.method.kind().name())
+        .metadata("cssl_encoder", config.method.encoder().kind());
+    encoder.save_into(&mut store).map_err(|e| {
+        CsslError::io(
+            out,
+            std::io::Error::other(format!("SafeTensors export: {e}")),
+        )
+    })?;
+    Ok(encoder.num_params())
 }

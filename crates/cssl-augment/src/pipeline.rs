@@ -177,16 +177,60 @@ impl Augmentation for MultiViewAugmentation {
     }
 }
 
-/// The evaluation transform: normalisation only, one view (no randomness).
+/// The evaluation transform: one deterministic view that matches the shape
+/// the encoder was trained on: the whole image resized to the training
+/// crops' side (when the pipeline crops to a fixed side), the normalisation,
+/// and the patch grid for CPC-style encoders.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EvalTransform {
     /// The normalisation (the same as training's).
     pub normalize: Normalize,
+    /// Resize the whole image to this side first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resize: Option<usize>,
+    /// Cut the view into the training's patch grid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patchify: Option<Patchify>,
+}
+
+impl EvalTransform {
+    /// Normalisation only.
+    pub fn new(normalize: Normalize) -> Self {
+        Self {
+            normalize,
+            resize: None,
+            patchify: None,
+        }
+    }
+
+    /// The evaluation counterpart of a training view: the side of its last
+    /// random resized crop, its normalisation and its patch grid.
+    pub fn for_view(view: &ViewTransform) -> Self {
+        let resize = view.ops.iter().fold(None, |s, op| match op {
+            Op::RandomResizedCrop { size, .. } => Some(*size),
+            _ => s,
+        });
+        Self {
+            normalize: view.normalize.clone(),
+            resize,
+            patchify: view.patchify,
+        }
+    }
 }
 
 impl Augmentation for EvalTransform {
     fn views(&self, image: &Image, _seed: u64) -> Views {
-        Views(vec![self.normalize.to_view(&Canvas::from_image(image))])
+        let mut img = Canvas::from_image(image);
+        if let Some(size) = self.resize {
+            if img.height != size || img.width != size {
+                img = crate::ops::resized_crop(&img, 0, 0, img.height, img.width, size);
+            }
+        }
+        let view = self.normalize.to_view(&img);
+        Views(vec![match &self.patchify {
+            Some(p) => p.apply(&view),
+            None => view,
+        }])
     }
 
     fn num_views(&self) -> usize {
@@ -194,6 +238,16 @@ impl Augmentation for EvalTransform {
     }
 
     fn view_shape(&self, _index: usize, input: (usize, usize, usize)) -> (usize, usize, usize) {
-        input
+        let (c, mut h, mut w) = input;
+        if let Some(size) = self.resize {
+            (h, w) = (size, size);
+        }
+        match &self.patchify {
+            Some(p) => {
+                let g = p.grid(h, w);
+                (c, g.rows * g.patch, g.cols * g.patch)
+            }
+            None => (c, h, w),
+        }
     }
 }

@@ -144,6 +144,24 @@ fn zero_conv<B: Backend>(i: usize, o: usize, device: &B::Device) -> Conv2d<B> {
     c
 }
 
+/// The end of a `ConvResNxN` branch: zero rows for the output channels that
+/// the shortcut carries (so the layer starts as its shortcut, fixup-style),
+/// default-initialised rows for the channels a widening layer adds. With zero
+/// rows there too (Bachman et al.'s code) those channels are exactly 0 at
+/// start; the first update wakes them and the batch-normalised outputs jump,
+/// which destabilised the first steps in cssl's tests.
+fn fixup_conv<B: Backend>(n_in: usize, n_out: usize, device: &B::Device) -> Conv2d<B> {
+    let mut c = conv(n_out, n_out, 1, 1, false, device);
+    let kept = n_in.min(n_out);
+    let w = c.weight.val().slice_assign(
+        [0..kept, 0..n_out, 0..1, 0..1],
+        Tensor::zeros([kept, n_out, 1, 1], device),
+    );
+    // Rebuilt from data: a leaf tensor, whatever the backend.
+    c.weight = Param::from_tensor(Tensor::from_data(w.into_data(), device));
+    c
+}
+
 /// Conv (reflect-padded when `pad > 0`) + ReLU.
 #[derive(Module, Debug)]
 pub struct StemConv<B: Backend> {
@@ -169,7 +187,8 @@ impl<B: Backend> StemConv<B> {
     }
 }
 
-/// AMDIM's `ConvResNxN`: `conv_kxk -> (bn) -> relu -> conv_1x1 (zero init)`
+/// AMDIM's `ConvResNxN`: `conv_kxk -> (bn) -> relu -> conv_1x1 (zero init
+/// on the shortcut's channels, see `fixup_conv`)`
 /// plus a shortcut: average pooling with the same window (zero channels
 /// appended when widening), or a strided conv when narrowing. No ReLU after
 /// the sum.
@@ -197,7 +216,7 @@ impl<B: Backend> ResLayer<B> {
         Self {
             conv1: conv(n_in, n_out, width, stride, false, device),
             bn1: bn.then(|| BatchNormConfig::new(n_out).init(device)),
-            conv2: zero_conv(n_out, n_out, device),
+            conv2: fixup_conv(n_in, n_out, device),
             narrow: (n_out < n_in).then(|| conv(n_in, n_out, width, stride, true, device)),
             width,
             stride,

@@ -24,12 +24,14 @@
 #![warn(missing_docs)]
 
 mod amdim;
+mod any;
 mod block;
 mod cpc;
 mod norm;
 mod resnet;
 
 pub use amdim::{AmdimEncoder, AmdimEncoderConfig};
+pub use any::{AnyEncoder, EncoderConfig};
 pub use block::{Block, BlockConfig};
 pub use cpc::{CpcEncoder, CpcEncoderConfig};
 pub use norm::{Norm, NormKind};

@@ -4,7 +4,7 @@
 //! location of the other ("1-5, 1-7, 5-5"), each in both directions.
 
 use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
-use cssl_core::FeatureMaps;
+use cssl_core::{FeatureMaps, Similarity};
 
 /// Scaled-dot scores of one source vector per sample against every location
 /// of every sample's target map.
@@ -16,6 +16,22 @@ pub fn global_to_local<B: Backend>(src: Tensor<B, 2>, trg: Tensor<B, 4>) -> Tens
     let [n, d, h, w] = trg.dims();
     let t = trg.permute([1, 0, 2, 3]).reshape([d, n * h * w]);
     (src.matmul(t) / (d as f64).sqrt()).reshape([n, n, h * w])
+}
+
+/// Scores of one source vector per sample against every location of every
+/// sample's target map, under any similarity (AMDIM's own is the scaled dot
+/// of [`global_to_local`]).
+///
+/// # Shapes
+/// `src`: `[N, D]`, `trg`: `[N, D, H, W]`. Returns `[N, N, H W]`.
+pub fn local_scores<B: Backend, S: Similarity<B>>(
+    similarity: &S,
+    src: Tensor<B, 2>,
+    trg: Tensor<B, 4>,
+) -> Tensor<B, 3> {
+    let [n, d, h, w] = trg.dims();
+    let t = trg.permute([0, 2, 3, 1]).reshape([n * h * w, d]);
+    similarity.scores(src, t).reshape([n, n, h * w])
 }
 
 /// The vector at location `locations[i]` (row-major) of sample `i`'s map.
@@ -39,12 +55,14 @@ pub fn pick_locations<B: Backend>(map: Tensor<B, 4>, locations: &[usize]) -> Ten
 }
 
 /// The six score tensors of one AMDIM step, as `(a -> b, b -> a)` pairs for
-/// 1-5, 1-7 and 5-5, ready for `cssl_losses::amdim_nce`.
+/// 1-5, 1-7 and 5-5, ready for `cssl_losses::amdim_nce` (AMDIM scores with
+/// the scaled dot, `cssl_losses::ScaledDotSimilarity`).
 ///
 /// `a` and `b` are the two views' maps as the AMDIM encoder returns them:
 /// `[r7, r5, r1]`. `loc_a`, `loc_b`: the random 5x5 location per sample used
 /// as the 5-5 source.
-pub fn amdim_comparisons<B: Backend>(
+pub fn amdim_comparisons<B: Backend, S: Similarity<B>>(
+    similarity: &S,
     a: &FeatureMaps<B>,
     b: &FeatureMaps<B>,
     loc_a: &[usize],
@@ -67,13 +85,11 @@ pub fn amdim_comparisons<B: Backend>(
         pick_locations(r5a.clone(), loc_a),
         pick_locations(r5b.clone(), loc_b),
     );
+    let s = |src, trg| local_scores(similarity, src, trg);
     vec![
-        (
-            global_to_local(ga.clone(), r5b.clone()),
-            global_to_local(gb.clone(), r5a.clone()),
-        ),
-        (global_to_local(ga, r7b), global_to_local(gb, r7a)),
-        (global_to_local(la, r5b), global_to_local(lb, r5a)),
+        (s(ga.clone(), r5b.clone()), s(gb.clone(), r5a.clone())),
+        (s(ga, r7b), s(gb, r7a)),
+        (s(la, r5b), s(lb, r5a)),
     ]
 }
 
@@ -116,6 +132,27 @@ mod tests {
         assert_eq!(want, got);
     }
 
+    /// AMDIM's scaled dot, as `cssl_losses::ScaledDotSimilarity` computes it.
+    struct ScaledDot;
+
+    impl Similarity<Flex> for ScaledDot {
+        fn scores(&self, a: Tensor<Flex, 2>, b: Tensor<Flex, 2>) -> Tensor<Flex, 2> {
+            let d = a.dims()[1] as f64;
+            a.matmul(b.transpose()) / d.sqrt()
+        }
+    }
+
+    #[test]
+    fn local_scores_under_the_scaled_dot_are_global_to_local() {
+        let d = Default::default();
+        let src = Tensor::<Flex, 2>::random([3, 4], Distribution::Normal(0.0, 1.0), &d);
+        let trg = Tensor::<Flex, 4>::random([3, 4, 2, 3], Distribution::Normal(0.0, 1.0), &d);
+        let a = local_scores(&ScaledDot, src.clone(), trg.clone());
+        let b = global_to_local(src, trg);
+        let diff: f32 = (a - b).abs().max().into_scalar();
+        assert!(diff < 1e-5, "{diff}");
+    }
+
     #[test]
     fn six_comparisons_with_amdim_shapes() {
         let d = Default::default();
@@ -126,7 +163,7 @@ mod tests {
                 Tensor::random([3, 8, 1, 1], Distribution::Normal(0.0, 1.0), &d),
             ])
         };
-        let pairs = amdim_comparisons(&maps(0), &maps(1), &[0, 12, 24], &[3, 3, 3]);
+        let pairs = amdim_comparisons(&ScaledDot, &maps(0), &maps(1), &[0, 12, 24], &[3, 3, 3]);
         let dims: Vec<_> = pairs.iter().map(|(x, y)| (x.dims(), y.dims())).collect();
         assert_eq!(
             dims,

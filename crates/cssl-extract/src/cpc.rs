@@ -121,22 +121,22 @@ impl<B: Backend> CpcContext<B> {
     }
 }
 
-/// Scores of the predictions from rows `0..R-k` against every target vector of
-/// the batch, with the positive of each prediction: the target `k` rows
-/// below, same column, same image.
+/// The predictions from rows `0..R-k`, every target vector of the batch, and
+/// the positive of each prediction: the target `k` rows below, same column,
+/// same image.
 ///
 /// # Shapes
-/// `preds`, `targets`: `[N, E, R, C]`. Returns `([N (R-k) C, N R C], positives)`
-/// for [`cssl_losses::info_nce`]-style losses (dot similarity).
-pub fn cpc_step_scores<B: Backend>(
+/// `preds`, `targets`: `[N, E, R, C]`. Returns `([N (R-k) C, E]` predictions,
+/// `[N R C, E]` targets, `N (R-k) C` positive target indices`)`.
+pub fn cpc_step_pairs<B: Backend>(
     preds: Tensor<B, 4>,
     targets: Tensor<B, 4>,
     k: usize,
-) -> (Tensor<B, 2>, Vec<usize>) {
+) -> (Tensor<B, 2>, Tensor<B, 2>, Vec<usize>) {
     let [n, e, r, c] = targets.dims();
     assert!(
         k >= 1 && k < r,
-        "cpc_step_scores: step {k} needs 1 <= k < {r} rows"
+        "cpc_step_pairs: step {k} needs 1 <= k < {r} rows"
     );
     let all = targets.permute([0, 2, 3, 1]).reshape([n * r * c, e]);
     let from = preds
@@ -148,6 +148,20 @@ pub fn cpc_step_scores<B: Backend>(
             (0..r - k).flat_map(move |row| (0..c).map(move |col| b * r * c + (row + k) * c + col))
         })
         .collect();
+    (from, all, positives)
+}
+
+/// [`cpc_step_pairs`] scored with the dot product (CPC's similarity).
+///
+/// # Shapes
+/// Returns `([N (R-k) C, N R C], positives)` for [`cssl_losses::info_nce`]-style
+/// losses.
+pub fn cpc_step_scores<B: Backend>(
+    preds: Tensor<B, 4>,
+    targets: Tensor<B, 4>,
+    k: usize,
+) -> (Tensor<B, 2>, Vec<usize>) {
+    let (from, all, positives) = cpc_step_pairs(preds, targets, k);
     (from.matmul(all.transpose()), positives)
 }
 

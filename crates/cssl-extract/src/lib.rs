@@ -28,8 +28,8 @@ mod pooled;
 mod prototypes;
 mod queue;
 
-pub use amdim::{amdim_comparisons, global_to_local, pick_locations};
-pub use cpc::{cpc_step_scores, CpcContext, CpcContextConfig};
+pub use amdim::{amdim_comparisons, global_to_local, local_scores, pick_locations};
+pub use cpc::{cpc_step_pairs, cpc_step_scores, CpcContext, CpcContextConfig};
 pub use head::{ProjectionHead, ProjectionHeadConfig};
 pub use momentum::{copy_weights, ema_update, momentum_schedule, MomentumConfig};
 pub use pooled::{PooledProjection, PooledProjectionConfig};

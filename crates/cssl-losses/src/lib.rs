@@ -18,11 +18,13 @@
 //! | SwAV swapped prediction | [`swav_loss`], [`sinkhorn`] | [`SwavLoss`] | SwAV |
 //!
 //! Similarities: [`CosineSimilarity`] (with temperature), [`DotSimilarity`],
-//! [`ScaledDotSimilarity`] (`1/sqrt(d)`, AMDIM).
+//! [`ScaledDotSimilarity`] (`1/sqrt(d)`, AMDIM). [`SimilarityConfig`] and
+//! [`PairLossConfig`] make them choices in a method's config.
 #![warn(missing_docs)]
 
 pub mod amdim;
 pub mod byol;
+mod choice;
 pub mod info_nce;
 pub mod nt_xent;
 mod similarity;
@@ -34,6 +36,7 @@ pub use amdim::{
     amdim_multi_nce, amdim_nce, tanh_clip, AmdimNce, AmdimNceLoss, AmdimNceLossConfig,
 };
 pub use byol::{byol_regression, ByolLoss, ByolLossConfig};
+pub use choice::{AnySimilarity, PairLoss, PairLossConfig, SimilarityConfig};
 pub use info_nce::{
     info_nce, queue_scores, CpcInfoNceLoss, CpcInfoNceLossConfig, InfoNceLoss, InfoNceLossConfig,
 };

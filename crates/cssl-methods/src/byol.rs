@@ -18,7 +18,7 @@ use burn::tensor::Tensor;
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
 use cssl_augment::{pipelines, DatasetPreset, MultiViewAugmentation};
 use cssl_core::{ContrastiveLoss, CsslError, Encoder, ViewBatch};
-use cssl_encoders::{ResNet, ResNetConfig};
+use cssl_encoders::{AnyEncoder, EncoderConfig, ResNetConfig};
 use cssl_extract::{
     copy_weights, ema_update, MomentumConfig, ProjectionHead, ProjectionHeadConfig,
 };
@@ -30,7 +30,7 @@ pub struct ByolConfig {
     /// 1. Augmentation pipeline (two asymmetric views).
     pub augmentation: MultiViewAugmentation,
     /// 2. Encoder.
-    pub encoder: ResNetConfig,
+    pub encoder: EncoderConfig,
     /// 3. Extraction: projector g ...
     pub projector: ProjectionHeadConfig,
     /// ... and predictor q (online branch only).
@@ -51,7 +51,7 @@ impl ByolConfig {
         let projector = ProjectionHeadConfig::byol_projector(encoder.out_channels());
         Self::new(
             pipelines::byol(preset),
-            encoder,
+            encoder.into(),
             projector,
             ProjectionHeadConfig::byol_predictor(256),
             MomentumConfig::new(),
@@ -75,7 +75,7 @@ impl ByolConfig {
             .with_output_dim(64);
         Self::new(
             pipelines::byol(&DatasetPreset::fashion_mnist()),
-            encoder,
+            encoder.into(),
             projector,
             predictor,
             MomentumConfig::new().with_tau0(0.99),
@@ -152,10 +152,10 @@ impl ByolConfig {
 #[derive(Module, Debug)]
 pub struct Byol<B: Backend> {
     /// The online encoder (what evaluation and export keep).
-    pub encoder: ResNet<B>,
+    pub encoder: AnyEncoder<B>,
     projector: ProjectionHead<B>,
     predictor: ProjectionHead<B>,
-    target_encoder: ResNet<B>,
+    target_encoder: AnyEncoder<B>,
     target_projector: ProjectionHead<B>,
     loss: ByolLoss,
     tau0: f64,
@@ -194,10 +194,7 @@ impl<B: Backend> Byol<B> {
             half(p, 1),
             half(t, 0),
         ));
-        SslOutput {
-            loss,
-            embedding_std: embedding_std(z),
-        }
+        SslOutput::new(loss, embedding_std(z))
     }
 
     /// The momentum the next target update uses.
@@ -290,7 +287,7 @@ mod tests {
             .with_output_dim(16);
         ByolConfig::new(
             pipelines::byol(&DatasetPreset::fashion_mnist()),
-            encoder,
+            encoder.into(),
             projector,
             predictor,
             MomentumConfig::new().with_tau0(0.9),

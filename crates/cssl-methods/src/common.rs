@@ -2,8 +2,8 @@
 //! augmentation check that prefixes error fields with `augmentation.`.
 
 use cssl_augment::MultiViewAugmentation;
-use cssl_core::CsslError;
-use cssl_encoders::ResNetConfig;
+use cssl_core::{Augmentation, CsslError};
+use cssl_encoders::{EncoderConfig, ResNetConfig};
 
 /// The CPU default encoder for Fashion-MNIST: ResNet-18 at 1/4 width (16-128
 /// channels), CIFAR stem with stride 2 (stages at 14, 7, 4, 2 px).
@@ -35,6 +35,40 @@ pub fn validate_augmentation(
             ),
         )),
         _ => Ok(()),
+    }
+}
+
+/// Checks that every view the pipeline makes from `image`-shaped inputs
+/// (`(channels, height, width)`) fits the encoder; the error names the view.
+pub fn check_views_fit_encoder(
+    augmentation: &MultiViewAugmentation,
+    encoder: &EncoderConfig,
+    image: (usize, usize, usize),
+) -> cssl_core::Result<()> {
+    encoder.validate()?;
+    for v in 0..augmentation.num_views() {
+        let shape = augmentation.view_shape(v, image);
+        encoder.check_view(shape).map_err(|e| match e {
+            CsslError::Config { field, reason } => CsslError::config(
+                field,
+                format!("{reason} [augmentation view {v} of a {image:?} image is {shape:?}]"),
+            ),
+            e => e,
+        })?;
+    }
+    Ok(())
+}
+
+/// `Ok` when `got == expected`, else a [`CsslError::Shape`] naming `what`.
+pub(crate) fn same_dim(what: &str, expected: usize, got: usize) -> cssl_core::Result<()> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(CsslError::Shape {
+            what: what.into(),
+            expected: expected.to_string(),
+            got: got.to_string(),
+        })
     }
 }
 

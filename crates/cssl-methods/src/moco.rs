@@ -21,13 +21,14 @@ use burn::tensor::{Distribution, Tensor};
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
 use cssl_augment::{pipelines, DatasetPreset, MultiViewAugmentation};
 use cssl_core::{l2_normalize, ContrastiveLoss, CsslError, Encoder, ViewBatch};
-use cssl_encoders::{ResNet, ResNetConfig};
+use cssl_encoders::{AnyEncoder, EncoderConfig, ResNetConfig};
 use cssl_extract::{
     copy_weights, ema_update, ring_write, MomentumConfig, NegativesQueueConfig, ProjectionHead,
     ProjectionHeadConfig,
 };
 use cssl_losses::{
-    queue_scores, CosineSimilarity, CosineSimilarityConfig, InfoNceLoss, InfoNceLossConfig,
+    queue_scores, AnySimilarity, CosineSimilarityConfig, InfoNceLoss, InfoNceLossConfig,
+    SimilarityConfig,
 };
 
 /// MoCo v2: one config per characteristic, plus momentum, queue and optimiser.
@@ -36,7 +37,7 @@ pub struct MocoConfig {
     /// 1. Augmentation pipeline (two views: query and key).
     pub augmentation: MultiViewAugmentation,
     /// 2. Encoder.
-    pub encoder: ResNetConfig,
+    pub encoder: EncoderConfig,
     /// 3. Extraction: the MLP head (v2) ...
     pub head: ProjectionHeadConfig,
     /// ... the key encoder's momentum (constant) ...
@@ -44,7 +45,7 @@ pub struct MocoConfig {
     /// ... and the queue of negative keys.
     pub queue: NegativesQueueConfig,
     /// 4. Similarity: cosine / temperature (v2: 0.2).
-    pub similarity: CosineSimilarityConfig,
+    pub similarity: SimilarityConfig,
     /// 5. Loss.
     pub loss: InfoNceLossConfig,
     /// Optimiser and schedule.
@@ -62,13 +63,13 @@ impl MocoConfig {
             .with_batch_norm(false);
         Self::new(
             pipelines::moco2(preset),
-            encoder,
+            encoder.into(),
             head,
             MomentumConfig::new()
                 .with_tau0(0.999)
                 .with_cosine_schedule(false),
             NegativesQueueConfig::new().with_size(65536).with_dim(128),
-            CosineSimilarityConfig::new().with_temperature(0.2),
+            SimilarityConfig::Cosine(CosineSimilarityConfig::new().with_temperature(0.2)),
             InfoNceLossConfig::new(),
             OptimizerConfig::new().with_lr(0.03).with_weight_decay(1e-4),
         )
@@ -85,13 +86,13 @@ impl MocoConfig {
             .with_batch_norm(false);
         Self::new(
             pipelines::moco2(&DatasetPreset::fashion_mnist()),
-            encoder,
+            encoder.into(),
             head,
             MomentumConfig::new()
                 .with_tau0(0.99)
                 .with_cosine_schedule(false),
             NegativesQueueConfig::new().with_size(4096).with_dim(64),
-            CosineSimilarityConfig::new().with_temperature(0.2),
+            SimilarityConfig::Cosine(CosineSimilarityConfig::new().with_temperature(0.2)),
             InfoNceLossConfig::new(),
             OptimizerConfig::new().with_lr(2e-3).with_warmup_epochs(1.0),
         )
@@ -115,6 +116,7 @@ impl MocoConfig {
                 got: self.queue.dim.to_string(),
             });
         }
+        self.similarity.validate()?;
         self.queue.validate(batch_size)
     }
 
@@ -151,13 +153,13 @@ impl MocoConfig {
 #[derive(Module, Debug)]
 pub struct Moco<B: Backend> {
     /// The query encoder (what evaluation and export keep).
-    pub encoder: ResNet<B>,
+    pub encoder: AnyEncoder<B>,
     head: ProjectionHead<B>,
-    key_encoder: ResNet<B>,
+    key_encoder: AnyEncoder<B>,
     key_head: ProjectionHead<B>,
     queue: RunningState<Tensor<B, 2>>,
     queue_next: RunningState<Tensor<B, 1>>,
-    similarity: CosineSimilarity,
+    similarity: AnySimilarity,
     loss: InfoNceLoss,
     momentum: f64,
 }
@@ -184,10 +186,7 @@ impl<B: Backend> Moco<B> {
         let k = l2_normalize(self.key_head.forward(self.key_encoder.encode(xk).pooled())).detach();
         let queue = self.queue.value_sync().detach();
         let scores = queue_scores(&self.similarity, q.clone(), k.clone(), queue.clone());
-        let out = SslOutput {
-            loss: self.loss.loss(scores),
-            embedding_std: embedding_std(q),
-        };
+        let out = SslOutput::new(self.loss.loss(scores), embedding_std(q));
         if enqueue {
             let size = queue.dims()[0];
             let next = self.queue_next.value_sync().into_scalar().elem::<f32>() as usize;
@@ -204,6 +203,17 @@ impl<B: Backend> Moco<B> {
     /// The current queue, `[K, D]`.
     pub fn queue(&self) -> Tensor<B, 2> {
         self.queue.value_sync()
+    }
+
+    /// Replaces the queue's contents (`[K, D]`, same shape), e.g. to restore
+    /// negatives from elsewhere or to keep a test's negatives fixed.
+    pub fn set_queue(&self, queue: Tensor<B, 2>) {
+        assert_eq!(
+            queue.dims(),
+            self.queue.value_sync().dims(),
+            "Moco::set_queue: the queue's shape cannot change"
+        );
+        self.queue.update(queue);
     }
 
     /// Key networks `<- m * key + (1 - m) * query`.
@@ -258,7 +268,8 @@ mod tests {
         c.encoder = ResNetConfig::resnet18(1)
             .with_base_width(4)
             .with_cifar_stem(true)
-            .with_cifar_stem_stride(2);
+            .with_cifar_stem_stride(2)
+            .into();
         c.head = ProjectionHeadConfig::new(32)
             .with_hidden_dim(32)
             .with_output_dim(16)

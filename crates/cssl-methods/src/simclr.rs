@@ -3,6 +3,7 @@
 //! encoder = ResNet; extraction = pooled last map + projection head;
 //! similarity = cosine / temperature; loss = NT-Xent with the self-pair masked.
 
+use crate::common::same_dim;
 use crate::output::embedding_std;
 use crate::{OptimizerConfig, SslOutput};
 use burn::config::Config;
@@ -10,25 +11,28 @@ use burn::module::Module;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
-use cssl_augment::SimClrAugmentationConfig;
-use cssl_core::{ContrastiveLoss, CsslError, Encoder, Extractor, Similarity, ViewBatch};
-use cssl_encoders::{ResNet, ResNetConfig};
+use cssl_augment::{MultiViewAugmentation, SimClrAugmentationConfig};
+use cssl_core::{ContrastiveLoss, Encoder, Extractor, Similarity, ViewBatch};
+use cssl_encoders::{AnyEncoder, EncoderConfig, ResNetConfig};
 use cssl_extract::{PooledProjection, PooledProjectionConfig, ProjectionHeadConfig};
-use cssl_losses::{CosineSimilarity, CosineSimilarityConfig, NtXentLoss, NtXentLossConfig};
+use cssl_losses::{
+    AnySimilarity, CosineSimilarityConfig, NtXentLossConfig, PairLoss, PairLossConfig,
+    SimilarityConfig,
+};
 
 /// SimCLR: one config per characteristic, plus the optimiser.
 #[derive(Config, Debug)]
 pub struct SimClrConfig {
     /// 1. Augmentation pipeline (two views).
-    pub augmentation: SimClrAugmentationConfig,
+    pub augmentation: MultiViewAugmentation,
     /// 2. Encoder.
-    pub encoder: ResNetConfig,
+    pub encoder: EncoderConfig,
     /// 3. Extraction: pooled last map + projection head.
     pub extraction: PooledProjectionConfig,
     /// 4. Similarity.
-    pub similarity: CosineSimilarityConfig,
+    pub similarity: SimilarityConfig,
     /// 5. Loss.
-    pub loss: NtXentLossConfig,
+    pub loss: PairLossConfig,
     /// Optimiser and schedule.
     pub optimizer: OptimizerConfig,
 }
@@ -40,11 +44,11 @@ impl SimClrConfig {
         let encoder = ResNetConfig::resnet50(in_channels);
         let head = ProjectionHeadConfig::new(encoder.out_channels());
         Self::new(
-            SimClrAugmentationConfig::default(),
-            encoder,
+            SimClrAugmentationConfig::default().init(),
+            encoder.into(),
             PooledProjectionConfig::new(head),
-            CosineSimilarityConfig::new(),
-            NtXentLossConfig::new(),
+            SimilarityConfig::Cosine(CosineSimilarityConfig::new()),
+            PairLossConfig::NtXent(NtXentLossConfig::new()),
             OptimizerConfig::new(),
         )
     }
@@ -62,36 +66,27 @@ impl SimClrConfig {
             .with_hidden_dim(256)
             .with_output_dim(64);
         Self::new(
-            SimClrAugmentationConfig::fashion_mnist(),
-            encoder,
+            SimClrAugmentationConfig::fashion_mnist().init(),
+            encoder.into(),
             PooledProjectionConfig::new(head),
-            CosineSimilarityConfig::new().with_temperature(0.2),
-            NtXentLossConfig::new(),
+            SimilarityConfig::Cosine(CosineSimilarityConfig::new().with_temperature(0.2)),
+            PairLossConfig::NtXent(NtXentLossConfig::new()),
             OptimizerConfig::new().with_lr(2e-3).with_warmup_epochs(1.0),
         )
     }
 
     /// Checks that the parts fit together (the head reads the encoder's width,
-    /// the temperature is positive, the augmentation is valid).
+    /// the temperature is positive, the augmentation makes two valid views).
     pub fn validate(&self) -> cssl_core::Result<()> {
         self.encoder.validate()?;
-        crate::common::validate_augmentation(&self.augmentation.init(), Some(2))?;
-        let want = self.encoder.out_channels();
-        let got = self.extraction.head.input_dim;
-        if want != got {
-            return Err(CsslError::Shape {
-                what: "extraction.head.input_dim (must equal the encoder's output channels)".into(),
-                expected: want.to_string(),
-                got: got.to_string(),
-            });
-        }
-        if self.similarity.temperature <= 0.0 {
-            return Err(CsslError::config(
-                "similarity.temperature",
-                "must be positive",
-            ));
-        }
-        Ok(())
+        crate::common::validate_augmentation(&self.augmentation, Some(2))?;
+        same_dim(
+            "extraction.head.input_dim (must equal the encoder's output channels)",
+            self.encoder.out_channels(),
+            self.extraction.head.input_dim,
+        )?;
+        self.similarity.validate()?;
+        self.loss.validate()
     }
 
     /// Builds the model after [`Self::validate`].
@@ -110,10 +105,10 @@ impl SimClrConfig {
 #[derive(Module, Debug)]
 pub struct SimClr<B: Backend> {
     /// The encoder being pretrained (what evaluation and export keep).
-    pub encoder: ResNet<B>,
+    pub encoder: AnyEncoder<B>,
     extraction: PooledProjection<B>,
-    similarity: CosineSimilarity,
-    loss: NtXentLoss,
+    similarity: AnySimilarity,
+    loss: PairLoss,
 }
 
 impl<B: Backend> SimClr<B> {
@@ -132,10 +127,7 @@ impl<B: Backend> SimClr<B> {
         let x = Tensor::cat(batch.views, 0);
         let z = self.extraction.extract(&self.encoder.encode(x));
         let scores = self.similarity.scores(z.clone(), z.clone());
-        SslOutput {
-            loss: self.loss.loss(scores),
-            embedding_std: embedding_std(z),
-        }
+        SslOutput::new(self.loss.loss(scores), embedding_std(z))
     }
 }
 

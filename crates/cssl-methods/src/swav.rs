@@ -9,7 +9,7 @@
 //! first epoch their gradient is dropped (frozen), as in the paper. A loss
 //! stuck at `ln K` means a uniform assignment (collapse).
 
-use crate::output::embedding_std;
+use crate::output::{embedding_std, fraction_of_columns_used, LOSS_OVER_LN_K, PROTOTYPES_USED};
 use crate::{OptimizerConfig, SslOutput};
 use burn::config::Config;
 use burn::module::{AutodiffModule, Module};
@@ -19,7 +19,7 @@ use burn::tensor::Tensor;
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
 use cssl_augment::{pipelines, DatasetPreset, MultiViewAugmentation};
 use cssl_core::{l2_normalize, ContrastiveLoss, CsslError, Encoder, ViewBatch};
-use cssl_encoders::{ResNet, ResNetConfig};
+use cssl_encoders::{AnyEncoder, EncoderConfig};
 use cssl_extract::{ProjectionHead, ProjectionHeadConfig, Prototypes, PrototypesConfig};
 use cssl_losses::{SwavLoss, SwavLossConfig};
 
@@ -29,7 +29,7 @@ pub struct SwavConfig {
     /// 1. Augmentation: multi-crop; the first `loss.crops_for_assign` views are the large ones.
     pub augmentation: MultiViewAugmentation,
     /// 2. Encoder.
-    pub encoder: ResNetConfig,
+    pub encoder: EncoderConfig,
     /// 3. Extraction: projection head ...
     pub head: ProjectionHeadConfig,
     /// ... and prototypes.
@@ -58,7 +58,7 @@ impl SwavConfig {
                 &DatasetPreset::fashion_mnist(),
                 &[(28, 2, [0.33, 1.0]), (14, 4, [0.10, 0.33])],
             ),
-            encoder,
+            encoder.into(),
             head,
             PrototypesConfig::new(64).with_count(100),
             SwavLossConfig::new(),
@@ -120,7 +120,7 @@ impl SwavConfig {
 #[derive(Module, Debug)]
 pub struct Swav<B: Backend> {
     /// The encoder (what evaluation and export keep).
-    pub encoder: ResNet<B>,
+    pub encoder: AnyEncoder<B>,
     head: ProjectionHead<B>,
     prototypes: Prototypes<B>,
     loss: SwavLoss,
@@ -165,10 +165,13 @@ impl<B: Backend> Swav<B> {
             .map(|z| self.prototypes.scores(z.clone()))
             .collect();
         let std = embedding_std(embeddings[0].clone());
-        SslOutput {
-            loss: self.loss.loss(scores),
-            embedding_std: std,
-        }
+        let k = scores[0].dims()[1];
+        let used = fraction_of_columns_used(Tensor::cat(scores.clone(), 0));
+        let loss = self.loss.loss(scores);
+        let over_ln_k = loss.clone().detach() / (k as f64).ln();
+        SslOutput::new(loss, std)
+            .with_monitor(LOSS_OVER_LN_K, over_ln_k)
+            .with_monitor(PROTOTYPES_USED, used)
     }
 
     /// Whether the prototypes are still frozen.
@@ -217,6 +220,7 @@ mod tests {
     use super::*;
     use burn::backend::{Autodiff, Flex};
     use burn::optim::AdamWConfig;
+    use cssl_encoders::ResNetConfig;
 
     type B = Autodiff<Flex>;
 
@@ -225,7 +229,8 @@ mod tests {
         c.encoder = ResNetConfig::resnet18(1)
             .with_base_width(4)
             .with_cifar_stem(true)
-            .with_cifar_stem_stride(2);
+            .with_cifar_stem_stride(2)
+            .into();
         c.head = ProjectionHeadConfig::new(32)
             .with_hidden_dim(32)
             .with_output_dim(16);

@@ -17,7 +17,8 @@ fn tiny_config() -> SimClrConfig {
     c.encoder = ResNetConfig::resnet18(1)
         .with_base_width(4)
         .with_cifar_stem(true)
-        .with_cifar_stem_stride(2);
+        .with_cifar_stem_stride(2)
+        .into();
     c.extraction.head = ProjectionHeadConfig::new(c.encoder.out_channels())
         .with_hidden_dim(32)
         .with_output_dim(16);
@@ -36,7 +37,7 @@ fn a_few_steps_on_a_small_fashion_mnist_subset_lower_the_loss() {
     let config = tiny_config();
     B::seed(&device, 1);
     let mut model = config.init::<B>(&device).unwrap();
-    let aug = config.augmentation.init();
+    let aug = config.augmentation.clone();
     let imgs = images();
     // One fixed batch of two views per image.
     let views: Vec<_> = imgs
@@ -84,10 +85,16 @@ fn a_head_that_does_not_read_the_encoder_width_is_a_shape_error() {
 #[test]
 fn invalid_augmentation_names_the_field() {
     let mut c = tiny_config();
-    c.augmentation.gray_p = 2.0;
+    let gray = c.augmentation.views[0]
+        .ops
+        .iter_mut()
+        .position(|op| matches!(op, cssl_augment::Op::RandomGrayscale { .. }))
+        .expect("SimCLR grays");
+    c.augmentation.views[0].ops[gray] = cssl_augment::Op::RandomGrayscale { p: 2.0 };
     let err = c.validate().unwrap_err();
     assert!(
-        err.to_string().contains("augmentation.views[0].ops[3].p"),
+        err.to_string()
+            .contains(&format!("augmentation.views[0].ops[{gray}].p")),
         "{err}"
     );
 }

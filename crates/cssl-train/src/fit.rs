@@ -1,4 +1,4 @@
-use crate::{CsvMetricLogger, EmbeddingStdMetric, ProgressRenderer, RunDir};
+use crate::{CsvMetricLogger, EmbeddingStdMetric, MonitorMetric, ProgressRenderer, RunDir};
 use burn::data::dataloader::DataLoader;
 use burn::lr_scheduler::LrScheduler;
 use burn::module::AutodiffModule;
@@ -25,6 +25,8 @@ pub struct PretrainOptions {
     pub progress_interval: Duration,
     /// Resume after this epoch from `checkpoint/` (same run directory).
     pub resume_from: Option<usize>,
+    /// The method's extra collapse monitors to log (see `SslOutput::monitors`).
+    pub monitors: Vec<&'static str>,
 }
 
 /// Trains `model` through burn-train's supervised learner (which is only a
@@ -70,6 +72,11 @@ where
             options.progress_interval,
         ))
         .num_epochs(options.epochs);
+    for name in &options.monitors {
+        training = training
+            .metric_train_numeric(MonitorMetric::new(name))
+            .metric_valid_numeric(MonitorMetric::new(name));
+    }
     if let Some(epoch) = options.resume_from {
         training = training.checkpoint(epoch);
     }

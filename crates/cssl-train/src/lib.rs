@@ -22,7 +22,7 @@ mod schedule;
 
 pub use fit::{pretrain, PretrainOptions};
 pub use logger::CsvMetricLogger;
-pub use metric::EmbeddingStdMetric;
+pub use metric::{EmbeddingStdMetric, MonitorMetric};
 pub use renderer::ProgressRenderer;
 pub use run::RunDir;
 pub use schedule::WarmupCosineLr;

@@ -1,0 +1,192 @@
+//! CPC v2 (Hénaff et al., 2019), row of Falcon & Cho's table:
+//! augmentation = flip, crop, jitter, gray, translate-with-reflect, then an
+//! overlapping patch grid (one view); encoder = a layer-norm ResNet applied to
+//! every patch; extraction = a masked context network over the patch grid
+//! predicts the patch vectors `k` rows below; similarity = dot;
+//! loss = InfoNCE against every patch vector of the batch.
+
+use crate::output::embedding_std;
+use crate::{OptimizerConfig, SslOutput};
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::train::{InferenceStep, TrainOutput, TrainStep};
+use cssl_augment::{pipelines, DatasetPreset, MultiViewAugmentation};
+use cssl_core::{ContrastiveLoss, CsslError, Encoder, Similarity, ViewBatch};
+use cssl_encoders::{AnyEncoder, CpcEncoderConfig, EncoderConfig, NormKind, ResNetConfig};
+use cssl_extract::{cpc_step_pairs, CpcContext, CpcContextConfig};
+use cssl_losses::{AnySimilarity, CpcInfoNceLoss, CpcInfoNceLossConfig, SimilarityConfig};
+
+/// CPC v2: one config per characteristic, plus the optimiser.
+#[derive(Config, Debug)]
+pub struct CpcConfig {
+    /// 1. Augmentation pipeline (one view, ending in a patch grid).
+    pub augmentation: MultiViewAugmentation,
+    /// 2. Encoder: reads the tiled patch grid, returns a `[N, D, rows, cols]`
+    ///    grid of patch vectors.
+    pub encoder: EncoderConfig,
+    /// 3. Extraction: the context network ...
+    pub context: CpcContextConfig,
+    /// ... predicting `1..=max_steps` rows below (fewer when the grid is short).
+    pub max_steps: usize,
+    /// 4. Similarity (CPC: dot).
+    pub similarity: SimilarityConfig,
+    /// 5. Loss.
+    pub loss: CpcInfoNceLossConfig,
+    /// Optimiser and schedule.
+    pub optimizer: OptimizerConfig,
+}
+
+impl CpcConfig {
+    /// PyTorch Lightning Bolts' recipe for a preset: its layer-norm
+    /// `[3, 4, 46, 3]` encoder, context hidden 256, targets of 64 dims, Adam
+    /// 4e-4 (cssl: AdamW) with weight decay 1e-5, up to 5 rows ahead.
+    pub fn paper(preset: &DatasetPreset, in_channels: usize) -> Self {
+        let encoder = CpcEncoderConfig::bolts(in_channels, preset.patch.patch);
+        let channels = encoder.resnet.out_channels();
+        Self::new(
+            pipelines::cpc(preset),
+            encoder.into(),
+            CpcContextConfig::new(channels),
+            5,
+            SimilarityConfig::Dot,
+            CpcInfoNceLossConfig::new(),
+            OptimizerConfig::new()
+                .with_lr(4e-4)
+                .with_weight_decay(1e-5)
+                .with_warmup_epochs(0.0),
+        )
+    }
+
+    /// The CPU default for Fashion-MNIST: 8 px patches overlapping by 4 (a
+    /// 6 x 6 grid), a layer-norm ResNet-18 at 1/8 width (8-64 channels) with
+    /// the CIFAR stem per patch, context hidden 128, targets of 64 dims, up to
+    /// 3 rows ahead, AdamW 2e-3 with one warm-up epoch.
+    pub fn fashion_mnist() -> Self {
+        let preset = DatasetPreset::fashion_mnist();
+        let resnet = ResNetConfig::resnet18(1)
+            .with_base_width(8)
+            .with_cifar_stem(true)
+            .with_norm(NormKind::Layer);
+        let channels = resnet.out_channels();
+        Self::new(
+            pipelines::cpc(&preset),
+            CpcEncoderConfig::new(resnet, preset.patch.patch).into(),
+            CpcContextConfig::new(channels).with_hidden(128),
+            3,
+            SimilarityConfig::Dot,
+            CpcInfoNceLossConfig::new(),
+            OptimizerConfig::new().with_lr(2e-3).with_warmup_epochs(1.0),
+        )
+    }
+
+    /// Checks that the parts fit together.
+    pub fn validate(&self) -> cssl_core::Result<()> {
+        self.encoder.validate()?;
+        if !matches!(self.encoder, EncoderConfig::Cpc(_)) {
+            return Err(CsslError::config(
+                "encoder",
+                format!(
+                    "CPC predicts patch vectors, which only the CPC (per-patch) encoder returns; \
+                     got a `{}` encoder",
+                    self.encoder.kind()
+                ),
+            ));
+        }
+        crate::common::validate_augmentation(&self.augmentation, Some(1))?;
+        if self.augmentation.views[0].patchify.is_none() {
+            return Err(CsslError::config(
+                "augmentation.views[0].patchify",
+                "CPC needs a patch grid (e.g. `pipelines::cpc`)",
+            ));
+        }
+        crate::common::same_dim(
+            "context.channels (the encoder's output channels)",
+            self.encoder.out_channels(),
+            self.context.channels,
+        )?;
+        if self.max_steps == 0 {
+            return Err(CsslError::config("max_steps", "must be at least 1"));
+        }
+        self.similarity.validate()
+    }
+
+    /// Builds the model after [`Self::validate`].
+    pub fn init<B: Backend>(&self, device: &B::Device) -> cssl_core::Result<Cpc<B>> {
+        self.validate()?;
+        Ok(Cpc {
+            encoder: self.encoder.init(device),
+            context: self.context.init(device),
+            max_steps: self.max_steps,
+            similarity: self.similarity.init(),
+            loss: self.loss.init(),
+        })
+    }
+}
+
+/// The CPC v2 model: patch encoder and context network.
+#[derive(Module, Debug)]
+pub struct Cpc<B: Backend> {
+    /// The encoder (what evaluation and export keep).
+    pub encoder: AnyEncoder<B>,
+    context: CpcContext<B>,
+    max_steps: usize,
+    similarity: AnySimilarity,
+    loss: CpcInfoNceLoss,
+}
+
+impl<B: Backend> Cpc<B> {
+    /// The InfoNCE loss averaged over prediction steps `1..=max_steps`.
+    ///
+    /// # Shapes
+    /// `batch.views`: one `[N, C, rows * patch, cols * patch]` tiled grid.
+    pub fn forward(&self, batch: ViewBatch<B>) -> SslOutput<B> {
+        assert_eq!(
+            batch.num_views(),
+            1,
+            "CPC takes 1 view per image, got {}",
+            batch.num_views()
+        );
+        let x = batch.views.into_iter().next().expect("one view");
+        let grid = self.encoder.encode(x).last();
+        let [_, _, rows, _] = grid.dims();
+        assert!(
+            rows >= 2,
+            "CPC: a grid of {rows} row(s) leaves nothing to predict"
+        );
+        let (preds, targets) = self.context.forward(grid.clone());
+        let steps = self.max_steps.min(rows - 1);
+        let loss = (1..=steps)
+            .map(|k| {
+                let (from, all, positives) = cpc_step_pairs(preds.clone(), targets.clone(), k);
+                self.loss
+                    .loss((self.similarity.scores(from, all), positives))
+            })
+            .reduce(|a, b| a + b)
+            .expect("at least one step")
+            / steps as f64;
+        let [n, d, r, c] = grid.dims();
+        let patches = grid.permute([0, 2, 3, 1]).reshape([n * r * c, d]);
+        SslOutput::new(loss, embedding_std(patches))
+    }
+}
+
+impl<B: AutodiffBackend> TrainStep for Cpc<B> {
+    type Input = ViewBatch<B>;
+    type Output = SslOutput<B>;
+
+    fn step(&self, batch: ViewBatch<B>) -> TrainOutput<SslOutput<B>> {
+        let out = self.forward(batch);
+        let grads = out.loss.backward();
+        TrainOutput::new(self, grads, out)
+    }
+}
+
+impl<B: Backend> InferenceStep for Cpc<B> {
+    type Input = ViewBatch<B>;
+    type Output = SslOutput<B>;
+
+    fn step(&self, batch: ViewBatch<B>) -> SslOutput<B> {
+        self.forward(batch)
+    }
+}
