@@ -47,6 +47,9 @@ pub struct JobOptions {
     pub out: PathBuf,
     /// Also score raw pixels with the same probes (a baseline to beat).
     pub raw_pixel_baseline: bool,
+    /// Read the dataset from this directory instead of the embedded copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for JobOptions {
@@ -61,6 +64,7 @@ impl Default for JobOptions {
             seed: 42,
             out: PathBuf::from("runs/simclr-fashion-mnist"),
             raw_pixel_baseline: true,
+            data_dir: None,
         }
     }
 }
@@ -194,6 +198,14 @@ pub fn run_simclr_fashion_mnist<B: AutodiffBackend>(
         },
         device,
     )
+}
+
+/// The dataset of a run: `options.data_dir` or the embedded copy.
+fn load_data(options: &JobOptions) -> Result<FashionMnist> {
+    match &options.data_dir {
+        Some(dir) => FashionMnist::load(dir),
+        None => FashionMnist::embedded(),
+    }
 }
 
 /// Runs a full run config: checks every part against the data, pretrains,
@@ -485,7 +497,7 @@ pub fn evaluate_checkpoint<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<Scores> {
     let (config, encoder) = load_encoder::<B::InnerBackend>(dir, device)?;
-    let data = FashionMnist::embedded()?;
+    let data = load_data(&config.options)?;
     let transform = eval_transform(&config.method);
     Ok(evaluate::<B>(
         config.method.kind().name(),

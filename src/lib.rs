@@ -18,4 +18,6 @@ pub use cssl_losses as losses;
 pub use cssl_methods as methods;
 pub use cssl_train as train;
 
+pub mod cli;
+pub mod device;
 pub mod job;

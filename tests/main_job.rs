@@ -17,6 +17,7 @@ fn main_job_writes_a_complete_run_directory() {
         seed: 3,
         out: dir.path().join("run"),
         raw_pixel_baseline: true,
+        data_dir: None,
     };
     let r = run_simclr_fashion_mnist::<Autodiff<Flex>>(&options, &Default::default()).unwrap();
     for s in [r.pretrained, r.random_init, r.raw_pixels.unwrap()] {
@@ -28,7 +29,13 @@ fn main_job_writes_a_complete_run_directory() {
     }
     assert_eq!(r.images, [64, 300, 200]);
     let run = dir.path().join("run");
-    for f in ["config.json", "metrics.csv", "model.mpk", "results.json"] {
+    for f in [
+        "config.json",
+        "metrics.csv",
+        "model.mpk",
+        "encoder.mpk",
+        "results.json",
+    ] {
         assert!(run.join(f).exists(), "{f} missing");
     }
     let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
@@ -42,7 +49,8 @@ fn main_job_writes_a_complete_run_directory() {
     assert!(lines.iter().any(|l| l.starts_with("2,valid,")), "{csv}");
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
-    assert_eq!(config["method"], "simclr");
+    assert!(config["method"]["simclr"]["encoder"]["ResNet"].is_object());
+    assert_eq!(config["options"]["method"], "simclr");
     assert_eq!(config["options"]["batch_size"], 32);
     assert!(results_table(&r).contains("random"));
     assert!(run.join("checkpoint").is_dir());
@@ -72,6 +80,7 @@ fn byol_runs_through_the_same_job() {
         seed: 5,
         out: dir.path().join("byol"),
         raw_pixel_baseline: false,
+        data_dir: None,
     };
     let r = run_fashion_mnist::<Autodiff<Flex>>(&options, &Default::default()).unwrap();
     assert!(
@@ -82,7 +91,12 @@ fn byol_runs_through_the_same_job() {
         &std::fs::read_to_string(dir.path().join("byol/config.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(config["method"], "byol");
-    assert!(config["byol"]["momentum"]["tau0"].as_f64().unwrap() > 0.9);
+    assert_eq!(config["options"]["method"], "byol");
+    assert!(
+        config["method"]["byol"]["momentum"]["tau0"]
+            .as_f64()
+            .unwrap()
+            > 0.9
+    );
     assert!(results_table(&r).contains("byol pretrained"));
 }

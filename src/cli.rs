@@ -1,0 +1,302 @@
+//! The command line of the `cssl` program and of the examples
+//! (`cargo run --release --example byol -- --epochs 4`).
+
+use crate::device::{on_device, OnBackend};
+use crate::job::{
+    evaluate_checkpoint, export_encoder, results_table, run_config, JobOptions, JobReport, Method,
+    RunConfig, Scores,
+};
+use burn::tensor::backend::AutodiffBackend;
+use clap::{Args, Parser, Subcommand};
+use cssl_core::{CsslError, Result};
+use std::path::PathBuf;
+
+/// Contrastive self-supervised learning (Falcon & Cho, 2020) in one binary.
+#[derive(Parser, Debug)]
+#[command(name = "cssl", version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Without a subcommand: `pretrain` with these flags.
+    #[command(flatten)]
+    pretrain: PretrainArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Pretrain a method and evaluate it (linear probe, kNN) against its
+    /// random-init encoder and raw pixels.
+    Pretrain(PretrainArgs),
+    /// Linear probe and kNN of a finished run's encoder.
+    Eval(EvalArgs),
+    /// Write a finished run's encoder alone as SafeTensors.
+    Export(ExportArgs),
+}
+
+/// `cssl pretrain`.
+#[derive(Args, Debug)]
+pub struct PretrainArgs {
+    /// Method to pretrain [default: simclr, or the config's].
+    #[arg(long, value_enum)]
+    method: Option<CliMethod>,
+    /// Replay a run: a `config.json` a run wrote (method with all five parts,
+    /// optimiser, options, seed). Flags given as well override its options.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// The flags of a pretraining run (the examples take exactly these).
+#[derive(Args, Debug, Default)]
+pub struct RunArgs {
+    /// Dataset: `fashion-mnist` (embedded; the only one the job runs yet).
+    #[arg(long)]
+    dataset: Option<String>,
+    /// Read the dataset's files from this directory instead of the embedded
+    /// copy (for Fashion-MNIST: the four idx files, gzipped or not).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Pretraining epochs [default: 2].
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Images per batch [default: 128].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Pretrain on this many train images, spread over the split; 0 = all
+    /// 60,000 [default: per method, sized for ten CPU minutes: 25000 simclr
+    /// and moco, 20000 byol and yadim, 18000 swav, 16000 amdim, 9000 cpc].
+    #[arg(long)]
+    train_subset: Option<usize>,
+    /// Fit the probes on this many train images; 0 = all 60,000 [default: 10000].
+    #[arg(long)]
+    probe_subset: Option<usize>,
+    /// Score the probes on this many test images; 0 = all 10,000 [default: 0].
+    #[arg(long)]
+    test_subset: Option<usize>,
+    /// Seed for initialisation, shuffling and augmentation [default: 42].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Run directory (config.json, metrics.csv, model.mpk, encoder.mpk,
+    /// results.json, checkpoint/) [default: runs/<method>-fashion-mnist].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Skip the raw-pixel baseline.
+    #[arg(long)]
+    no_raw_baseline: bool,
+    /// Device: `cpu`, or `cuda` / `cuda:N` (build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+/// `cssl eval`.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// A finished run directory (with config.json and encoder.mpk).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Fit the probes on this many train images (0 = all 60,000).
+    #[arg(long, default_value_t = 10_000)]
+    probe_subset: usize,
+    /// Score on this many test images (0 = all 10,000).
+    #[arg(long, default_value_t = 0)]
+    test_subset: usize,
+    /// Device: `cpu`, or `cuda` / `cuda:N`.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+/// `cssl export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// A finished run directory (with config.json and encoder.mpk).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// The SafeTensors file to write.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum CliMethod {
+    Amdim,
+    Cpc,
+    Simclr,
+    Moco,
+    Byol,
+    Swav,
+    Yadim,
+}
+
+impl From<CliMethod> for Method {
+    fn from(m: CliMethod) -> Self {
+        match m {
+            CliMethod::Amdim => Method::Amdim,
+            CliMethod::Cpc => Method::Cpc,
+            CliMethod::Simclr => Method::Simclr,
+            CliMethod::Moco => Method::Moco,
+            CliMethod::Byol => Method::Byol,
+            CliMethod::Swav => Method::Swav,
+            CliMethod::Yadim => Method::Yadim,
+        }
+    }
+}
+
+/// The `cssl` program.
+pub fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => pretrain(cli.pretrain),
+        Some(Command::Pretrain(args)) => pretrain(args),
+        Some(Command::Eval(args)) => eval(args),
+        Some(Command::Export(args)) => export(args),
+    };
+    exit_on_error(result);
+}
+
+/// An example: `method`'s default run with the run flags.
+pub fn example_main(method: Method) {
+    #[derive(Parser, Debug)]
+    #[command(about = "Pretrain one method on the embedded Fashion-MNIST and evaluate it")]
+    struct Example {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+    let args = Example::parse();
+    exit_on_error(pretrain(PretrainArgs {
+        method: Some(cli_method(method)),
+        config: None,
+        run: args.run,
+    }));
+}
+
+fn cli_method(m: Method) -> CliMethod {
+    match m {
+        Method::Amdim => CliMethod::Amdim,
+        Method::Cpc => CliMethod::Cpc,
+        Method::Simclr => CliMethod::Simclr,
+        Method::Moco => CliMethod::Moco,
+        Method::Byol => CliMethod::Byol,
+        Method::Swav => CliMethod::Swav,
+        Method::Yadim => CliMethod::Yadim,
+    }
+}
+
+fn exit_on_error(result: Result<()>) {
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// The run config of `cssl pretrain`: `--config` (or the method's default)
+/// with the flags applied.
+pub fn run_config_from(args: &PretrainArgs) -> Result<RunConfig> {
+    let mut run = match &args.config {
+        Some(path) => {
+            let mut run = RunConfig::load(path)?;
+            if let Some(m) = args.method.map(Method::from) {
+                if m != run.method.kind() {
+                    return Err(CsslError::config(
+                        "method",
+                        format!(
+                            "--method {} but {} is a {} config",
+                            m.name(),
+                            path.display(),
+                            run.method.kind().name()
+                        ),
+                    ));
+                }
+            }
+            // Never overwrite the run being replayed.
+            if args.run.out.is_none() && path.parent() == Some(run.options.out.as_path()) {
+                let mut out = run.options.out.clone().into_os_string();
+                out.push("-replay");
+                run.options.out = out.into();
+            }
+            run
+        }
+        None => {
+            let method = args.method.map(Method::from).unwrap_or_default();
+            RunConfig {
+                dataset: "fashion-mnist".into(),
+                options: JobOptions::for_method(method),
+                method: method.fashion_mnist(),
+            }
+        }
+    };
+    let a = &args.run;
+    if let Some(d) = &a.dataset {
+        run.dataset = d.clone();
+    }
+    let o = &mut run.options;
+    o.data_dir = a.data.clone().or(o.data_dir.take());
+    o.epochs = a.epochs.unwrap_or(o.epochs);
+    o.batch_size = a.batch_size.unwrap_or(o.batch_size);
+    o.train_subset = a.train_subset.unwrap_or(o.train_subset);
+    o.probe_subset = a.probe_subset.unwrap_or(o.probe_subset);
+    o.test_subset = a.test_subset.unwrap_or(o.test_subset);
+    o.seed = a.seed.unwrap_or(o.seed);
+    o.out = a.out.clone().unwrap_or(o.out.clone());
+    o.raw_pixel_baseline &= !a.no_raw_baseline;
+    Ok(run)
+}
+
+struct Pretrain<'a>(&'a RunConfig);
+
+impl OnBackend for Pretrain<'_> {
+    type Output = JobReport;
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<JobReport> {
+        run_config::<B>(self.0, &device)
+    }
+}
+
+fn pretrain(args: PretrainArgs) -> Result<()> {
+    let run = run_config_from(&args)?;
+    let start = std::time::Instant::now();
+    let r = on_device(&args.run.device, Pretrain(&run))?;
+    println!("\n{}", results_table(&r));
+    println!(
+        "pretraining {:.0}s + evaluation {:.0}s (total wall time {:.0}s); run directory: {}",
+        r.train_seconds,
+        r.eval_seconds,
+        start.elapsed().as_secs_f64(),
+        run.options.out.display()
+    );
+    Ok(())
+}
+
+struct Eval<'a>(&'a EvalArgs);
+
+impl OnBackend for Eval<'_> {
+    type Output = Scores;
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Scores> {
+        evaluate_checkpoint::<B>(
+            &self.0.checkpoint,
+            self.0.probe_subset,
+            self.0.test_subset,
+            &device,
+        )
+    }
+}
+
+fn eval(args: EvalArgs) -> Result<()> {
+    let s = on_device(&args.device, Eval(&args))?;
+    println!(
+        "{}: linear probe {:.2}%, kNN {:.2}%",
+        args.checkpoint.display(),
+        100.0 * s.linear_probe,
+        100.0 * s.knn
+    );
+    Ok(())
+}
+
+fn export(args: ExportArgs) -> Result<()> {
+    let n = export_encoder(&args.checkpoint, &args.out)?;
+    println!(
+        "wrote the encoder of {} ({n} values) to {}",
+        args.checkpoint.display(),
+        args.out.display()
+    );
+    Ok(())
+}
