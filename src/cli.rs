@@ -3,8 +3,8 @@
 
 use crate::device::{on_device, OnBackend};
 use crate::job::{
-    evaluate_checkpoint, export_encoder, results_table, run_config, JobOptions, JobReport, Method,
-    RunConfig, Scores,
+    evaluate_checkpoint, export_encoder, results_table, run_config, JobReport, Method, RunConfig,
+    Scores,
 };
 use burn::tensor::backend::AutodiffBackend;
 use clap::{Args, Parser, Subcommand};
@@ -50,11 +50,13 @@ pub struct PretrainArgs {
 /// The flags of a pretraining run (the examples take exactly these).
 #[derive(Args, Debug, Default)]
 pub struct RunArgs {
-    /// Dataset: `fashion-mnist` (embedded; the only one the job runs yet).
+    /// Dataset: `fashion-mnist` (embedded) or `cifar10` (with `--data`)
+    /// [default: fashion-mnist].
     #[arg(long)]
     dataset: Option<String>,
-    /// Read the dataset's files from this directory instead of the embedded
-    /// copy (for Fashion-MNIST: the four idx files, gzipped or not).
+    /// Read the dataset's files from this directory: Fashion-MNIST's four idx
+    /// files (gzipped or not; default: the embedded copy), or CIFAR-10's
+    /// `cifar-10-batches-bin/`.
     #[arg(long)]
     data: Option<PathBuf>,
     /// Pretraining epochs [default: 2].
@@ -78,7 +80,7 @@ pub struct RunArgs {
     #[arg(long)]
     seed: Option<u64>,
     /// Run directory (config.json, metrics.csv, model.mpk, encoder.mpk,
-    /// results.json, checkpoint/) [default: runs/<method>-fashion-mnist].
+    /// results.json, checkpoint/) [default: runs/<method>-<dataset>].
     #[arg(long)]
     out: Option<PathBuf>,
     /// Skip the raw-pixel baseline.
@@ -157,7 +159,9 @@ pub fn main() {
 /// An example: `method`'s default run with the run flags.
 pub fn example_main(method: Method) {
     #[derive(Parser, Debug)]
-    #[command(about = "Pretrain one method on the embedded Fashion-MNIST and evaluate it")]
+    #[command(
+        about = "Pretrain one method (default: on the embedded Fashion-MNIST) and evaluate it"
+    )]
     struct Example {
         #[command(flatten)]
         run: RunArgs,
@@ -218,16 +222,20 @@ pub fn run_config_from(args: &PretrainArgs) -> Result<RunConfig> {
         }
         None => {
             let method = args.method.map(Method::from).unwrap_or_default();
-            RunConfig {
-                dataset: "fashion-mnist".into(),
-                options: JobOptions::for_method(method),
-                method: method.fashion_mnist(),
-            }
+            let dataset = args.run.dataset.as_deref().unwrap_or("fashion-mnist");
+            RunConfig::default_for(method, dataset)?
         }
     };
     let a = &args.run;
-    if let Some(d) = &a.dataset {
-        run.dataset = d.clone();
+    if let Some(d) = a.dataset.as_ref().filter(|d| **d != run.dataset) {
+        return Err(CsslError::config(
+            "dataset",
+            format!(
+                "--dataset {d} but the config was made for {}; parts such as the \
+                 encoder's input channels follow the dataset",
+                run.dataset
+            ),
+        ));
     }
     let o = &mut run.options;
     o.data_dir = a.data.clone().or(o.data_dir.take());

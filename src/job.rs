@@ -9,9 +9,10 @@ use burn::optim::AdamWConfig;
 use burn::record::CompactRecorder;
 use burn::tensor::backend::AutodiffBackend;
 use burn::train::{InferenceStep, TrainStep};
+use cssl_augment::DatasetPreset;
 use cssl_augment::EvalTransform;
 use cssl_core::{Augmentation, CsslError, Encoder, Result, ViewBatch};
-use cssl_data::{FashionMnist, ImageDataset, MultiViewBatcher};
+use cssl_data::{Cifar10, FashionMnist, ImageDataset, MultiViewBatcher};
 use cssl_encoders::AnyEncoder;
 use cssl_eval::{
     extract_features, knn_accuracy, linear_probe, Features, KnnConfig, LinearProbeConfig,
@@ -114,6 +115,9 @@ pub struct JobReport {
     pub raw_pixels: Option<Scores>,
     /// Pooled feature width of the encoder.
     pub feature_dim: usize,
+    /// Values per image (the raw-pixel baseline's width).
+    #[serde(default)]
+    pub raw_pixel_dim: usize,
     /// Seconds spent pretraining.
     pub train_seconds: f64,
     /// Seconds spent evaluating (features, probes, kNN).
@@ -147,7 +151,7 @@ pub fn subset(data: &ImageDataset, n: usize) -> ImageDataset {
 /// the same job.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunConfig {
-    /// The dataset (only `fashion-mnist` so far).
+    /// The dataset: one of [`DATASETS`].
     pub dataset: String,
     /// The job's options.
     pub options: JobOptions,
@@ -169,6 +173,83 @@ impl RunConfig {
 
 /// The channels and side of Fashion-MNIST images.
 pub const FASHION_MNIST_IMAGE: (usize, usize, usize) = (1, 28, 28);
+
+/// The datasets the job runs on, by their `--dataset` names.
+pub const DATASETS: [&str; 2] = ["fashion-mnist", "cifar10"];
+
+/// A dataset's splits.
+#[derive(Clone, Debug)]
+pub struct Splits {
+    /// The train split.
+    pub train: ImageDataset,
+    /// The test split.
+    pub test: ImageDataset,
+}
+
+/// Loads `dataset` (one of [`DATASETS`]) from `dir`, or Fashion-MNIST's
+/// embedded copy when `dir` is `None`.
+///
+/// # Errors
+/// An unknown name, CIFAR-10 without a directory (it is not shipped), or any
+/// reader error naming the file.
+pub fn load_dataset(dataset: &str, dir: Option<&std::path::Path>) -> Result<Splits> {
+    match (dataset, dir) {
+        ("fashion-mnist", None) => FashionMnist::embedded().map(|d| Splits {
+            train: d.train,
+            test: d.test,
+        }),
+        ("fashion-mnist", Some(dir)) => FashionMnist::load(dir).map(|d| Splits {
+            train: d.train,
+            test: d.test,
+        }),
+        ("cifar10", Some(dir)) => Cifar10::load(dir).map(|d| Splits {
+            train: d.train,
+            test: d.test,
+        }),
+        ("cifar10", None) => Err(CsslError::config(
+            "data",
+            "CIFAR-10 is not shipped: pass --data DIR, the directory with \
+             data_batch_1.bin .. data_batch_5.bin and test_batch.bin",
+        )),
+        (other, _) => Err(unknown_dataset(other)),
+    }
+}
+
+fn unknown_dataset(name: &str) -> CsslError {
+    CsslError::config(
+        "dataset",
+        format!(
+            "unknown dataset `{name}`; expected one of {}",
+            DATASETS.join(", ")
+        ),
+    )
+}
+
+/// The augmentation preset and channel count of `dataset`, for
+/// [`Method::cpu_default`].
+pub fn dataset_preset(dataset: &str) -> Result<(DatasetPreset, usize)> {
+    match dataset {
+        "fashion-mnist" => Ok((DatasetPreset::fashion_mnist(), 1)),
+        "cifar10" => Ok((DatasetPreset::cifar(), 3)),
+        other => Err(unknown_dataset(other)),
+    }
+}
+
+impl RunConfig {
+    /// `method`'s CPU default on `dataset` with its default options.
+    pub fn default_for(method: Method, dataset: &str) -> Result<Self> {
+        let (preset, channels) = dataset_preset(dataset)?;
+        let mut options = JobOptions::for_method(method);
+        if dataset != "fashion-mnist" {
+            options.out = PathBuf::from(format!("runs/{}-{dataset}", method.name()));
+        }
+        Ok(Self {
+            dataset: dataset.into(),
+            options,
+            method: method.cpu_default(&preset, channels),
+        })
+    }
+}
 
 /// Runs the main job on backend `B` for `options.method` with its CPU default
 /// config.
@@ -200,24 +281,10 @@ pub fn run_simclr_fashion_mnist<B: AutodiffBackend>(
     )
 }
 
-/// The dataset of a run: `options.data_dir` or the embedded copy.
-fn load_data(options: &JobOptions) -> Result<FashionMnist> {
-    match &options.data_dir {
-        Some(dir) => FashionMnist::load(dir),
-        None => FashionMnist::embedded(),
-    }
-}
-
 /// Runs a full run config: checks every part against the data, pretrains,
 /// evaluates, and writes the run directory.
 pub fn run_config<B: AutodiffBackend>(run: &RunConfig, device: &B::Device) -> Result<JobReport> {
     let options = &run.options;
-    if run.dataset != "fashion-mnist" {
-        return Err(CsslError::config(
-            "dataset",
-            format!("`{}`: the job runs on `fashion-mnist`", run.dataset),
-        ));
-    }
     if run.method.kind() != options.method {
         return Err(CsslError::config(
             "options.method",
@@ -237,9 +304,9 @@ pub fn run_config<B: AutodiffBackend>(run: &RunConfig, device: &B::Device) -> Re
             "must be at least 2 (negatives come from the batch)",
         ));
     }
+    let data = load_dataset(&run.dataset, options.data_dir.as_deref())?;
     run.method
-        .validate(FASHION_MNIST_IMAGE, options.batch_size)?;
-    let data = FashionMnist::embedded()?;
+        .validate(data.train.shape(), options.batch_size)?;
     let train = subset(&data.train, options.train_subset);
     B::seed(device, options.seed);
     let steps_per_epoch = train.len().div_ceil(options.batch_size);
@@ -267,7 +334,7 @@ pub fn run_config<B: AutodiffBackend>(run: &RunConfig, device: &B::Device) -> Re
 fn run_prepared<B, M>(
     run_config: &RunConfig,
     device: &B::Device,
-    data: &FashionMnist,
+    data: &Splits,
     train: ImageDataset,
     model: M,
 ) -> Result<JobReport>
@@ -288,7 +355,8 @@ where
     let run = RunDir::create(&options.out)?;
     run.write_json("config.json", run_config)?;
     println!(
-        "cssl: {method} on Fashion-MNIST, {} train images, {} epochs of {} batches of {}, backend {}",
+        "cssl: {method} on {}, {} train images, {} epochs of {} batches of {}, backend {}",
+        run_config.dataset,
         train.len(),
         options.epochs,
         train.len().div_ceil(options.batch_size),
@@ -387,6 +455,10 @@ where
         random_init,
         raw_pixels,
         feature_dim: trained_encoder.out_channels(),
+        raw_pixel_dim: {
+            let (c, h, w) = test.shape();
+            c * h * w
+        },
         train_seconds,
         eval_seconds,
         images: [train.len(), probe_train.len(), test.len()],
@@ -454,7 +526,7 @@ pub fn results_table(r: &JobReport) -> String {
     t += &row(&name, &r.pretrained, r.feature_dim);
     t += &row("same encoder, random", &r.random_init, r.feature_dim);
     if let Some(raw) = &r.raw_pixels {
-        t += &row("raw pixels", raw, 784);
+        t += &row("raw pixels", raw, r.raw_pixel_dim);
     }
     t
 }
@@ -497,7 +569,7 @@ pub fn evaluate_checkpoint<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<Scores> {
     let (config, encoder) = load_encoder::<B::InnerBackend>(dir, device)?;
-    let data = load_data(&config.options)?;
+    let data = load_dataset(&config.dataset, config.options.data_dir.as_deref())?;
     let transform = eval_transform(&config.method);
     Ok(evaluate::<B>(
         config.method.kind().name(),

@@ -57,14 +57,17 @@ impl AmdimConfig {
     /// AdamW 5e-4 (the paper's Adam 2e-4, raised for a short run; 2e-3 made
     /// the first steps diverge) with one warm-up epoch.
     pub fn fashion_mnist() -> Self {
-        let preset = DatasetPreset {
-            size: 32,
-            ..DatasetPreset::fashion_mnist()
-        };
+        Self::cpu_default(&DatasetPreset::fashion_mnist(), 1)
+    }
+
+    /// [`Self::fashion_mnist`]'s recipe for any preset and channel count
+    /// (crops resized to 32 px unless the preset is 32, 64 or 128 px).
+    pub fn cpu_default(preset: &DatasetPreset, channels: usize) -> Self {
+        let preset = crate::common::amdim_preset(preset);
         Self::new(
             pipelines::amdim(&preset),
-            AmdimEncoderConfig::new(32, 128, 2, 32)
-                .with_in_channels(1)
+            AmdimEncoderConfig::new(32, 128, 2, preset.size)
+                .with_in_channels(channels)
                 .into(),
             SimilarityConfig::ScaledDot,
             AmdimNceLossConfig::new(),

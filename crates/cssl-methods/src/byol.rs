@@ -66,7 +66,12 @@ impl ByolConfig {
     /// BYOL's asymmetric pipeline at 28 px, tau0 0.99 (a short run needs a
     /// faster target than 0.996), AdamW 2e-3 with one warm-up epoch.
     pub fn fashion_mnist() -> Self {
-        let encoder = crate::common::fashion_mnist_encoder();
+        Self::cpu_default(&DatasetPreset::fashion_mnist(), 1)
+    }
+
+    /// [`Self::fashion_mnist`]'s recipe for any preset and channel count.
+    pub fn cpu_default(preset: &DatasetPreset, channels: usize) -> Self {
+        let encoder = crate::common::small_resnet(channels);
         let projector = ProjectionHeadConfig::new(encoder.out_channels())
             .with_hidden_dim(256)
             .with_output_dim(64);
@@ -74,7 +79,7 @@ impl ByolConfig {
             .with_hidden_dim(256)
             .with_output_dim(64);
         Self::new(
-            pipelines::byol(&DatasetPreset::fashion_mnist()),
+            pipelines::byol(preset),
             encoder.into(),
             projector,
             predictor,

@@ -1,17 +1,36 @@
 //! What every method config shares: the CPU encoder for Fashion-MNIST and the
 //! augmentation check that prefixes error fields with `augmentation.`.
 
-use cssl_augment::MultiViewAugmentation;
+use cssl_augment::{DatasetPreset, MultiViewAugmentation};
 use cssl_core::{Augmentation, CsslError};
 use cssl_encoders::{EncoderConfig, ResNetConfig};
 
-/// The CPU default encoder for Fashion-MNIST: ResNet-18 at 1/4 width (16-128
-/// channels), CIFAR stem with stride 2 (stages at 14, 7, 4, 2 px).
-pub fn fashion_mnist_encoder() -> ResNetConfig {
-    ResNetConfig::resnet18(1)
+/// The CPU default encoder: ResNet-18 at 1/4 width (16-128 channels), CIFAR
+/// stem with stride 2 (stages at 14, 7, 4, 2 px for 28 px inputs).
+pub fn small_resnet(channels: usize) -> ResNetConfig {
+    ResNetConfig::resnet18(channels)
         .with_base_width(16)
         .with_cifar_stem(true)
         .with_cifar_stem_stride(2)
+}
+
+/// [`small_resnet`] for Fashion-MNIST's one channel.
+pub fn fashion_mnist_encoder() -> ResNetConfig {
+    small_resnet(1)
+}
+
+/// The preset at a side the AMDIM encoder reads (32, 64 or 128 px): the
+/// preset itself when it is one, else its crops resized to 32 px
+/// (Fashion-MNIST's 28 px).
+pub(crate) fn amdim_preset(preset: &DatasetPreset) -> DatasetPreset {
+    if [32, 64, 128].contains(&preset.size) {
+        preset.clone()
+    } else {
+        DatasetPreset {
+            size: 32,
+            ..preset.clone()
+        }
+    }
 }
 
 /// Validates a pipeline as a method's `augmentation` field; with `views`, also

@@ -63,14 +63,19 @@ impl CpcConfig {
     /// the CIFAR stem per patch, context hidden 128, targets of 64 dims, up to
     /// 3 rows ahead, AdamW 2e-3 with one warm-up epoch.
     pub fn fashion_mnist() -> Self {
-        let preset = DatasetPreset::fashion_mnist();
-        let resnet = ResNetConfig::resnet18(1)
+        Self::cpu_default(&DatasetPreset::fashion_mnist(), 1)
+    }
+
+    /// [`Self::fashion_mnist`]'s recipe for any preset (its patch grid) and
+    /// channel count.
+    pub fn cpu_default(preset: &DatasetPreset, channels: usize) -> Self {
+        let resnet = ResNetConfig::resnet18(channels)
             .with_base_width(8)
             .with_cifar_stem(true)
             .with_norm(NormKind::Layer);
         let channels = resnet.out_channels();
         Self::new(
-            pipelines::cpc(&preset),
+            pipelines::cpc(preset),
             CpcEncoderConfig::new(resnet, preset.patch.patch).into(),
             CpcContextConfig::new(channels).with_hidden(128),
             3,

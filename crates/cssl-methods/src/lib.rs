@@ -38,7 +38,9 @@ mod yadim;
 
 pub use amdim::{Amdim, AmdimConfig};
 pub use byol::{Byol, ByolConfig};
-pub use common::{check_views_fit_encoder, fashion_mnist_encoder, validate_augmentation};
+pub use common::{
+    check_views_fit_encoder, fashion_mnist_encoder, small_resnet, validate_augmentation,
+};
 pub use cpc::{Cpc, CpcConfig};
 pub use method::{MethodConfig, MethodKind, SslModel};
 pub use moco::{Moco, MocoConfig};

@@ -7,7 +7,7 @@ use crate::{
     YadimConfig, LOSS_OVER_LN_K, PROTOTYPES_USED,
 };
 use burn::tensor::backend::Backend;
-use cssl_augment::MultiViewAugmentation;
+use cssl_augment::{DatasetPreset, MultiViewAugmentation};
 use cssl_core::CsslError;
 use cssl_encoders::{AnyEncoder, EncoderConfig};
 use serde::{Deserialize, Serialize};
@@ -79,14 +79,21 @@ impl MethodKind {
 
     /// The method's CPU default for the embedded Fashion-MNIST.
     pub fn fashion_mnist(self) -> MethodConfig {
+        self.cpu_default(&DatasetPreset::fashion_mnist(), 1)
+    }
+
+    /// The method's CPU default for images of `preset` with `channels`
+    /// channels (e.g. CIFAR-10: `DatasetPreset::cifar()`, 3).
+    pub fn cpu_default(self, preset: &DatasetPreset, channels: usize) -> MethodConfig {
+        let (p, c) = (preset, channels);
         match self {
-            Self::Amdim => MethodConfig::Amdim(AmdimConfig::fashion_mnist()),
-            Self::Cpc => MethodConfig::Cpc(CpcConfig::fashion_mnist()),
-            Self::Simclr => MethodConfig::Simclr(SimClrConfig::fashion_mnist()),
-            Self::Moco => MethodConfig::Moco(MocoConfig::fashion_mnist()),
-            Self::Byol => MethodConfig::Byol(ByolConfig::fashion_mnist()),
-            Self::Swav => MethodConfig::Swav(SwavConfig::fashion_mnist()),
-            Self::Yadim => MethodConfig::Yadim(YadimConfig::fashion_mnist()),
+            Self::Amdim => MethodConfig::Amdim(AmdimConfig::cpu_default(p, c)),
+            Self::Cpc => MethodConfig::Cpc(CpcConfig::cpu_default(p, c)),
+            Self::Simclr => MethodConfig::Simclr(SimClrConfig::cpu_default(p, c)),
+            Self::Moco => MethodConfig::Moco(MocoConfig::cpu_default(p, c)),
+            Self::Byol => MethodConfig::Byol(ByolConfig::cpu_default(p, c)),
+            Self::Swav => MethodConfig::Swav(SwavConfig::cpu_default(p, c)),
+            Self::Yadim => MethodConfig::Yadim(YadimConfig::cpu_default(p, c)),
         }
     }
 }

@@ -79,13 +79,18 @@ impl MocoConfig {
     /// 128-256-64, queue 4,096, m = 0.99 (short runs need a faster key
     /// encoder than 0.999), t = 0.2, AdamW 2e-3.
     pub fn fashion_mnist() -> Self {
-        let encoder = crate::common::fashion_mnist_encoder();
+        Self::cpu_default(&DatasetPreset::fashion_mnist(), 1)
+    }
+
+    /// [`Self::fashion_mnist`]'s recipe for any preset and channel count.
+    pub fn cpu_default(preset: &DatasetPreset, channels: usize) -> Self {
+        let encoder = crate::common::small_resnet(channels);
         let head = ProjectionHeadConfig::new(encoder.out_channels())
             .with_hidden_dim(256)
             .with_output_dim(64)
             .with_batch_norm(false);
         Self::new(
-            pipelines::moco2(&DatasetPreset::fashion_mnist()),
+            pipelines::moco2(preset),
             encoder.into(),
             head,
             MomentumConfig::new()

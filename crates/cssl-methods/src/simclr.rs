@@ -11,7 +11,7 @@ use burn::module::Module;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
-use cssl_augment::{MultiViewAugmentation, SimClrAugmentationConfig};
+use cssl_augment::{DatasetPreset, MultiViewAugmentation, SimClrAugmentationConfig};
 use cssl_core::{ContrastiveLoss, Encoder, Extractor, Similarity, ViewBatch};
 use cssl_encoders::{AnyEncoder, EncoderConfig, ResNetConfig};
 use cssl_extract::{PooledProjection, PooledProjectionConfig, ProjectionHeadConfig};
@@ -61,12 +61,24 @@ impl SimClrConfig {
     /// CIFAR augmentation at 28 px with crops of 20-100% of the area, and
     /// AdamW 2e-3 with one warm-up epoch.
     pub fn fashion_mnist() -> Self {
-        let encoder = crate::common::fashion_mnist_encoder();
+        Self::cpu_default(&DatasetPreset::fashion_mnist(), 1)
+    }
+
+    /// [`Self::fashion_mnist`]'s recipe for any preset and channel count
+    /// (e.g. CIFAR-10: `DatasetPreset::cifar()`, 3).
+    pub fn cpu_default(preset: &DatasetPreset, channels: usize) -> Self {
+        let encoder = crate::common::small_resnet(channels);
         let head = ProjectionHeadConfig::new(encoder.out_channels())
             .with_hidden_dim(256)
             .with_output_dim(64);
         Self::new(
-            SimClrAugmentationConfig::fashion_mnist().init(),
+            SimClrAugmentationConfig {
+                size: preset.size,
+                crop_scale: [0.2, 1.0],
+                normalize: preset.normalize.clone(),
+                ..SimClrAugmentationConfig::cifar()
+            }
+            .init(),
             encoder.into(),
             PooledProjectionConfig::new(head),
             SimilarityConfig::Cosine(CosineSimilarityConfig::new().with_temperature(0.2)),

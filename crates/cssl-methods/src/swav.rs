@@ -49,14 +49,23 @@ impl SwavConfig {
     /// queues, not 128 images), crops 2 x 28 px (area 0.33-1) and 4 x 14 px
     /// (0.10-0.33), temperature 0.1, Sinkhorn 3 x epsilon 0.05, AdamW 2e-3.
     pub fn fashion_mnist() -> Self {
-        let encoder = crate::common::fashion_mnist_encoder();
+        Self::cpu_default(&DatasetPreset::fashion_mnist(), 1)
+    }
+
+    /// [`Self::fashion_mnist`]'s recipe for any preset and channel count:
+    /// 2 crops at the preset's side, 4 at half of it.
+    pub fn cpu_default(preset: &DatasetPreset, channels: usize) -> Self {
+        let encoder = crate::common::small_resnet(channels);
         let head = ProjectionHeadConfig::new(encoder.out_channels())
             .with_hidden_dim(256)
             .with_output_dim(64);
         Self::new(
             pipelines::swav(
-                &DatasetPreset::fashion_mnist(),
-                &[(28, 2, [0.33, 1.0]), (14, 4, [0.10, 0.33])],
+                preset,
+                &[
+                    (preset.size, 2, [0.33, 1.0]),
+                    (preset.size / 2, 4, [0.10, 0.33]),
+                ],
             ),
             encoder.into(),
             head,

@@ -227,3 +227,15 @@ fn method_configs_round_trip_through_json() {
         assert_eq!(serde_json::to_string(&back).unwrap(), json);
     }
 }
+
+#[test]
+fn every_method_default_fits_cifar_sized_rgb_images() {
+    for kind in MethodKind::ALL {
+        let c = kind.cpu_default(&DatasetPreset::cifar(), 3);
+        c.validate((3, 32, 32), 32)
+            .unwrap_or_else(|e| panic!("{}: {e}", kind.name()));
+        // The Fashion-MNIST default is the same recipe at 28 px and 1 channel.
+        assert!(kind.fashion_mnist().validate(FASHION, 32).is_ok());
+        assert!(c.validate(FASHION, 32).is_err(), "{}", kind.name());
+    }
+}
