@@ -6,6 +6,30 @@
 //! (augmentation, encoder, extraction, similarity, loss). This facade
 //! re-exports the workspace's crates and holds the end-to-end jobs that the
 //! `cssl` program, the examples and the benchmarks run.
+//!
+//! A method is a config with one field per characteristic; swapping one is an
+//! assignment, and parts that do not fit fail at start-up, naming the field:
+//!
+//! ```
+//! use cssl::augment::{pipelines, DatasetPreset};
+//! use cssl::encoders::AmdimEncoderConfig;
+//! use cssl::methods::{ByolConfig, MethodConfig, SimClrConfig};
+//!
+//! // SimCLR with AMDIM's augmentation pipeline (characteristic 1).
+//! let mut simclr = SimClrConfig::fashion_mnist();
+//! simclr.augmentation = pipelines::amdim(&DatasetPreset::fashion_mnist());
+//! MethodConfig::Simclr(simclr).validate((1, 28, 28), 128)?;
+//!
+//! // BYOL with the AMDIM encoder (characteristic 2): it reads 32 px views.
+//! let mut byol = ByolConfig::fashion_mnist();
+//! byol.encoder = AmdimEncoderConfig::new(32, 128, 2, 32).with_in_channels(1).into();
+//! byol.projector.input_dim = 128; // the projector reads the encoder's width
+//! let err = MethodConfig::Byol(byol.clone()).validate((1, 28, 28), 128).unwrap_err();
+//! assert!(err.to_string().contains("encoder.input_size")); // 28 px views do not fit
+//! byol.augmentation = pipelines::byol(&DatasetPreset { size: 32, ..DatasetPreset::fashion_mnist() });
+//! MethodConfig::Byol(byol).validate((1, 28, 28), 128)?;
+//! # Ok::<(), cssl::core::CsslError>(())
+//! ```
 #![warn(missing_docs)]
 
 pub use cssl_augment as augment;

@@ -2,22 +2,24 @@
 //!
 //! - augmentation: views/s on one core, then on every core, for every
 //!   method's pipeline on 32 px RGB images (and the main job's 28 px gray one);
-//! - training step: views/s of full SimCLR train steps (forward, backward,
-//!   AdamW) of the main job's model on the CPU backend.
+//! - training step: images/s and views/s of full train steps (forward,
+//!   backward, AdamW, then the method's EMA / queue / prototype update) of
+//!   every method's Fashion-MNIST CPU default, side by side in one run.
 
 use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::AdamWConfig;
 use burn::tensor::backend::Backend;
+use burn::train::TrainStep;
 use clap::{Parser, Subcommand};
 use cssl::augment::{pipelines, DatasetPreset, MultiViewAugmentation, SimClrAugmentationConfig};
-use cssl::core::{Augmentation, Image};
+use cssl::core::{Augmentation, Image, ViewBatch};
 use cssl::data::stl10::STL_IMAGE_BYTES;
 use cssl::data::{
     FashionMnist, ImageDataset, ImageSource, MultiViewBatcher, PrefetchLoader, Sample,
     Stl10Unlabeled,
 };
-use cssl::methods::SimClrConfig;
+use cssl::methods::{MethodConfig, MethodKind, SslOutput};
 use rayon::prelude::*;
 use std::sync::Arc;
 use std::time::Instant;
@@ -147,18 +149,112 @@ fn main() {
         println!("augmentation {name:<42} {one:>9.0} views/s per core  {all:>9.0} views/s on {cores} cores  (checksum {checksum:.1})");
     }
 
+    println!(
+        "training step, each method's Fashion-MNIST CPU default, batch {batch_size}, Autodiff<Flex> \
+         (forward + backward + AdamW + the method's after-step update), after 2 warm-up steps:"
+    );
+    for kind in MethodKind::ALL {
+        let r = bench_method(&kind.fashion_mnist(), &data.train, batch_size, steps);
+        println!(
+            "  {:<7} {:>7.1} images/s  {:>7.1} views/s ({} views per image)   augmentation {:.0}% of the step",
+            kind.name(),
+            r.images_per_s,
+            r.images_per_s * r.views as f64,
+            r.views,
+            100.0 * r.augmentation_share
+        );
+    }
+}
+
+struct StepBench {
+    images_per_s: f64,
+    views: usize,
+    augmentation_share: f64,
+}
+
+fn bench_method(
+    config: &MethodConfig,
+    data: &ImageDataset,
+    batch_size: usize,
+    steps: usize,
+) -> StepBench {
     type B = Autodiff<Flex>;
     let device = Default::default();
-    let config = SimClrConfig::fashion_mnist();
     B::seed(&device, 0);
-    let mut model = config.init::<B>(&device).expect("valid default config");
-    let mut optim = AdamWConfig::new().init();
-    let batcher = MultiViewBatcher::new(Arc::new(config.augmentation.init()), 0);
+    match config {
+        MethodConfig::Amdim(c) => time_steps(
+            c.init::<B>(&device).unwrap(),
+            config,
+            data,
+            batch_size,
+            steps,
+        ),
+        MethodConfig::Cpc(c) => time_steps(
+            c.init::<B>(&device).unwrap(),
+            config,
+            data,
+            batch_size,
+            steps,
+        ),
+        MethodConfig::Simclr(c) => time_steps(
+            c.init::<B>(&device).unwrap(),
+            config,
+            data,
+            batch_size,
+            steps,
+        ),
+        MethodConfig::Moco(c) => time_steps(
+            c.init::<B>(batch_size, &device).unwrap(),
+            config,
+            data,
+            batch_size,
+            steps,
+        ),
+        MethodConfig::Byol(c) => time_steps(
+            c.init::<B>(1000, &device).unwrap(),
+            config,
+            data,
+            batch_size,
+            steps,
+        ),
+        MethodConfig::Swav(c) => time_steps(
+            c.init::<B>(0, &device).unwrap(),
+            config,
+            data,
+            batch_size,
+            steps,
+        ),
+        MethodConfig::Yadim(c) => time_steps(
+            c.init::<B>(&device).unwrap(),
+            config,
+            data,
+            batch_size,
+            steps,
+        ),
+    }
+}
+
+fn time_steps<M>(
+    mut model: M,
+    config: &MethodConfig,
+    data: &ImageDataset,
+    batch_size: usize,
+    steps: usize,
+) -> StepBench
+where
+    M: TrainStep<Input = ViewBatch<Autodiff<Flex>>, Output = SslOutput<Autodiff<Flex>>>
+        + AutodiffModule<Autodiff<Flex>>,
+{
+    type B = Autodiff<Flex>;
+    let device = Default::default();
+    let mut optim = AdamWConfig::new().init::<B, M>();
+    let augmentation = config.augmentation().clone();
+    let views = augmentation.views.len();
+    let batcher = MultiViewBatcher::new(Arc::new(augmentation), 0);
     let samples: Vec<Sample> = (0..batch_size)
-        .map(|i| burn::data::dataset::Dataset::get(&data.train, i).unwrap())
+        .map(|i| burn::data::dataset::Dataset::get(data, i).unwrap())
         .collect();
-    let mut timed = 0.0;
-    let mut aug_time = 0.0;
+    let (mut timed, mut aug_time) = (0.0, 0.0);
     for step in 0..steps + 2 {
         let t = Instant::now();
         let batch = burn::data::dataloader::batcher::Batcher::<B, _, _>::batch(
@@ -167,24 +263,20 @@ fn main() {
             &device,
         );
         let ta = t.elapsed().as_secs_f64();
-        let out = model.forward(batch);
-        let loss = out.loss.clone().into_scalar();
-        let grads = GradientsParams::from_grads(out.loss.backward(), &model);
-        model = optim.step(1e-3, model, grads);
-        let dt = t.elapsed().as_secs_f64();
+        let out = TrainStep::step(&model, batch);
+        let _loss: f32 = out.item.loss.clone().into_scalar();
+        model = model.optimize(&mut optim, 1e-4, out.grads);
         if step >= 2 {
-            timed += dt;
+            timed += t.elapsed().as_secs_f64();
             aug_time += ta;
         }
-        println!("  step {step}: loss {loss:.4}  {:.2}s", dt);
     }
-    let views = (2 * batch_size * steps) as f64;
-    println!(
-        "training step (SimCLR main-job model, batch {batch_size} x 2 views, Autodiff<Flex>): {:.1} views/s including augmentation, {:.1} views/s model only",
-        views / timed,
-        views / (timed - aug_time)
-    );
     let _ = model.valid();
+    StepBench {
+        images_per_s: (batch_size * steps) as f64 / timed,
+        views,
+        augmentation_share: aug_time / timed,
+    }
 }
 
 /// Peak resident memory of this process (VmHWM), in MiB.
