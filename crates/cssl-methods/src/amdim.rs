@@ -9,9 +9,8 @@ use crate::output::embedding_std;
 use crate::{OptimizerConfig, SslOutput};
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor};
-use burn::train::{InferenceStep, TrainOutput, TrainStep};
 use cssl_augment::{pipelines, DatasetPreset, MultiViewAugmentation};
 use cssl_core::{ContrastiveLoss, CsslError, Encoder, ViewBatch};
 use cssl_encoders::{AmdimEncoderConfig, AnyEncoder, EncoderConfig};
@@ -161,22 +160,4 @@ impl<B: Backend> Amdim<B> {
     }
 }
 
-impl<B: AutodiffBackend> TrainStep for Amdim<B> {
-    type Input = ViewBatch<B>;
-    type Output = SslOutput<B>;
-
-    fn step(&self, batch: ViewBatch<B>) -> TrainOutput<SslOutput<B>> {
-        let out = self.forward(batch);
-        let grads = out.loss.backward();
-        TrainOutput::new(self, grads, out)
-    }
-}
-
-impl<B: Backend> InferenceStep for Amdim<B> {
-    type Input = ViewBatch<B>;
-    type Output = SslOutput<B>;
-
-    fn step(&self, batch: ViewBatch<B>) -> SslOutput<B> {
-        self.forward(batch)
-    }
-}
+crate::steps::plain_steps!(Amdim);

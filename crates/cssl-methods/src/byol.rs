@@ -15,7 +15,7 @@ use burn::module::{AutodiffModule, Module};
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
-use burn::train::{InferenceStep, TrainOutput, TrainStep};
+use burn::train::{TrainOutput, TrainStep};
 use cssl_augment::{pipelines, DatasetPreset, MultiViewAugmentation};
 use cssl_core::{ContrastiveLoss, CsslError, Encoder, ViewBatch};
 use cssl_encoders::{AnyEncoder, EncoderConfig, ResNetConfig};
@@ -226,9 +226,7 @@ impl<B: AutodiffBackend> TrainStep for Byol<B> {
     type Output = SslOutput<B>;
 
     fn step(&self, batch: ViewBatch<B>) -> TrainOutput<SslOutput<B>> {
-        let out = self.forward(batch);
-        let grads = out.loss.backward();
-        TrainOutput::new(self, grads, out)
+        crate::steps::backward(self, self.forward(batch))
     }
 
     fn optimize<AB, O>(self, optim: &mut O, lr: f64, grads: GradientsParams) -> Self
@@ -241,14 +239,7 @@ impl<B: AutodiffBackend> TrainStep for Byol<B> {
     }
 }
 
-impl<B: Backend> InferenceStep for Byol<B> {
-    type Input = ViewBatch<B>;
-    type Output = SslOutput<B>;
-
-    fn step(&self, batch: ViewBatch<B>) -> SslOutput<B> {
-        self.forward(batch)
-    }
-}
+crate::steps::inference_step!(Byol);
 
 #[cfg(test)]
 mod tests {

@@ -9,8 +9,7 @@ use crate::output::embedding_std;
 use crate::{OptimizerConfig, SslOutput};
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::train::{InferenceStep, TrainOutput, TrainStep};
+use burn::tensor::backend::Backend;
 use cssl_augment::{pipelines, DatasetPreset, MultiViewAugmentation};
 use cssl_core::{ContrastiveLoss, CsslError, Encoder, Similarity, ViewBatch};
 use cssl_encoders::{AnyEncoder, CpcEncoderConfig, EncoderConfig, NormKind, ResNetConfig};
@@ -176,22 +175,4 @@ impl<B: Backend> Cpc<B> {
     }
 }
 
-impl<B: AutodiffBackend> TrainStep for Cpc<B> {
-    type Input = ViewBatch<B>;
-    type Output = SslOutput<B>;
-
-    fn step(&self, batch: ViewBatch<B>) -> TrainOutput<SslOutput<B>> {
-        let out = self.forward(batch);
-        let grads = out.loss.backward();
-        TrainOutput::new(self, grads, out)
-    }
-}
-
-impl<B: Backend> InferenceStep for Cpc<B> {
-    type Input = ViewBatch<B>;
-    type Output = SslOutput<B>;
-
-    fn step(&self, batch: ViewBatch<B>) -> SslOutput<B> {
-        self.forward(batch)
-    }
-}
+crate::steps::plain_steps!(Cpc);

@@ -33,6 +33,7 @@ mod moco;
 mod optim;
 mod output;
 mod simclr;
+mod steps;
 mod swav;
 mod yadim;
 

@@ -236,9 +236,7 @@ impl<B: AutodiffBackend> TrainStep for Moco<B> {
     type Output = SslOutput<B>;
 
     fn step(&self, batch: ViewBatch<B>) -> TrainOutput<SslOutput<B>> {
-        let out = self.forward(batch, true);
-        let grads = out.loss.backward();
-        TrainOutput::new(self, grads, out)
+        crate::steps::backward(self, self.forward(batch, true))
     }
 
     fn optimize<AB, O>(self, optim: &mut O, lr: f64, grads: GradientsParams) -> Self

@@ -8,9 +8,8 @@ use crate::output::embedding_std;
 use crate::{OptimizerConfig, SslOutput};
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
-use burn::train::{InferenceStep, TrainOutput, TrainStep};
 use cssl_augment::{DatasetPreset, MultiViewAugmentation, SimClrAugmentationConfig};
 use cssl_core::{ContrastiveLoss, Encoder, Extractor, Similarity, ViewBatch};
 use cssl_encoders::{AnyEncoder, EncoderConfig, ResNetConfig};
@@ -143,22 +142,4 @@ impl<B: Backend> SimClr<B> {
     }
 }
 
-impl<B: AutodiffBackend> TrainStep for SimClr<B> {
-    type Input = ViewBatch<B>;
-    type Output = SslOutput<B>;
-
-    fn step(&self, batch: ViewBatch<B>) -> TrainOutput<SslOutput<B>> {
-        let out = self.forward(batch);
-        let grads = out.loss.backward();
-        TrainOutput::new(self, grads, out)
-    }
-}
-
-impl<B: Backend> InferenceStep for SimClr<B> {
-    type Input = ViewBatch<B>;
-    type Output = SslOutput<B>;
-
-    fn step(&self, batch: ViewBatch<B>) -> SslOutput<B> {
-        self.forward(batch)
-    }
-}
+crate::steps::plain_steps!(SimClr);

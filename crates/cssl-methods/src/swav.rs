@@ -16,7 +16,7 @@ use burn::module::{AutodiffModule, Module};
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
-use burn::train::{InferenceStep, TrainOutput, TrainStep};
+use burn::train::{TrainOutput, TrainStep};
 use cssl_augment::{pipelines, DatasetPreset, MultiViewAugmentation};
 use cssl_core::{l2_normalize, ContrastiveLoss, CsslError, Encoder, ViewBatch};
 use cssl_encoders::{AnyEncoder, EncoderConfig};
@@ -194,9 +194,7 @@ impl<B: AutodiffBackend> TrainStep for Swav<B> {
     type Output = SslOutput<B>;
 
     fn step(&self, batch: ViewBatch<B>) -> TrainOutput<SslOutput<B>> {
-        let out = self.forward(batch);
-        let grads = out.loss.backward();
-        TrainOutput::new(self, grads, out)
+        crate::steps::backward(self, self.forward(batch))
     }
 
     fn optimize<AB, O>(self, optim: &mut O, lr: f64, mut grads: GradientsParams) -> Self
@@ -215,14 +213,7 @@ impl<B: AutodiffBackend> TrainStep for Swav<B> {
     }
 }
 
-impl<B: Backend> InferenceStep for Swav<B> {
-    type Input = ViewBatch<B>;
-    type Output = SslOutput<B>;
-
-    fn step(&self, batch: ViewBatch<B>) -> SslOutput<B> {
-        self.forward(batch)
-    }
-}
+crate::steps::inference_step!(Swav);
 
 #[cfg(test)]
 mod tests {

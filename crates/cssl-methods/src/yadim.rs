@@ -14,9 +14,8 @@ use crate::output::embedding_std;
 use crate::{OptimizerConfig, SslOutput};
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
-use burn::train::{InferenceStep, TrainOutput, TrainStep};
 use cssl_augment::{pipelines, DatasetPreset, MultiViewAugmentation};
 use cssl_core::{ContrastiveLoss, Encoder, Similarity, ViewBatch};
 use cssl_encoders::{AmdimEncoderConfig, AnyEncoder, EncoderConfig};
@@ -123,22 +122,4 @@ impl<B: Backend> Yadim<B> {
     }
 }
 
-impl<B: AutodiffBackend> TrainStep for Yadim<B> {
-    type Input = ViewBatch<B>;
-    type Output = SslOutput<B>;
-
-    fn step(&self, batch: ViewBatch<B>) -> TrainOutput<SslOutput<B>> {
-        let out = self.forward(batch);
-        let grads = out.loss.backward();
-        TrainOutput::new(self, grads, out)
-    }
-}
-
-impl<B: Backend> InferenceStep for Yadim<B> {
-    type Input = ViewBatch<B>;
-    type Output = SslOutput<B>;
-
-    fn step(&self, batch: ViewBatch<B>) -> SslOutput<B> {
-        self.forward(batch)
-    }
-}
+crate::steps::plain_steps!(Yadim);

@@ -1,4 +1,4 @@
-use crate::{CsvMetricLogger, EmbeddingStdMetric, MonitorMetric, ProgressRenderer, RunDir};
+use crate::{CsvMetricLogger, MonitorMetric, ProgressRenderer, RunDir};
 use burn::data::dataloader::DataLoader;
 use burn::lr_scheduler::LrScheduler;
 use burn::module::AutodiffModule;
@@ -59,8 +59,8 @@ where
     let mut training = SupervisedTraining::new(run.path(), train, valid)
         .metric_train_numeric(LossMetric::new())
         .metric_valid_numeric(LossMetric::new())
-        .metric_train_numeric(EmbeddingStdMetric::default())
-        .metric_valid_numeric(EmbeddingStdMetric::default())
+        .metric_train_numeric(MonitorMetric::embedding_std())
+        .metric_valid_numeric(MonitorMetric::embedding_std())
         .metric_train_numeric(LearningRateMetric::new())
         .with_metric_logger(FileMetricLogger::new(run.path()))
         .with_metric_logger(CsvMetricLogger::new(run.file("metrics.csv")))

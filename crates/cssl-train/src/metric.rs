@@ -7,75 +7,18 @@ use burn::train::metric::{
 use cssl_methods::SslOutput;
 use std::sync::Arc;
 
-/// The standard deviation of the normalised embeddings, averaged over
-/// dimensions: the collapse monitor of SimCLR-style methods (`1/sqrt(d)` when
-/// spread out, 0 when every image maps to the same point).
-#[derive(Clone)]
-pub struct EmbeddingStdMetric {
-    name: MetricName,
-    state: NumericMetricState,
-}
-
-impl Default for EmbeddingStdMetric {
-    fn default() -> Self {
-        Self {
-            name: Arc::new("Embedding std".to_string()),
-            state: NumericMetricState::new(),
-        }
-    }
-}
-
-/// Input of [`EmbeddingStdMetric`].
-pub struct EmbeddingStdInput(f64);
-
-impl Adaptor<EmbeddingStdInput> for SslOutput<Flex> {
-    fn adapt(&self) -> EmbeddingStdInput {
-        EmbeddingStdInput(self.embedding_std.clone().into_scalar() as f64)
-    }
-}
-
-impl Metric for EmbeddingStdMetric {
-    type Input = EmbeddingStdInput;
-
-    fn update(&mut self, item: &EmbeddingStdInput, _metadata: &MetricMetadata) -> SerializedEntry {
-        self.state
-            .update(item.0, 1, FormatOptions::new(self.name()).precision(4))
-    }
-
-    fn clear(&mut self) {
-        self.state.reset()
-    }
-
-    fn name(&self) -> MetricName {
-        self.name.clone()
-    }
-
-    fn attributes(&self) -> MetricAttributes {
-        NumericAttributes {
-            unit: None,
-            higher_is_better: true,
-        }
-        .into()
-    }
-}
-
-impl Numeric for EmbeddingStdMetric {
-    fn value(&self) -> NumericEntry {
-        self.state.current_value()
-    }
-
-    fn running_value(&self) -> NumericEntry {
-        self.state.running_value()
-    }
-}
-
-/// One of a method's extra monitors ([`SslOutput::monitors`]), logged under
-/// its name (e.g. SwAV's "Loss over ln K" and "Prototypes used").
+/// A collapse monitor of [`SslOutput`], logged under its name: the embedding
+/// spread every method reports ([`MonitorMetric::embedding_std`]) or one of a
+/// method's extra monitors ([`SslOutput::monitors`], e.g. SwAV's
+/// "Loss over ln K" and "Prototypes used").
 #[derive(Clone)]
 pub struct MonitorMetric {
     name: MetricName,
     state: NumericMetricState,
 }
+
+/// The name under which [`SslOutput::embedding_std`] is logged.
+pub const EMBEDDING_STD: &str = "Embedding std";
 
 impl MonitorMetric {
     /// The monitor called `name`.
@@ -85,6 +28,13 @@ impl MonitorMetric {
             state: NumericMetricState::new(),
         }
     }
+
+    /// The standard deviation of the normalised embeddings, averaged over
+    /// dimensions: `1/sqrt(d)` when spread out, 0 when every image maps to
+    /// the same point.
+    pub fn embedding_std() -> Self {
+        Self::new(EMBEDDING_STD)
+    }
 }
 
 /// Input of [`MonitorMetric`]: every monitor of a step.
@@ -92,10 +42,11 @@ pub struct MonitorInput(Vec<(&'static str, f64)>);
 
 impl Adaptor<MonitorInput> for SslOutput<Flex> {
     fn adapt(&self) -> MonitorInput {
+        let spread = (EMBEDDING_STD, &self.embedding_std);
         MonitorInput(
-            self.monitors
-                .iter()
-                .map(|(n, v)| (*n, v.clone().into_scalar() as f64))
+            std::iter::once(spread)
+                .chain(self.monitors.iter().map(|(n, v)| (*n, v)))
+                .map(|(n, v)| (n, v.clone().into_scalar() as f64))
                 .collect(),
         )
     }

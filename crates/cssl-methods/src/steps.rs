@@ -1,0 +1,54 @@
+//! burn-train's steps for methods whose `forward(batch) -> SslOutput` is the
+//! whole step: the train step backpropagates the loss, the inference step
+//! (validation) is the forward pass alone.
+
+use crate::SslOutput;
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
+use burn::train::TrainOutput;
+
+/// The train output of `out`: gradients of its loss for `model`.
+pub(crate) fn backward<B, M>(model: &M, out: SslOutput<B>) -> TrainOutput<SslOutput<B>>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+{
+    let grads = out.loss.backward();
+    TrainOutput::new(model, grads, out)
+}
+
+/// `InferenceStep` as `self.forward(batch)` for each model named.
+macro_rules! inference_step {
+    ($($model:ident),*) => {$(
+        impl<B: burn::tensor::backend::Backend> burn::train::InferenceStep for $model<B> {
+            type Input = cssl_core::ViewBatch<B>;
+            type Output = $crate::SslOutput<B>;
+
+            fn step(&self, batch: cssl_core::ViewBatch<B>) -> $crate::SslOutput<B> {
+                self.forward(batch)
+            }
+        }
+    )*};
+}
+
+/// `TrainStep` (backpropagate `self.forward(batch)`, then burn's plain
+/// optimiser step) and `InferenceStep` for each model named.
+macro_rules! plain_steps {
+    ($($model:ident),*) => {$(
+        impl<B: burn::tensor::backend::AutodiffBackend> burn::train::TrainStep for $model<B> {
+            type Input = cssl_core::ViewBatch<B>;
+            type Output = $crate::SslOutput<B>;
+
+            fn step(
+                &self,
+                batch: cssl_core::ViewBatch<B>,
+            ) -> burn::train::TrainOutput<$crate::SslOutput<B>> {
+                $crate::steps::backward(self, self.forward(batch))
+            }
+        }
+
+        $crate::steps::inference_step!($model);
+    )*};
+}
+
+pub(crate) use {inference_step, plain_steps};
