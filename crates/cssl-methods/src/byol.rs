@@ -93,17 +93,7 @@ impl ByolConfig {
     pub fn validate(&self) -> cssl_core::Result<()> {
         self.encoder.validate()?;
         crate::common::validate_augmentation(&self.augmentation, Some(2))?;
-        let shape = |what: &str, expected: usize, got: usize| {
-            if expected == got {
-                Ok(())
-            } else {
-                Err(CsslError::Shape {
-                    what: what.into(),
-                    expected: expected.to_string(),
-                    got: got.to_string(),
-                })
-            }
-        };
+        let shape = crate::common::same_dim;
         shape(
             "projector.input_dim (the encoder's output channels)",
             self.encoder.out_channels(),

@@ -3,7 +3,7 @@
 
 use cssl_augment::{DatasetPreset, MultiViewAugmentation};
 use cssl_core::{Augmentation, CsslError};
-use cssl_encoders::{EncoderConfig, ResNetConfig};
+use cssl_encoders::{AmdimEncoderConfig, EncoderConfig, ResNetConfig};
 
 /// The CPU default encoder: ResNet-18 at 1/4 width (16-128 channels), CIFAR
 /// stem with stride 2 (stages at 14, 7, 4, 2 px for 28 px inputs).
@@ -19,18 +19,31 @@ pub fn fashion_mnist_encoder() -> ResNetConfig {
     small_resnet(1)
 }
 
-/// The preset at a side the AMDIM encoder reads (32, 64 or 128 px): the
-/// preset itself when it is one, else its crops resized to 32 px
-/// (Fashion-MNIST's 28 px).
-pub(crate) fn amdim_preset(preset: &DatasetPreset) -> DatasetPreset {
-    if [32, 64, 128].contains(&preset.size) {
-        preset.clone()
-    } else {
-        DatasetPreset {
-            size: 32,
-            ..preset.clone()
-        }
+/// The CPU default of the AMDIM-encoder methods (AMDIM, YADIM) for `preset`:
+/// the preset at a side the AMDIM encoder reads (itself when it is 32, 64 or
+/// 128 px, else its crops resized to 32 px, as for Fashion-MNIST's 28 px) and
+/// an AMDIM encoder at (ndf, n_rkhs, depth) = (32, 128, 2) for that side.
+pub(crate) fn small_amdim(
+    preset: &DatasetPreset,
+    channels: usize,
+) -> (DatasetPreset, EncoderConfig) {
+    let mut preset = preset.clone();
+    if ![32, 64, 128].contains(&preset.size) {
+        preset.size = 32;
     }
+    let encoder = AmdimEncoderConfig::new(32, 128, 2, preset.size)
+        .with_in_channels(channels)
+        .into();
+    (preset, encoder)
+}
+
+/// The paper's optimiser for AMDIM and YADIM: Adam 2e-4 (cssl: AdamW),
+/// weight decay 1e-5, no warm-up.
+pub(crate) fn amdim_paper_optimizer() -> crate::OptimizerConfig {
+    crate::OptimizerConfig::new()
+        .with_lr(2e-4)
+        .with_weight_decay(1e-5)
+        .with_warmup_epochs(0.0)
 }
 
 /// Validates a pipeline as a method's `augmentation` field; with `views`, also

@@ -46,10 +46,7 @@ impl YadimConfig {
             encoder.into(),
             SimilarityConfig::ScaledDot,
             PairLossConfig::AmdimNce(AmdimNceLossConfig::new()),
-            OptimizerConfig::new()
-                .with_lr(2e-4)
-                .with_weight_decay(1e-5)
-                .with_warmup_epochs(0.0),
+            crate::common::amdim_paper_optimizer(),
         )
     }
 
@@ -64,12 +61,10 @@ impl YadimConfig {
     /// [`Self::fashion_mnist`]'s recipe for any preset and channel count
     /// (crops resized to 32 px unless the preset is 32, 64 or 128 px).
     pub fn cpu_default(preset: &DatasetPreset, channels: usize) -> Self {
-        let preset = crate::common::amdim_preset(preset);
+        let (preset, encoder) = crate::common::small_amdim(preset, channels);
         Self::new(
             pipelines::yadim(&preset),
-            AmdimEncoderConfig::new(32, 128, 2, preset.size)
-                .with_in_channels(channels)
-                .into(),
+            encoder,
             SimilarityConfig::ScaledDot,
             PairLossConfig::AmdimNce(AmdimNceLossConfig::new()),
             OptimizerConfig::new().with_lr(2e-4).with_warmup_epochs(1.0),
