@@ -582,7 +582,7 @@ pub fn evaluate_checkpoint<B: AutodiffBackend>(
 }
 
 /// `cssl export`: writes a finished run's encoder alone as SafeTensors
-/// (tensor names are the module paths, e.g. `stages.0.blocks.0.conv1.weight`).
+/// (tensor names are the module paths, e.g. `stages.0.0.conv1.weight`).
 ///
 /// # Returns
 /// The number of values written (parameters and batch-norm statistics).
