@@ -171,9 +171,6 @@ impl RunConfig {
     }
 }
 
-/// The channels and side of Fashion-MNIST images.
-pub const FASHION_MNIST_IMAGE: (usize, usize, usize) = (1, 28, 28);
-
 /// The datasets the job runs on, by their `--dataset` names.
 pub const DATASETS: [&str; 2] = ["fashion-mnist", "cifar10"];
 

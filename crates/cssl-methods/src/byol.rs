@@ -72,12 +72,8 @@ impl ByolConfig {
     /// [`Self::fashion_mnist`]'s recipe for any preset and channel count.
     pub fn cpu_default(preset: &DatasetPreset, channels: usize) -> Self {
         let encoder = crate::common::small_resnet(channels);
-        let projector = ProjectionHeadConfig::new(encoder.out_channels())
-            .with_hidden_dim(256)
-            .with_output_dim(64);
-        let predictor = ProjectionHeadConfig::new(64)
-            .with_hidden_dim(256)
-            .with_output_dim(64);
+        let projector = crate::common::small_head(encoder.out_channels());
+        let predictor = crate::common::small_head(crate::common::SMALL_EMBEDDING);
         Self::new(
             pipelines::byol(preset),
             encoder.into(),
@@ -85,7 +81,7 @@ impl ByolConfig {
             predictor,
             MomentumConfig::new().with_tau0(0.99),
             ByolLossConfig::new(),
-            OptimizerConfig::new().with_lr(2e-3).with_warmup_epochs(1.0),
+            crate::common::cpu_optimizer(),
         )
     }
 
@@ -261,10 +257,7 @@ mod tests {
     }
 
     fn tiny() -> ByolConfig {
-        let encoder = ResNetConfig::resnet18(1)
-            .with_base_width(4)
-            .with_cifar_stem(true)
-            .with_cifar_stem_stride(2);
+        let encoder = crate::common::testing::tiny_resnet();
         let projector = ProjectionHeadConfig::new(encoder.out_channels())
             .with_hidden_dim(32)
             .with_output_dim(16);

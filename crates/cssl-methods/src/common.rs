@@ -4,6 +4,7 @@
 use cssl_augment::{DatasetPreset, MultiViewAugmentation};
 use cssl_core::{Augmentation, CsslError};
 use cssl_encoders::{AmdimEncoderConfig, EncoderConfig, ResNetConfig};
+use cssl_extract::ProjectionHeadConfig;
 
 /// The CPU default encoder: ResNet-18 at 1/4 width (16-128 channels), CIFAR
 /// stem with stride 2 (stages at 14, 7, 4, 2 px for 28 px inputs).
@@ -12,6 +13,24 @@ pub fn small_resnet(channels: usize) -> ResNetConfig {
         .with_base_width(16)
         .with_cifar_stem(true)
         .with_cifar_stem_stride(2)
+}
+
+/// The CPU defaults' head: `input_dim` -> 256 (BN, ReLU) -> 64, with the
+/// 64-d output every CPU default compares.
+pub(crate) fn small_head(input_dim: usize) -> ProjectionHeadConfig {
+    ProjectionHeadConfig::new(input_dim)
+        .with_hidden_dim(256)
+        .with_output_dim(SMALL_EMBEDDING)
+}
+
+/// Width of the CPU defaults' compared embeddings.
+pub(crate) const SMALL_EMBEDDING: usize = 64;
+
+/// The CPU defaults' optimiser: AdamW 2e-3 after one warm-up epoch.
+pub(crate) fn cpu_optimizer() -> crate::OptimizerConfig {
+    crate::OptimizerConfig::new()
+        .with_lr(2e-3)
+        .with_warmup_epochs(1.0)
 }
 
 /// [`small_resnet`] for Fashion-MNIST's one channel.
@@ -106,6 +125,15 @@ pub(crate) fn same_dim(what: &str, expected: usize, got: usize) -> cssl_core::Re
 
 #[cfg(test)]
 pub(crate) mod testing {
+    /// The unit tests' encoder: ResNet-18 at 1/16 width (4-32 channels),
+    /// stride-2 CIFAR stem.
+    pub fn tiny_resnet() -> cssl_encoders::ResNetConfig {
+        cssl_encoders::ResNetConfig::resnet18(1)
+            .with_base_width(4)
+            .with_cifar_stem(true)
+            .with_cifar_stem_stride(2)
+    }
+
     use burn::tensor::{backend::Backend, Tensor, TensorData};
     use cssl_core::{Augmentation, ViewBatch};
 

@@ -80,7 +80,7 @@ impl CpcConfig {
             3,
             SimilarityConfig::Dot,
             CpcInfoNceLossConfig::new(),
-            OptimizerConfig::new().with_lr(2e-3).with_warmup_epochs(1.0),
+            crate::common::cpu_optimizer(),
         )
     }
 

@@ -85,10 +85,7 @@ impl MocoConfig {
     /// [`Self::fashion_mnist`]'s recipe for any preset and channel count.
     pub fn cpu_default(preset: &DatasetPreset, channels: usize) -> Self {
         let encoder = crate::common::small_resnet(channels);
-        let head = ProjectionHeadConfig::new(encoder.out_channels())
-            .with_hidden_dim(256)
-            .with_output_dim(64)
-            .with_batch_norm(false);
+        let head = crate::common::small_head(encoder.out_channels()).with_batch_norm(false);
         Self::new(
             pipelines::moco2(preset),
             encoder.into(),
@@ -96,10 +93,12 @@ impl MocoConfig {
             MomentumConfig::new()
                 .with_tau0(0.99)
                 .with_cosine_schedule(false),
-            NegativesQueueConfig::new().with_size(4096).with_dim(64),
+            NegativesQueueConfig::new()
+                .with_size(4096)
+                .with_dim(crate::common::SMALL_EMBEDDING),
             SimilarityConfig::Cosine(CosineSimilarityConfig::new().with_temperature(0.2)),
             InfoNceLossConfig::new(),
-            OptimizerConfig::new().with_lr(2e-3).with_warmup_epochs(1.0),
+            crate::common::cpu_optimizer(),
         )
     }
 
@@ -268,11 +267,7 @@ mod tests {
 
     fn tiny() -> MocoConfig {
         let mut c = MocoConfig::fashion_mnist();
-        c.encoder = ResNetConfig::resnet18(1)
-            .with_base_width(4)
-            .with_cifar_stem(true)
-            .with_cifar_stem_stride(2)
-            .into();
+        c.encoder = crate::common::testing::tiny_resnet().into();
         c.head = ProjectionHeadConfig::new(32)
             .with_hidden_dim(32)
             .with_output_dim(16)

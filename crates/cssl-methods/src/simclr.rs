@@ -67,9 +67,7 @@ impl SimClrConfig {
     /// (e.g. CIFAR-10: `DatasetPreset::cifar()`, 3).
     pub fn cpu_default(preset: &DatasetPreset, channels: usize) -> Self {
         let encoder = crate::common::small_resnet(channels);
-        let head = ProjectionHeadConfig::new(encoder.out_channels())
-            .with_hidden_dim(256)
-            .with_output_dim(64);
+        let head = crate::common::small_head(encoder.out_channels());
         Self::new(
             SimClrAugmentationConfig {
                 size: preset.size,
@@ -82,7 +80,7 @@ impl SimClrConfig {
             PooledProjectionConfig::new(head),
             SimilarityConfig::Cosine(CosineSimilarityConfig::new().with_temperature(0.2)),
             PairLossConfig::NtXent(NtXentLossConfig::new()),
-            OptimizerConfig::new().with_lr(2e-3).with_warmup_epochs(1.0),
+            crate::common::cpu_optimizer(),
         )
     }
 

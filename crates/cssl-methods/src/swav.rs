@@ -56,9 +56,7 @@ impl SwavConfig {
     /// 2 crops at the preset's side, 4 at half of it.
     pub fn cpu_default(preset: &DatasetPreset, channels: usize) -> Self {
         let encoder = crate::common::small_resnet(channels);
-        let head = ProjectionHeadConfig::new(encoder.out_channels())
-            .with_hidden_dim(256)
-            .with_output_dim(64);
+        let head = crate::common::small_head(encoder.out_channels());
         Self::new(
             pipelines::swav(
                 preset,
@@ -69,9 +67,9 @@ impl SwavConfig {
             ),
             encoder.into(),
             head,
-            PrototypesConfig::new(64).with_count(100),
+            PrototypesConfig::new(crate::common::SMALL_EMBEDDING).with_count(100),
             SwavLossConfig::new(),
-            OptimizerConfig::new().with_lr(2e-3).with_warmup_epochs(1.0),
+            crate::common::cpu_optimizer(),
         )
     }
 
@@ -220,17 +218,12 @@ mod tests {
     use super::*;
     use burn::backend::{Autodiff, Flex};
     use burn::optim::AdamWConfig;
-    use cssl_encoders::ResNetConfig;
 
     type B = Autodiff<Flex>;
 
     fn tiny() -> SwavConfig {
         let mut c = SwavConfig::fashion_mnist();
-        c.encoder = ResNetConfig::resnet18(1)
-            .with_base_width(4)
-            .with_cifar_stem(true)
-            .with_cifar_stem_stride(2)
-            .into();
+        c.encoder = crate::common::testing::tiny_resnet().into();
         c.head = ProjectionHeadConfig::new(32)
             .with_hidden_dim(32)
             .with_output_dim(16);
