@@ -121,24 +121,28 @@ impl<B: Backend> CpcContext<B> {
     }
 }
 
-/// The predictions from rows `0..R-k`, every target vector of the batch, and
-/// the positive of each prediction: the target `k` rows below, same column,
-/// same image.
+/// Every target vector of the batch, one row each: the candidates of every
+/// prediction step (computed once per batch).
 ///
 /// # Shapes
-/// `preds`, `targets`: `[N, E, R, C]`. Returns `([N (R-k) C, E]` predictions,
-/// `[N R C, E]` targets, `N (R-k) C` positive target indices`)`.
-pub fn cpc_step_pairs<B: Backend>(
-    preds: Tensor<B, 4>,
-    targets: Tensor<B, 4>,
-    k: usize,
-) -> (Tensor<B, 2>, Tensor<B, 2>, Vec<usize>) {
+/// `targets`: `[N, E, R, C]` -> `[N R C, E]`, row `b R C + row C + col`.
+pub fn cpc_targets<B: Backend>(targets: Tensor<B, 4>) -> Tensor<B, 2> {
     let [n, e, r, c] = targets.dims();
+    targets.permute([0, 2, 3, 1]).reshape([n * r * c, e])
+}
+
+/// The predictions from rows `0..R-k` and the positive of each: the row of
+/// [`cpc_targets`] holding the target `k` rows below, same column, same image.
+///
+/// # Shapes
+/// `preds`: `[N, E, R, C]`. Returns `([N (R-k) C, E]` predictions,
+/// `N (R-k) C` positive target rows`)`.
+pub fn cpc_predictions<B: Backend>(preds: Tensor<B, 4>, k: usize) -> (Tensor<B, 2>, Vec<usize>) {
+    let [n, e, r, c] = preds.dims();
     assert!(
         k >= 1 && k < r,
-        "cpc_step_pairs: step {k} needs 1 <= k < {r} rows"
+        "cpc_predictions: step {k} needs 1 <= k < {r} rows"
     );
-    let all = targets.permute([0, 2, 3, 1]).reshape([n * r * c, e]);
     let from = preds
         .slice([0..n, 0..e, 0..r - k, 0..c])
         .permute([0, 2, 3, 1])
@@ -148,10 +152,10 @@ pub fn cpc_step_pairs<B: Backend>(
             (0..r - k).flat_map(move |row| (0..c).map(move |col| b * r * c + (row + k) * c + col))
         })
         .collect();
-    (from, all, positives)
+    (from, positives)
 }
 
-/// [`cpc_step_pairs`] scored with the dot product (CPC's similarity).
+/// [`cpc_predictions`] against [`cpc_targets`], scored with the dot product (CPC's similarity).
 ///
 /// # Shapes
 /// Returns `([N (R-k) C, N R C], positives)` for [`cssl_losses::info_nce`]-style
@@ -161,8 +165,8 @@ pub fn cpc_step_scores<B: Backend>(
     targets: Tensor<B, 4>,
     k: usize,
 ) -> (Tensor<B, 2>, Vec<usize>) {
-    let (from, all, positives) = cpc_step_pairs(preds, targets, k);
-    (from.matmul(all.transpose()), positives)
+    let (from, positives) = cpc_predictions(preds, k);
+    (from.matmul(cpc_targets(targets).transpose()), positives)
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ mod prototypes;
 mod queue;
 
 pub use amdim::{amdim_comparisons, global_to_local, local_scores, pick_locations};
-pub use cpc::{cpc_step_pairs, cpc_step_scores, CpcContext, CpcContextConfig};
+pub use cpc::{cpc_predictions, cpc_step_scores, cpc_targets, CpcContext, CpcContextConfig};
 pub use head::{ProjectionHead, ProjectionHeadConfig};
 pub use momentum::{copy_weights, ema_update, momentum_schedule, MomentumConfig};
 pub use pooled::{PooledProjection, PooledProjectionConfig};

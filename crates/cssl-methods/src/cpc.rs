@@ -13,7 +13,7 @@ use burn::tensor::backend::Backend;
 use cssl_augment::{pipelines, DatasetPreset, MultiViewAugmentation};
 use cssl_core::{ContrastiveLoss, CsslError, Encoder, Similarity, ViewBatch};
 use cssl_encoders::{AnyEncoder, CpcEncoderConfig, EncoderConfig, NormKind, ResNetConfig};
-use cssl_extract::{cpc_step_pairs, CpcContext, CpcContextConfig};
+use cssl_extract::{cpc_predictions, cpc_targets, CpcContext, CpcContextConfig};
 use cssl_losses::{AnySimilarity, CpcInfoNceLoss, CpcInfoNceLossConfig, SimilarityConfig};
 
 /// CPC v2: one config per characteristic, plus the optimiser.
@@ -160,11 +160,12 @@ impl<B: Backend> Cpc<B> {
         );
         let (preds, targets) = self.context.forward(grid.clone());
         let steps = self.max_steps.min(rows - 1);
+        let all = cpc_targets(targets);
         let loss = (1..=steps)
             .map(|k| {
-                let (from, all, positives) = cpc_step_pairs(preds.clone(), targets.clone(), k);
+                let (from, positives) = cpc_predictions(preds.clone(), k);
                 self.loss
-                    .loss((self.similarity.scores(from, all), positives))
+                    .loss((self.similarity.scores(from, all.clone()), positives))
             })
             .reduce(|a, b| a + b)
             .expect("at least one step")
