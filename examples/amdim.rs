@@ -16,5 +16,5 @@
 //! `cssl pretrain --config runs/amdim-fashion-mnist/config.json`.
 
 fn main() {
-    cssl::cli::example_main(cssl::job::Method::Amdim);
+    cssl::cli::example_main(cssl::methods::MethodKind::Amdim);
 }

@@ -16,5 +16,5 @@
 //! `cssl pretrain --config runs/byol-fashion-mnist/config.json`.
 
 fn main() {
-    cssl::cli::example_main(cssl::job::Method::Byol);
+    cssl::cli::example_main(cssl::methods::MethodKind::Byol);
 }

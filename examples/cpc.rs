@@ -16,5 +16,5 @@
 //! `cssl pretrain --config runs/cpc-fashion-mnist/config.json`.
 
 fn main() {
-    cssl::cli::example_main(cssl::job::Method::Cpc);
+    cssl::cli::example_main(cssl::methods::MethodKind::Cpc);
 }

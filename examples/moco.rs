@@ -16,5 +16,5 @@
 //! `cssl pretrain --config runs/moco-fashion-mnist/config.json`.
 
 fn main() {
-    cssl::cli::example_main(cssl::job::Method::Moco);
+    cssl::cli::example_main(cssl::methods::MethodKind::Moco);
 }

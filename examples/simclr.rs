@@ -16,5 +16,5 @@
 //! `cssl pretrain --config runs/simclr-fashion-mnist/config.json`.
 
 fn main() {
-    cssl::cli::example_main(cssl::job::Method::Simclr);
+    cssl::cli::example_main(cssl::methods::MethodKind::Simclr);
 }

@@ -16,5 +16,5 @@
 //! `cssl pretrain --config runs/swav-fashion-mnist/config.json`.
 
 fn main() {
-    cssl::cli::example_main(cssl::job::Method::Swav);
+    cssl::cli::example_main(cssl::methods::MethodKind::Swav);
 }

@@ -16,5 +16,5 @@
 //! `cssl pretrain --config runs/yadim-fashion-mnist/config.json`.
 
 fn main() {
-    cssl::cli::example_main(cssl::job::Method::Yadim);
+    cssl::cli::example_main(cssl::methods::MethodKind::Yadim);
 }

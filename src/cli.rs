@@ -3,12 +3,14 @@
 
 use crate::device::{on_device, OnBackend};
 use crate::job::{
-    evaluate_checkpoint, export_encoder, results_table, run_config, JobReport, Method, RunConfig,
-    Scores,
+    evaluate_checkpoint, export_encoder, results_table, run_config, Dataset, JobReport, RunConfig,
+    Scores, TensorNames,
 };
 use burn::tensor::backend::AutodiffBackend;
-use clap::{Args, Parser, Subcommand};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use cssl_core::{CsslError, Result};
+use cssl_methods::MethodKind;
 use std::path::PathBuf;
 
 /// Contrastive self-supervised learning (Falcon & Cho, 2020) in one binary.
@@ -37,8 +39,8 @@ enum Command {
 #[derive(Args, Debug)]
 pub struct PretrainArgs {
     /// Method to pretrain [default: simclr, or the config's].
-    #[arg(long, value_enum)]
-    method: Option<CliMethod>,
+    #[arg(long, value_parser = method_parser())]
+    method: Option<MethodKind>,
     /// Replay a run: a `config.json` a run wrote (method with all five parts,
     /// optimiser, options, seed). Flags given as well override its options.
     #[arg(long)]
@@ -50,10 +52,9 @@ pub struct PretrainArgs {
 /// The flags of a pretraining run (the examples take exactly these).
 #[derive(Args, Debug, Default)]
 pub struct RunArgs {
-    /// Dataset: `fashion-mnist` (embedded) or `cifar10` (with `--data`)
-    /// [default: fashion-mnist].
-    #[arg(long)]
-    dataset: Option<String>,
+    /// Dataset [default: fashion-mnist, embedded; the others need `--data`].
+    #[arg(long, value_parser = dataset_parser())]
+    dataset: Option<Dataset>,
     /// Read the dataset's files from this directory: Fashion-MNIST's four idx
     /// files (gzipped or not; default: the embedded copy), or CIFAR-10's
     /// `cifar-10-batches-bin/`.
@@ -66,8 +67,7 @@ pub struct RunArgs {
     #[arg(long)]
     batch_size: Option<usize>,
     /// Pretrain on this many train images, spread over the split; 0 = all
-    /// 60,000 [default: per method, sized for ten CPU minutes: 25000 simclr
-    /// and moco, 20000 byol and yadim, 18000 swav, 16000 amdim, 9000 cpc].
+    /// (the default per method is in `--help`, written from the registry).
     #[arg(long)]
     train_subset: Option<usize>,
     /// Fit the probes on this many train images; 0 = all 60,000 [default: 10000].
@@ -117,36 +117,69 @@ pub struct ExportArgs {
     /// The SafeTensors file to write.
     #[arg(long)]
     out: PathBuf,
+    /// Tensor names: `cssl` (module paths) or `torchvision` (ResNet
+    /// state-dict keys, loadable into a torchvision ResNet).
+    #[arg(long, value_enum, default_value = "cssl")]
+    names: CliNames,
+    /// Also write `<out>.reference.safetensors`: this many test images after
+    /// the run's evaluation transform and the encoder's pooled features of
+    /// them (for `scripts/check_torchvision_export.py`).
+    #[arg(long, default_value_t = 0)]
+    reference: usize,
+    /// Replace `--out` if it exists.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum CliMethod {
-    Amdim,
-    Cpc,
-    Simclr,
-    Moco,
-    Byol,
-    Swav,
-    Yadim,
+enum CliNames {
+    Cssl,
+    Torchvision,
 }
 
-impl From<CliMethod> for Method {
-    fn from(m: CliMethod) -> Self {
-        match m {
-            CliMethod::Amdim => Method::Amdim,
-            CliMethod::Cpc => Method::Cpc,
-            CliMethod::Simclr => Method::Simclr,
-            CliMethod::Moco => Method::Moco,
-            CliMethod::Byol => Method::Byol,
-            CliMethod::Swav => Method::Swav,
-            CliMethod::Yadim => Method::Yadim,
-        }
+/// `--method`'s values: the registry's names.
+fn method_parser() -> impl TypedValueParser<Value = MethodKind> {
+    PossibleValuesParser::new(MethodKind::ALL.map(|m| m.name()))
+        .map(|s| s.parse::<MethodKind>().expect("a registered name"))
+}
+
+/// `--dataset`'s values.
+fn dataset_parser() -> impl TypedValueParser<Value = Dataset> {
+    PossibleValuesParser::new(Dataset::ALL.map(|d| d.name()))
+        .map(|s| s.parse::<Dataset>().expect("a known dataset"))
+}
+
+/// The per-method default of `--train-subset`, from the registry.
+fn train_subset_help() -> String {
+    format!(
+        "Pretrain on this many train images, spread over the split; 0 = all \
+         [default: per method, sized for ten CPU minutes: {}]",
+        MethodKind::ALL
+            .map(|m| format!("{} {}", m.name(), m.cpu_train_images()))
+            .join(", ")
+    )
+}
+
+/// `command` with the help texts that are written from the registry.
+fn with_registry_help(command: clap::Command) -> clap::Command {
+    let help = train_subset_help();
+    let command = command.mut_arg("train_subset", |a| a.help(help.clone()));
+    if command.find_subcommand("pretrain").is_some() {
+        command.mut_subcommand("pretrain", |s| s.mut_arg("train_subset", |a| a.help(help)))
+    } else {
+        command
     }
+}
+
+/// Parses the process's arguments as `P`, with the registry's help texts.
+fn parse<P: CommandFactory + FromArgMatches>() -> P {
+    let matches = with_registry_help(P::command()).get_matches();
+    P::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 /// The `cssl` program.
 pub fn main() {
-    let cli = Cli::parse();
+    let cli: Cli = parse();
     let result = match cli.command {
         None => pretrain(cli.pretrain),
         Some(Command::Pretrain(args)) => pretrain(args),
@@ -157,7 +190,7 @@ pub fn main() {
 }
 
 /// An example: `method`'s default run with the run flags.
-pub fn example_main(method: Method) {
+pub fn example_main(method: MethodKind) {
     #[derive(Parser, Debug)]
     #[command(
         about = "Pretrain one method (default: on the embedded Fashion-MNIST) and evaluate it"
@@ -166,24 +199,12 @@ pub fn example_main(method: Method) {
         #[command(flatten)]
         run: RunArgs,
     }
-    let args = Example::parse();
+    let args: Example = parse();
     exit_on_error(pretrain(PretrainArgs {
-        method: Some(cli_method(method)),
+        method: Some(method),
         config: None,
         run: args.run,
     }));
-}
-
-fn cli_method(m: Method) -> CliMethod {
-    match m {
-        Method::Amdim => CliMethod::Amdim,
-        Method::Cpc => CliMethod::Cpc,
-        Method::Simclr => CliMethod::Simclr,
-        Method::Moco => CliMethod::Moco,
-        Method::Byol => CliMethod::Byol,
-        Method::Swav => CliMethod::Swav,
-        Method::Yadim => CliMethod::Yadim,
-    }
 }
 
 fn exit_on_error(result: Result<()>) {
@@ -199,7 +220,7 @@ pub fn run_config_from(args: &PretrainArgs) -> Result<RunConfig> {
     let mut run = match &args.config {
         Some(path) => {
             let mut run = RunConfig::load(path)?;
-            if let Some(m) = args.method.map(Method::from) {
+            if let Some(m) = args.method {
                 if m != run.method.kind() {
                     return Err(CsslError::config(
                         "method",
@@ -221,19 +242,19 @@ pub fn run_config_from(args: &PretrainArgs) -> Result<RunConfig> {
             run
         }
         None => {
-            let method = args.method.map(Method::from).unwrap_or_default();
-            let dataset = args.run.dataset.as_deref().unwrap_or("fashion-mnist");
-            RunConfig::default_for(method, dataset)?
+            let method = args.method.unwrap_or_default();
+            RunConfig::default_for(method, args.run.dataset.unwrap_or_default())
         }
     };
     let a = &args.run;
-    if let Some(d) = a.dataset.as_ref().filter(|d| **d != run.dataset) {
+    if let Some(d) = a.dataset.filter(|d| *d != run.dataset) {
         return Err(CsslError::config(
             "dataset",
             format!(
-                "--dataset {d} but the config was made for {}; parts such as the \
+                "--dataset {} but the config was made for {}; parts such as the \
                  encoder's input channels follow the dataset",
-                run.dataset
+                d.name(),
+                run.dataset.name()
             ),
         ));
     }
@@ -300,11 +321,29 @@ fn eval(args: EvalArgs) -> Result<()> {
 }
 
 fn export(args: ExportArgs) -> Result<()> {
-    let n = export_encoder(&args.checkpoint, &args.out)?;
+    let names = match args.names {
+        CliNames::Cssl => TensorNames::Cssl,
+        CliNames::Torchvision => TensorNames::Torchvision,
+    };
+    let e = export_encoder(
+        &args.checkpoint,
+        &args.out,
+        names,
+        args.reference,
+        args.overwrite,
+    )?;
     println!(
-        "wrote the encoder of {} ({n} values) to {}",
+        "wrote the encoder of {} ({} values) to {}",
         args.checkpoint.display(),
+        e.values,
         args.out.display()
     );
+    if let Some(r) = e.reference {
+        println!(
+            "wrote {} reference images and their features to {}",
+            args.reference,
+            r.display()
+        );
+    }
     Ok(())
 }

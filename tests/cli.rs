@@ -6,7 +6,7 @@ use burn::backend::Flex;
 use burn::tensor::{Distribution, Tensor};
 use burn_store::{ModuleSnapshot, SafetensorsStore};
 use cssl::core::Encoder;
-use cssl::job::{load_encoder, RunConfig};
+use cssl::job::{import_encoder, load_encoder, RunConfig, TensorNames};
 use std::path::Path;
 use std::process::Command;
 
@@ -152,6 +152,82 @@ fn eval_scores_a_finished_run_and_export_writes_a_loadable_encoder() {
 }
 
 #[test]
+fn export_with_torchvision_names_and_reference_features() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = tiny_run(dir.path(), "simclr");
+    let file = dir.path().join("resnet.safetensors");
+    let args = [
+        "export",
+        "--checkpoint",
+        run.to_str().unwrap(),
+        "--out",
+        file.to_str().unwrap(),
+        "--names",
+        "torchvision",
+        "--reference",
+        "4",
+    ];
+    cssl(&args);
+    let bytes = std::fs::read(&file).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let keys: Vec<&String> = header.as_object().unwrap().keys().collect();
+    for key in [
+        "conv1.weight",
+        "bn1.weight",
+        "bn1.bias",
+        "bn1.running_mean",
+        "bn1.running_var",
+        "layer1.0.conv1.weight",
+        "layer1.1.bn2.running_var",
+        "layer2.0.downsample.0.weight",
+        "layer2.0.downsample.1.weight",
+        "layer4.1.conv2.weight",
+    ] {
+        assert!(keys.iter().any(|k| *k == key), "{key} not in {keys:?}");
+    }
+    assert!(
+        !keys
+            .iter()
+            .any(|k| k.contains("stages") || k.contains("gamma")),
+        "{keys:?}"
+    );
+    // Loads back into cssl (torchvision names -> module paths) unchanged.
+    let device = Default::default();
+    let (config, trained) = load_encoder::<Flex>(&run, &device).unwrap();
+    let back = import_encoder::<Flex>(
+        config.method.encoder(),
+        &file,
+        TensorNames::Torchvision,
+        &device,
+    )
+    .unwrap();
+    let x = Tensor::<Flex, 4>::random([3, 1, 28, 28], Distribution::Normal(0.0, 1.0), &device);
+    let diff: f32 = (back.encode(x.clone()).pooled() - trained.encode(x).pooled())
+        .abs()
+        .max()
+        .into_scalar();
+    assert!(diff < 1e-6, "re-imported encoder differs by {diff}");
+    // The reference file holds 4 images and their 128-d features.
+    let reference = dir.path().join("resnet.safetensors.reference.safetensors");
+    let bytes = std::fs::read(&reference).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    assert_eq!(header["images"]["shape"], serde_json::json!([4, 1, 28, 28]));
+    assert_eq!(header["features"]["shape"], serde_json::json!([4, 128]));
+    // An existing file is not replaced without --overwrite.
+    let out = Command::new(env!("CARGO_BIN_EXE_cssl"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--overwrite"));
+    let mut again = args.to_vec();
+    again.push("--overwrite");
+    cssl(&again);
+}
+
+#[test]
 fn errors_name_what_is_wrong() {
     let out = Command::new(env!("CARGO_BIN_EXE_cssl"))
         .args(["eval", "--checkpoint", "/nonexistent/run"])
@@ -226,7 +302,7 @@ fn examples_flags_run_cifar10_from_a_data_directory() {
     // The raw-pixel row has 3 x 32 x 32 values.
     assert!(text.contains("3072"), "{text}");
     let config = RunConfig::load(&run.join("config.json")).unwrap();
-    assert_eq!(config.dataset, "cifar10");
+    assert_eq!(config.dataset, cssl::job::Dataset::Cifar10);
     assert_eq!(config.method.encoder().kind(), "resnet");
     // CIFAR-10 is not shipped: without --data the error says what to pass.
     let out = Command::new(env!("CARGO_BIN_EXE_cssl"))

@@ -10,7 +10,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
 use burn::optim::AdamWConfig;
 use burn::tensor::backend::Backend;
-use burn::train::TrainStep;
+use burn::train::{InferenceStep, TrainStep};
 use clap::{Parser, Subcommand};
 use cssl::augment::{pipelines, DatasetPreset, MultiViewAugmentation, SimClrAugmentationConfig};
 use cssl::core::{Augmentation, Image, ViewBatch};
@@ -19,7 +19,7 @@ use cssl::data::{
     FashionMnist, ImageDataset, ImageSource, MultiViewBatcher, PrefetchLoader, Sample,
     Stl10Unlabeled,
 };
-use cssl::methods::{MethodConfig, MethodKind, SslOutput};
+use cssl::methods::{MethodConfig, MethodKind, RunSchedule, SslModel, SslOutput, WithModel};
 use rayon::prelude::*;
 use std::sync::Arc;
 use std::time::Instant;
@@ -181,101 +181,83 @@ fn bench_method(
     type B = Autodiff<Flex>;
     let device = Default::default();
     B::seed(&device, 0);
-    match config {
-        MethodConfig::Amdim(c) => time_steps(
-            c.init::<B>(&device).unwrap(),
-            config,
-            data,
-            batch_size,
-            steps,
-        ),
-        MethodConfig::Cpc(c) => time_steps(
-            c.init::<B>(&device).unwrap(),
-            config,
-            data,
-            batch_size,
-            steps,
-        ),
-        MethodConfig::Simclr(c) => time_steps(
-            c.init::<B>(&device).unwrap(),
-            config,
-            data,
-            batch_size,
-            steps,
-        ),
-        MethodConfig::Moco(c) => time_steps(
-            c.init::<B>(batch_size, &device).unwrap(),
-            config,
-            data,
-            batch_size,
-            steps,
-        ),
-        MethodConfig::Byol(c) => time_steps(
-            c.init::<B>(1000, &device).unwrap(),
-            config,
-            data,
-            batch_size,
-            steps,
-        ),
-        MethodConfig::Swav(c) => time_steps(
-            c.init::<B>(0, &device).unwrap(),
-            config,
-            data,
-            batch_size,
-            steps,
-        ),
-        MethodConfig::Yadim(c) => time_steps(
-            c.init::<B>(&device).unwrap(),
-            config,
-            data,
-            batch_size,
-            steps,
-        ),
-    }
+    // A long run's schedule: SwAV's prototypes frozen, as in its first epoch.
+    let schedule = RunSchedule::new(1000 * batch_size, batch_size, 1);
+    config
+        .with_model(
+            &schedule,
+            &device,
+            TimeSteps {
+                config,
+                data,
+                batch_size,
+                steps,
+            },
+        )
+        .unwrap_or_else(|e| {
+            eprintln!("error: {}: {e}", config.kind().name());
+            std::process::exit(1)
+        })
 }
 
-fn time_steps<M>(
-    mut model: M,
-    config: &MethodConfig,
-    data: &ImageDataset,
+/// Times `steps` full train steps after 2 warm-up steps.
+struct TimeSteps<'a> {
+    config: &'a MethodConfig,
+    data: &'a ImageDataset,
     batch_size: usize,
     steps: usize,
-) -> StepBench
-where
-    M: TrainStep<Input = ViewBatch<Autodiff<Flex>>, Output = SslOutput<Autodiff<Flex>>>
-        + AutodiffModule<Autodiff<Flex>>,
-{
-    type B = Autodiff<Flex>;
-    let device = Default::default();
-    let mut optim = AdamWConfig::new().init::<B, M>();
-    let augmentation = config.augmentation().clone();
-    let views = augmentation.views.len();
-    let batcher = MultiViewBatcher::new(Arc::new(augmentation), 0);
-    let samples: Vec<Sample> = (0..batch_size)
-        .map(|i| burn::data::dataset::Dataset::get(data, i).unwrap())
-        .collect();
-    let (mut timed, mut aug_time) = (0.0, 0.0);
-    for step in 0..steps + 2 {
-        let t = Instant::now();
-        let batch = burn::data::dataloader::batcher::Batcher::<B, _, _>::batch(
-            &batcher,
-            samples.clone(),
-            &device,
-        );
-        let ta = t.elapsed().as_secs_f64();
-        let out = TrainStep::step(&model, batch);
-        let _loss: f32 = out.item.loss.clone().into_scalar();
-        model = model.optimize(&mut optim, 1e-4, out.grads);
-        if step >= 2 {
-            timed += t.elapsed().as_secs_f64();
-            aug_time += ta;
+}
+
+impl WithModel<Autodiff<Flex>> for TimeSteps<'_> {
+    type Output = StepBench;
+
+    fn run<M>(self, mut model: M) -> StepBench
+    where
+        M: TrainStep<Input = ViewBatch<Autodiff<Flex>>, Output = SslOutput<Autodiff<Flex>>>
+            + AutodiffModule<Autodiff<Flex>>
+            + core::fmt::Display
+            + 'static,
+        M::InnerModule:
+            InferenceStep<Input = ViewBatch<Flex>, Output = SslOutput<Flex>> + SslModel<Flex>,
+    {
+        type B = Autodiff<Flex>;
+        let TimeSteps {
+            config,
+            data,
+            batch_size,
+            steps,
+        } = self;
+        let device = Default::default();
+        let mut optim = AdamWConfig::new().init::<B, M>();
+        let augmentation = config.augmentation().clone();
+        let views = augmentation.views.len();
+        let batcher = MultiViewBatcher::new(Arc::new(augmentation), 0);
+        let samples: Vec<Sample> = (0..batch_size)
+            .map(|i| burn::data::dataset::Dataset::get(data, i).unwrap())
+            .collect();
+        let (mut timed, mut aug_time) = (0.0, 0.0);
+        for step in 0..steps + 2 {
+            let t = Instant::now();
+            let batch = burn::data::dataloader::batcher::Batcher::<B, _, _>::batch(
+                &batcher,
+                samples.clone(),
+                &device,
+            );
+            let ta = t.elapsed().as_secs_f64();
+            let out = TrainStep::step(&model, batch);
+            let _loss: f32 = out.item.loss.clone().into_scalar();
+            model = model.optimize(&mut optim, 1e-4, out.grads);
+            if step >= 2 {
+                timed += t.elapsed().as_secs_f64();
+                aug_time += ta;
+            }
         }
-    }
-    let _ = model.valid();
-    StepBench {
-        images_per_s: (batch_size * steps) as f64 / timed,
-        views,
-        augmentation_share: aug_time / timed,
+        let _ = model.valid();
+        StepBench {
+            images_per_s: (batch_size * steps) as f64 / timed,
+            views,
+            augmentation_share: aug_time / timed,
+        }
     }
 }
 

@@ -22,6 +22,15 @@ pub enum CsslError {
         /// What is wrong.
         reason: String,
     },
+    /// A saved model (record, checkpoint, export) cannot be written or read,
+    /// or does not match the config it should belong to.
+    #[error("{path}: {reason}")]
+    Record {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// A configuration value is invalid.
     #[error("invalid configuration `{field}`: {reason}")]
     Config {
@@ -57,6 +66,14 @@ impl CsslError {
         Self::Format {
             path: path.into(),
             offset,
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`CsslError::Record`].
+    pub fn record(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Self::Record {
+            path: path.into(),
             reason: reason.into(),
         }
     }

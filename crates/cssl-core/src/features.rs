@@ -56,3 +56,24 @@ pub fn l2_normalize<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
     let norm = x.clone().square().sum_dim(1).sqrt().clamp_min(1e-8);
     x / norm
 }
+
+struct Materialize;
+
+impl<B: Backend> burn::module::ModuleVisitor<B> for Materialize {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {
+        // Reading a lazily initialised parameter draws its values now.
+        let _ = param.val();
+    }
+}
+
+/// Draws every lazily initialised parameter of `module` now, in the module's
+/// field order, from the backend's seeded RNG.
+///
+/// burn initialises parameters lazily, on first use: without this, whatever a
+/// method draws between building its encoder and first using it (a queue,
+/// prototypes, a momentum copy) would shift the encoder's random numbers, and
+/// "the same encoder at random init" would differ between methods.
+pub fn materialize<B: Backend, M: burn::module::Module<B>>(module: M) -> M {
+    module.visit(&mut Materialize);
+    module
+}

@@ -29,16 +29,6 @@ pub trait Encoder<B: Backend> {
     fn out_channels(&self) -> usize;
 }
 
-/// Characteristic 3: representation extraction, from feature maps to what the
-/// similarity compares (vectors, local maps, context predictions, codes).
-pub trait Extractor<B: Backend> {
-    /// What this extractor produces for one batch of one view.
-    type Output;
-
-    /// Extracts the representation of one view's feature maps.
-    fn extract(&self, maps: &FeatureMaps<B>) -> Self::Output;
-}
-
 /// Characteristic 4: the similarity between two sets of vectors.
 pub trait Similarity<B: Backend> {
     /// Scores every row of `a` against every row of `b`.
@@ -46,6 +36,13 @@ pub trait Similarity<B: Backend> {
     /// # Shapes
     /// `a`: `[n, d]`, `b`: `[m, d]`. Returns `[n, m]`.
     fn scores(&self, a: Tensor<B, 2>, b: Tensor<B, 2>) -> Tensor<B, 2>;
+
+    /// Scores row `i` of `a` against row `i` of `b` only (the diagonal of
+    /// [`Similarity::scores`], without the off-diagonal work).
+    ///
+    /// # Shapes
+    /// `a`, `b`: `[n, d]`. Returns `[n]`.
+    fn paired(&self, a: Tensor<B, 2>, b: Tensor<B, 2>) -> Tensor<B, 1>;
 }
 
 /// Characteristic 5: the loss, from scores to a scalar.

@@ -97,11 +97,14 @@ impl EncoderConfig {
 
     /// Builds the encoder (call [`Self::validate`] first for typed errors).
     pub fn init<B: Backend>(&self, device: &B::Device) -> AnyEncoder<B> {
-        match self {
+        let encoder = match self {
             Self::ResNet(c) => AnyEncoder::ResNet(c.init(device)),
             Self::Amdim(c) => AnyEncoder::Amdim(c.init(device)),
             Self::Cpc(c) => AnyEncoder::Cpc(c.init(device)),
-        }
+        };
+        // Draw every weight now, in module order: the same config and seed
+        // give the same encoder whatever the method builds after it.
+        cssl_core::materialize(encoder)
     }
 }
 

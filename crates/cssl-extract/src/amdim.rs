@@ -140,6 +140,11 @@ mod tests {
             let d = a.dims()[1] as f64;
             a.matmul(b.transpose()) / d.sqrt()
         }
+
+        fn paired(&self, a: Tensor<Flex, 2>, b: Tensor<Flex, 2>) -> Tensor<Flex, 1> {
+            let d = a.dims()[1] as f64;
+            (a * b).sum_dim(1).squeeze_dim(1) / d.sqrt()
+        }
     }
 
     #[test]

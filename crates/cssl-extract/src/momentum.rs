@@ -3,6 +3,14 @@
 //! every optimiser step, **every** float included: weights, biases and batch
 //! norm running statistics (PyTorch Lightning Bolts once skipped biases).
 //!
+//! Running statistics: the blend is applied to the target's statistics after
+//! its pending updates are merged, so the blend is what the target holds
+//! after the update. The target's next training-mode forward pass then moves
+//! them by batch norm's own rule (`0.9 * blended + 0.1 * batch`), exactly as
+//! it would move the online network's. During training both networks
+//! normalise with batch statistics, so the targets' running statistics only
+//! matter to whoever evaluates the target itself.
+//!
 //! The target keeps its own `ParamId`s (build it with `config.init()` and copy
 //! the online weights in with [`copy_weights`]): gradients and optimiser state
 //! are keyed by id, so a `clone()` of the online network would alias them.
@@ -86,8 +94,11 @@ impl<B: Backend> ModuleMapper<B> for Blend<B> {
 /// # Panics
 /// If the two modules' floats differ in number or size.
 pub fn ema_update<B: Backend, M: Module<B>>(target: M, online: &M, tau: f64) -> M {
-    // Merge batch-norm statistics still pending on other threads.
+    // Merge batch-norm statistics still pending (burn keeps a forward pass's
+    // update per thread until a sync), on both sides: a pending target update
+    // merged later would overwrite the blend.
     let _ = online.clone().into_record();
+    let _ = target.clone().into_record();
     let mut collect = Collect { values: Vec::new() };
     online.visit(&mut collect);
     let count = collect.values.len();
@@ -203,6 +214,26 @@ mod tests {
             }
             assert!(moved, "float {k} did not move");
         }
+        // A target whose own forward left a pending running-statistics update
+        // ends at the blend of the *merged* statistics, and stays there after
+        // the next sync (a pending update merged later would overwrite it).
+        // Two identical targets see the same batch; one is merged to read the
+        // expectation, the other is blended.
+        let target = config.init::<B>(&device);
+        let twin = copy_weights(config.init::<B>(&device), &target);
+        let x = Tensor::random([8, 6], Distribution::Normal(3.0, 1.0), &device);
+        let _ = target.forward(x.clone());
+        let _ = twin.forward(x);
+        let _ = twin.clone().into_record();
+        let merged = dump(&twin);
+        let blended = ema_update(target, &online, 0.5);
+        let _ = blended.clone().into_record();
+        let blended = dump(&blended);
+        // Float 3 is the batch norm's running mean.
+        for ((b, m), o) in blended[3].1.iter().zip(&merged[3].1).zip(&before_o[3].1) {
+            assert!((b - (0.5 * m + 0.5 * o)).abs() < 1e-5, "{b} vs {m} {o}");
+        }
+
         // tau = 0 copies exactly.
         let copied = dump(&copy_weights(config.init::<B>(&device), &online));
         for ((_, a), (_, o)) in copied.iter().zip(&before_o) {

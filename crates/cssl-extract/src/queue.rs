@@ -2,7 +2,8 @@
 //! oldest overwritten first.
 
 use burn::config::Config;
-use burn::tensor::{backend::Backend, Distribution, Tensor};
+use burn::module::{Module, RunningState};
+use burn::tensor::{backend::Backend, Distribution, ElementConversion, Tensor};
 use cssl_core::CsslError;
 
 /// The negatives queue.
@@ -41,42 +42,64 @@ impl NegativesQueueConfig {
             Distribution::Normal(0.0, 1.0),
             device,
         ));
-        Ok(NegativesQueue { keys, next: 0 })
+        Ok(NegativesQueue {
+            keys: RunningState::new(keys),
+            next: RunningState::new(Tensor::zeros([1], device)),
+        })
     }
 }
 
-/// See [`NegativesQueueConfig`].
-#[derive(Clone, Debug)]
+/// See [`NegativesQueueConfig`]. The keys and the write position live in
+/// burn `RunningState`s: they are saved with checkpoints and can be updated
+/// from `&self` inside a train step.
+#[derive(Module, Debug)]
 pub struct NegativesQueue<B: Backend> {
-    keys: Tensor<B, 2>,
-    next: usize,
+    keys: RunningState<Tensor<B, 2>>,
+    next: RunningState<Tensor<B, 1>>,
 }
 
 impl<B: Backend> NegativesQueue<B> {
     /// All keys, `[size, dim]` (order is the ring's, not age).
     pub fn keys(&self) -> Tensor<B, 2> {
-        self.keys.clone()
+        self.keys.value_sync()
     }
 
-    /// Row the next enqueue writes to.
+    /// Row the next enqueue writes to (one host read).
     pub fn position(&self) -> usize {
-        self.next
+        self.next.value_sync().into_scalar().elem::<f32>() as usize
     }
 
-    /// Overwrites the oldest `n` rows with `keys` (detached).
+    /// Overwrites the oldest `n` rows with `keys` (detached), wrapping past
+    /// the end.
     ///
     /// # Shapes
-    /// `keys`: `[n, dim]` with `n` dividing `size`.
-    pub fn enqueue(&mut self, keys: Tensor<B, 2>) {
-        let (buffer, next) = ring_write(self.keys.clone(), self.next, keys.detach());
-        self.keys = buffer;
-        self.next = next;
+    /// `keys`: `[n, dim]`, `n <= size`.
+    pub fn enqueue(&self, keys: Tensor<B, 2>) {
+        let device = keys.device();
+        let (buffer, next) = ring_write(self.keys(), self.position(), keys.detach());
+        self.keys.update(buffer);
+        self.next
+            .update(Tensor::from_floats([next as f32], &device));
+    }
+
+    /// Replaces every key (`[size, dim]`, the same shape), e.g. to keep a
+    /// test's negatives fixed.
+    ///
+    /// # Panics
+    /// If the shape differs.
+    pub fn set_keys(&self, keys: Tensor<B, 2>) {
+        assert_eq!(
+            keys.dims(),
+            self.keys().dims(),
+            "NegativesQueue::set_keys: the queue's shape cannot change"
+        );
+        self.keys.update(keys);
     }
 }
 
 /// Writes `keys` into the ring `buffer` from row `next` on, wrapping past the
 /// end (a smaller last batch of an epoch), and returns the buffer with the row
-/// the next write starts at. MoCo's queue and [`NegativesQueue`] share it.
+/// the next write starts at ([`NegativesQueue::enqueue`]).
 ///
 /// # Shapes
 /// `buffer`: `[size, dim]`, `keys`: `[n, dim]` with `n <= size`.
@@ -110,7 +133,7 @@ mod tests {
     #[test]
     fn wraps_in_fifo_order() {
         let d = Default::default();
-        let mut q = NegativesQueueConfig::new()
+        let q = NegativesQueueConfig::new()
             .with_size(6)
             .with_dim(1)
             .init::<Flex>(2, &d)

@@ -62,6 +62,14 @@ impl<B: Backend> Similarity<B> for AnySimilarity {
             Self::ScaledDot(s) => s.scores(a, b),
         }
     }
+
+    fn paired(&self, a: Tensor<B, 2>, b: Tensor<B, 2>) -> Tensor<B, 1> {
+        match self {
+            Self::Cosine(s) => s.paired(a, b),
+            Self::Dot(s) => s.paired(a, b),
+            Self::ScaledDot(s) => s.paired(a, b),
+        }
+    }
 }
 
 /// The loss of a two-view method whose negatives are the other images of the

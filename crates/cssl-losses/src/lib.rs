@@ -14,7 +14,8 @@
 //! | InfoNCE, positive first | [`info_nce()`], [`queue_scores`] | [`InfoNceLoss`] | MoCo v2 |
 //! | CPC InfoNCE | [`info_nce()`] | [`CpcInfoNceLoss`] | CPC v2 |
 //! | AMDIM NCE (clip + regulariser) | [`amdim_nce`], [`amdim_multi_nce`] | [`AmdimNceLoss`] | AMDIM, YADIM |
-//! | BYOL regression `2 - 2 cos` | [`byol_regression`] | [`ByolLoss`] | BYOL |
+//! | BYOL regression `2 - 2 cos` | [`byol_regression`] | [`RegressionLoss::Byol`] | BYOL |
+//! | SimSiam negative cosine `-cos` | | [`RegressionLoss::NegativeCosine`] | SimSiam |
 //! | SwAV swapped prediction | [`swav_loss`], [`sinkhorn`] | [`SwavLoss`] | SwAV |
 //!
 //! Similarities: [`CosineSimilarity`] (with temperature), [`DotSimilarity`],
@@ -35,7 +36,7 @@ mod testing;
 pub use amdim::{
     amdim_multi_nce, amdim_nce, tanh_clip, AmdimNce, AmdimNceLoss, AmdimNceLossConfig,
 };
-pub use byol::{byol_regression, ByolLoss, ByolLossConfig};
+pub use byol::{byol_regression, RegressionLoss, RegressionLossConfig};
 pub use choice::{AnySimilarity, PairLoss, PairLossConfig, SimilarityConfig};
 pub use info_nce::{
     info_nce, queue_scores, CpcInfoNceLoss, CpcInfoNceLossConfig, InfoNceLoss, InfoNceLossConfig,

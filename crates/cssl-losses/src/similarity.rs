@@ -32,6 +32,13 @@ impl<B: Backend> Similarity<B> for CosineSimilarity {
     fn scores(&self, a: Tensor<B, 2>, b: Tensor<B, 2>) -> Tensor<B, 2> {
         l2_normalize(a).matmul(l2_normalize(b).transpose()) / self.temperature
     }
+
+    fn paired(&self, a: Tensor<B, 2>, b: Tensor<B, 2>) -> Tensor<B, 1> {
+        (l2_normalize(a) * l2_normalize(b))
+            .sum_dim(1)
+            .squeeze_dim(1)
+            / self.temperature
+    }
 }
 
 /// The plain dot product `<a, b>` (CPC, YADIM).
@@ -41,6 +48,10 @@ pub struct DotSimilarity;
 impl<B: Backend> Similarity<B> for DotSimilarity {
     fn scores(&self, a: Tensor<B, 2>, b: Tensor<B, 2>) -> Tensor<B, 2> {
         a.matmul(b.transpose())
+    }
+
+    fn paired(&self, a: Tensor<B, 2>, b: Tensor<B, 2>) -> Tensor<B, 1> {
+        (a * b).sum_dim(1).squeeze_dim(1)
     }
 }
 
@@ -53,6 +64,11 @@ impl<B: Backend> Similarity<B> for ScaledDotSimilarity {
     fn scores(&self, a: Tensor<B, 2>, b: Tensor<B, 2>) -> Tensor<B, 2> {
         let d = a.dims()[1] as f64;
         a.matmul(b.transpose()) / d.sqrt()
+    }
+
+    fn paired(&self, a: Tensor<B, 2>, b: Tensor<B, 2>) -> Tensor<B, 1> {
+        let d = a.dims()[1] as f64;
+        (a * b).sum_dim(1).squeeze_dim(1) / d.sqrt()
     }
 }
 
@@ -87,5 +103,22 @@ mod tests {
             .to_vec()
             .unwrap();
         assert!((s[0] - 8.0 / 2f32.sqrt()).abs() < 1e-6 && s[1] == 0.0);
+    }
+
+    #[test]
+    fn paired_is_the_diagonal_of_scores() {
+        let d = Default::default();
+        let a = Tensor::<Flex, 2>::from_data([[3.0f32, 4.0], [1.0, -2.0]], &d);
+        let b = Tensor::<Flex, 2>::from_data([[0.0f32, 2.0], [0.5, 1.0]], &d);
+        let sims: [&dyn Similarity<Flex>; 3] = [
+            &CosineSimilarity { temperature: 0.5 },
+            &DotSimilarity,
+            &ScaledDotSimilarity,
+        ];
+        for s in sims {
+            let full: Vec<f32> = s.scores(a.clone(), b.clone()).into_data().to_vec().unwrap();
+            let paired: Vec<f32> = s.paired(a.clone(), b.clone()).into_data().to_vec().unwrap();
+            assert!((paired[0] - full[0]).abs() < 1e-6 && (paired[1] - full[3]).abs() < 1e-6);
+        }
     }
 }

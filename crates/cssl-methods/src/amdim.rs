@@ -6,14 +6,14 @@
 //! plus `5e-2 * mean(s^2)`.
 
 use crate::output::embedding_std;
-use crate::{OptimizerConfig, SslOutput};
+use crate::{AmdimExtractionConfig, OptimizerConfig, RunSchedule, SslMethod, SslOutput};
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor};
 use cssl_augment::{pipelines, DatasetPreset, MultiViewAugmentation};
 use cssl_core::{ContrastiveLoss, CsslError, Encoder, ViewBatch};
-use cssl_encoders::{AmdimEncoderConfig, AnyEncoder, EncoderConfig};
+use cssl_encoders::{AnyEncoder, EncoderConfig};
 use cssl_extract::amdim_comparisons;
 use cssl_losses::{AmdimNceLoss, AmdimNceLossConfig, AnySimilarity, SimilarityConfig};
 
@@ -25,6 +25,7 @@ pub struct AmdimConfig {
     /// 2. Encoder: must return AMDIM's `[r7, r5, r1]` maps.
     pub encoder: EncoderConfig,
     /// 3. Extraction: the 1-5, 1-7 and 5-5 comparisons (no parameters).
+    pub extraction: AmdimExtractionConfig,
     /// 4. Similarity (AMDIM: scaled dot).
     pub similarity: SimilarityConfig,
     /// 5. Loss.
@@ -33,44 +34,44 @@ pub struct AmdimConfig {
     pub optimizer: OptimizerConfig,
 }
 
-impl AmdimConfig {
-    /// The paper's recipe for a dataset preset (32, 64 or 128 px) and its
-    /// encoder settings (`AmdimEncoderConfig::cifar()` etc.): Adam 2e-4
-    /// (cssl: AdamW), weight decay 1e-5, tclip 20.
-    pub fn paper(preset: &DatasetPreset, encoder: AmdimEncoderConfig) -> Self {
+impl SslMethod for AmdimConfig {
+    type Model<B: Backend> = Amdim<B>;
+
+    const CPU_TRAIN_IMAGES: usize = 16_000;
+
+    /// The paper's recipe for a preset: the AMDIM encoder of the paper's
+    /// setting for its side (CIFAR 32 px (320, 1280, 10), STL-10 64 px, ImageNet
+    /// 128 px), Adam 2e-4 (cssl: AdamW), weight decay 1e-5, tclip 20.
+    fn paper(preset: &DatasetPreset, channels: usize) -> Self {
+        let (preset, encoder) = crate::common::paper_amdim(preset, channels);
         Self::new(
-            pipelines::amdim(preset),
-            encoder.into(),
+            pipelines::amdim(&preset),
+            encoder,
+            AmdimExtractionConfig::new(),
             SimilarityConfig::ScaledDot,
             AmdimNceLossConfig::new(),
             crate::common::amdim_paper_optimizer(),
         )
     }
 
-    /// The CPU default for Fashion-MNIST: views cropped to 32 px (the AMDIM
-    /// encoder is defined for 32, 64 and 128 px), an AMDIM encoder at
-    /// (ndf, n_rkhs, depth) = (32, 128, 2) instead of CIFAR's (320, 1280, 10),
-    /// AdamW 5e-4 (the paper's Adam 2e-4, raised for a short run; 2e-3 made
-    /// the first steps diverge) with one warm-up epoch.
-    pub fn fashion_mnist() -> Self {
-        Self::cpu_default(&DatasetPreset::fashion_mnist(), 1)
-    }
-
-    /// [`Self::fashion_mnist`]'s recipe for any preset and channel count
-    /// (crops resized to 32 px unless the preset is 32, 64 or 128 px).
-    pub fn cpu_default(preset: &DatasetPreset, channels: usize) -> Self {
+    /// The CPU default: views cropped to 32 px (the AMDIM encoder is defined
+    /// for 32, 64 and 128 px), an AMDIM encoder at (ndf, n_rkhs, depth) =
+    /// (32, 128, 2) instead of CIFAR's (320, 1280, 10), AdamW 5e-4 (the
+    /// paper's Adam 2e-4, raised for a short run; 2e-3 made the first steps
+    /// diverge) with one warm-up epoch.
+    fn cpu_default(preset: &DatasetPreset, channels: usize) -> Self {
         let (preset, encoder) = crate::common::small_amdim(preset, channels);
         Self::new(
             pipelines::amdim(&preset),
             encoder,
+            AmdimExtractionConfig::new(),
             SimilarityConfig::ScaledDot,
             AmdimNceLossConfig::new(),
             OptimizerConfig::new().with_lr(5e-4).with_warmup_epochs(1.0),
         )
     }
 
-    /// Checks that the parts fit together.
-    pub fn validate(&self) -> cssl_core::Result<()> {
+    fn validate(&self, _schedule: &RunSchedule) -> cssl_core::Result<()> {
         self.encoder.validate()?;
         if !matches!(self.encoder, EncoderConfig::Amdim(_)) {
             return Err(CsslError::config(
@@ -90,14 +91,24 @@ impl AmdimConfig {
         Ok(())
     }
 
-    /// Builds the model after [`Self::validate`].
-    pub fn init<B: Backend>(&self, device: &B::Device) -> cssl_core::Result<Amdim<B>> {
-        self.validate()?;
+    fn init<B: Backend>(
+        &self,
+        schedule: &RunSchedule,
+        device: &B::Device,
+    ) -> cssl_core::Result<Amdim<B>> {
+        self.validate(schedule)?;
         Ok(Amdim {
             encoder: self.encoder.init(device),
             similarity: self.similarity.init(),
             loss: self.loss.init(),
         })
+    }
+}
+
+impl AmdimConfig {
+    /// [`SslMethod::cpu_default`] for the embedded Fashion-MNIST.
+    pub fn fashion_mnist() -> Self {
+        Self::cpu_default(&DatasetPreset::fashion_mnist(), 1)
     }
 }
 
@@ -156,3 +167,11 @@ impl<B: Backend> Amdim<B> {
 }
 
 crate::steps::plain_steps!(Amdim);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pins_the_first_step_loss() {
+        crate::common::testing::assert_first_step_loss(crate::MethodKind::Amdim, 37.522_251);
+    }
+}

@@ -4,155 +4,138 @@
 //! network that is an EMA of the online one (no negatives);
 //! similarity = cosine; loss = `2 - 2 cos`, symmetrised.
 //!
-//! The target is updated in [`TrainStep::optimize`], right after the optimiser
-//! step, with `tau` following BYOL's cosine schedule from 0.996 to 1; it covers
-//! every float, biases and batch-norm statistics included.
+//! The target ([`MomentumTarget`](crate::MomentumTarget)) is updated in
+//! [`TrainStep::optimize`], right after the optimiser step, with `tau`
+//! following BYOL's cosine schedule to 1 over the run; it covers every float,
+//! biases and batch-norm statistics included. BYOL's loss is defined on the
+//! cosine (`2 - 2 cos`): `similarity` is cosine with temperature 1, and any
+//! other similarity there is an ablation of the recipe.
 
-use crate::output::embedding_std;
-use crate::{OptimizerConfig, SslOutput};
+use crate::common::predictor_forward;
+use crate::extraction::PredictorExtraction;
+use crate::{OptimizerConfig, PredictorExtractionConfig, RunSchedule, SslMethod, SslOutput};
 use burn::config::Config;
 use burn::module::{AutodiffModule, Module};
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::Tensor;
 use burn::train::{TrainOutput, TrainStep};
 use cssl_augment::{pipelines, DatasetPreset, MultiViewAugmentation};
-use cssl_core::{ContrastiveLoss, CsslError, Encoder, ViewBatch};
+use cssl_core::ViewBatch;
 use cssl_encoders::{AnyEncoder, EncoderConfig, ResNetConfig};
-use cssl_extract::{
-    copy_weights, ema_update, MomentumConfig, ProjectionHead, ProjectionHeadConfig,
+use cssl_extract::{MomentumConfig, ProjectionHeadConfig};
+use cssl_losses::{
+    AnySimilarity, CosineSimilarityConfig, RegressionLoss, RegressionLossConfig, SimilarityConfig,
 };
-use cssl_losses::{ByolLoss, ByolLossConfig};
 
-/// BYOL: one config per characteristic, plus the momentum and the optimiser.
+/// BYOL: one config per characteristic, plus the optimiser.
 #[derive(Config, Debug)]
 pub struct ByolConfig {
     /// 1. Augmentation pipeline (two asymmetric views).
     pub augmentation: MultiViewAugmentation,
     /// 2. Encoder.
     pub encoder: EncoderConfig,
-    /// 3. Extraction: projector g ...
-    pub projector: ProjectionHeadConfig,
-    /// ... and predictor q (online branch only).
-    pub predictor: ProjectionHeadConfig,
-    /// The EMA target's momentum and schedule.
-    pub momentum: MomentumConfig,
-    /// 5. Loss (4, the similarity, is the cosine inside it).
-    pub loss: ByolLossConfig,
+    /// 3. Extraction: projector, predictor, momentum target.
+    pub extraction: PredictorExtractionConfig,
+    /// 4. Similarity: fixed by the loss to cosine (temperature 1).
+    pub similarity: SimilarityConfig,
+    /// 5. Loss: `2 - 2 s`, symmetrised.
+    pub loss: RegressionLossConfig,
     /// Optimiser and schedule.
     pub optimizer: OptimizerConfig,
 }
 
-impl ByolConfig {
-    /// The paper's recipe on `in_channels`-channel images of `preset`: ResNet-50,
-    /// projector 2048-4096-256, predictor 256-4096-256, tau0 0.996.
-    pub fn paper(preset: &DatasetPreset, in_channels: usize) -> Self {
-        let encoder = ResNetConfig::resnet50(in_channels);
+impl SslMethod for ByolConfig {
+    type Model<B: Backend> = Byol<B>;
+
+    const CPU_TRAIN_IMAGES: usize = 20_000;
+
+    /// The paper's recipe: ResNet-50, projector 2048-4096-256, predictor
+    /// 256-4096-256, tau0 0.996 with the cosine schedule, LARS (cssl: AdamW).
+    fn paper(preset: &DatasetPreset, channels: usize) -> Self {
+        let encoder = ResNetConfig::resnet50(channels);
         let projector = ProjectionHeadConfig::byol_projector(encoder.out_channels());
         Self::new(
             pipelines::byol(preset),
             encoder.into(),
-            projector,
-            ProjectionHeadConfig::byol_predictor(256),
-            MomentumConfig::new(),
-            ByolLossConfig::new(),
+            PredictorExtractionConfig::new(
+                projector,
+                ProjectionHeadConfig::byol_predictor(256),
+            )
+            .with_momentum(Some(MomentumConfig::new())),
+            cosine(),
+            RegressionLossConfig::Byol,
             OptimizerConfig::new(),
         )
     }
 
-    /// The CPU default for the embedded Fashion-MNIST, sized like
-    /// [`SimClrConfig::fashion_mnist`](crate::SimClrConfig::fashion_mnist): the
-    /// same 1/4-width ResNet-18, projector 128-256-64, predictor 64-256-64,
-    /// BYOL's asymmetric pipeline at 28 px, tau0 0.99 (a short run needs a
+    /// The CPU default: the small ResNet, projector 128-256-64, predictor
+    /// 64-256-64, BYOL's asymmetric pipeline, tau0 0.99 (a short run needs a
     /// faster target than 0.996), AdamW 2e-3 with one warm-up epoch.
-    pub fn fashion_mnist() -> Self {
-        Self::cpu_default(&DatasetPreset::fashion_mnist(), 1)
-    }
-
-    /// [`Self::fashion_mnist`]'s recipe for any preset and channel count.
-    pub fn cpu_default(preset: &DatasetPreset, channels: usize) -> Self {
+    fn cpu_default(preset: &DatasetPreset, channels: usize) -> Self {
         let encoder = crate::common::small_resnet(channels);
         let projector = crate::common::small_head(encoder.out_channels());
-        let predictor = crate::common::small_head(crate::common::SMALL_EMBEDDING);
         Self::new(
             pipelines::byol(preset),
             encoder.into(),
-            projector,
-            predictor,
-            MomentumConfig::new().with_tau0(0.99),
-            ByolLossConfig::new(),
+            PredictorExtractionConfig::new(
+                projector,
+                crate::common::small_head(crate::common::SMALL_EMBEDDING),
+            )
+            .with_momentum(Some(MomentumConfig::new().with_tau0(0.99))),
+            cosine(),
+            RegressionLossConfig::Byol,
             crate::common::cpu_optimizer(),
         )
     }
 
-    /// Checks that the parts fit together.
-    pub fn validate(&self) -> cssl_core::Result<()> {
+    fn validate(&self, _schedule: &RunSchedule) -> cssl_core::Result<()> {
         self.encoder.validate()?;
         crate::common::validate_augmentation(&self.augmentation, Some(2))?;
-        let shape = crate::common::same_dim;
-        shape(
-            "projector.input_dim (the encoder's output channels)",
-            self.encoder.out_channels(),
-            self.projector.input_dim,
-        )?;
-        shape(
-            "predictor.input_dim (the projector's output)",
-            self.projector.output_dim,
-            self.predictor.input_dim,
-        )?;
-        shape(
-            "predictor.output_dim (the projector's output)",
-            self.projector.output_dim,
-            self.predictor.output_dim,
-        )?;
-        if !(0.0..=1.0).contains(&self.momentum.tau0) {
-            return Err(CsslError::config("momentum.tau0", "must be in [0, 1]"));
-        }
-        Ok(())
+        self.extraction.validate(self.encoder.out_channels())?;
+        self.similarity.validate()
     }
 
-    /// Builds the online and target networks (the target with its own
-    /// `ParamId`s, holding a copy of the online weights, and no gradient);
-    /// `total_steps` drives the momentum schedule.
-    pub fn init<B: Backend>(
+    /// Builds the online encoder, then projector, predictor and target (with
+    /// its own `ParamId`s, holding a copy of the online weights).
+    fn init<B: Backend>(
         &self,
-        total_steps: usize,
+        schedule: &RunSchedule,
         device: &B::Device,
     ) -> cssl_core::Result<Byol<B>> {
-        self.validate()?;
+        self.validate(schedule)?;
         let encoder = self.encoder.init(device);
-        let projector = self.projector.init(device);
-        let target_encoder = copy_weights(self.encoder.init(device), &encoder).no_grad();
-        let target_projector = copy_weights(self.projector.init(device), &projector).no_grad();
+        let extraction = self
+            .extraction
+            .init((&self.encoder, &encoder), schedule, device);
         Ok(Byol {
             encoder,
-            projector,
-            predictor: self.predictor.init(device),
-            target_encoder,
-            target_projector,
+            extraction,
+            similarity: self.similarity.init(),
             loss: self.loss.init(),
-            tau0: self.momentum.tau0,
-            cosine_schedule: self.momentum.cosine_schedule,
-            step: 0,
-            total_steps,
         })
     }
 }
 
-/// The BYOL model: online encoder, projector and predictor; EMA target.
+/// Cosine with temperature 1: the similarity inside `2 - 2 cos`.
+fn cosine() -> SimilarityConfig {
+    SimilarityConfig::Cosine(CosineSimilarityConfig::new().with_temperature(1.0))
+}
+
+impl ByolConfig {
+    /// [`SslMethod::cpu_default`] for the embedded Fashion-MNIST.
+    pub fn fashion_mnist() -> Self {
+        Self::cpu_default(&DatasetPreset::fashion_mnist(), 1)
+    }
+}
+
+/// The BYOL model: online encoder; projector, predictor and EMA target.
 #[derive(Module, Debug)]
 pub struct Byol<B: Backend> {
     /// The online encoder (what evaluation and export keep).
     pub encoder: AnyEncoder<B>,
-    projector: ProjectionHead<B>,
-    predictor: ProjectionHead<B>,
-    target_encoder: AnyEncoder<B>,
-    target_projector: ProjectionHead<B>,
-    loss: ByolLoss,
-    tau0: f64,
-    cosine_schedule: bool,
-    step: usize,
-    total_steps: usize,
+    extraction: PredictorExtraction<B>,
+    similarity: AnySimilarity,
+    loss: RegressionLoss,
 }
 
 impl<B: Backend> Byol<B> {
@@ -161,48 +144,27 @@ impl<B: Backend> Byol<B> {
     /// # Shapes
     /// `batch.views`: two `[N, C, H, W]` tensors, encoded together as `[2N, ...]`.
     pub fn forward(&self, batch: ViewBatch<B>) -> SslOutput<B> {
-        assert_eq!(
-            batch.num_views(),
-            2,
-            "BYOL takes 2 views per image, got {}",
-            batch.num_views()
-        );
-        let n = batch.batch_size();
-        let x = Tensor::cat(batch.views, 0);
-        let z = self
-            .projector
-            .forward(self.encoder.encode(x.clone()).pooled());
-        let p = self.predictor.forward(z.clone());
-        let t = self
-            .target_projector
-            .forward(self.target_encoder.encode(x).pooled())
-            .detach();
-        let d = p.dims()[1];
-        let half = |m: Tensor<B, 2>, k: usize| m.slice([k * n..(k + 1) * n, 0..d]);
-        let loss = self.loss.loss((
-            half(p.clone(), 0),
-            half(t.clone(), 1),
-            half(p, 1),
-            half(t, 0),
-        ));
-        SslOutput::new(loss, embedding_std(z))
+        predictor_forward(
+            "BYOL",
+            &self.encoder,
+            &self.extraction,
+            &self.similarity,
+            &self.loss,
+            batch,
+        )
     }
 
     /// The momentum the next target update uses.
     pub fn tau(&self) -> f64 {
-        MomentumConfig {
-            tau0: self.tau0,
-            cosine_schedule: self.cosine_schedule,
-        }
-        .tau(self.step, self.total_steps)
+        self.extraction
+            .target()
+            .map(|t| t.tau())
+            .unwrap_or(0.0)
     }
 
     /// `target <- tau * target + (1 - tau) * online`, then advances the schedule.
     pub fn update_target(mut self) -> Self {
-        let tau = self.tau();
-        self.target_encoder = ema_update(self.target_encoder, &self.encoder, tau);
-        self.target_projector = ema_update(self.target_projector, &self.projector, tau);
-        self.step += 1;
+        self.extraction = self.extraction.update_target(&self.encoder);
         self
     }
 }
@@ -233,6 +195,7 @@ mod tests {
     use burn::backend::{Autodiff, Flex};
     use burn::module::{ModuleVisitor, Param};
     use burn::optim::AdamWConfig;
+    use burn::tensor::Tensor;
 
     type B = Autodiff<Flex>;
 
@@ -267,10 +230,10 @@ mod tests {
         ByolConfig::new(
             pipelines::byol(&DatasetPreset::fashion_mnist()),
             encoder.into(),
-            projector,
-            predictor,
-            MomentumConfig::new().with_tau0(0.9),
-            ByolLossConfig::new(),
+            PredictorExtractionConfig::new(projector, predictor)
+                .with_momentum(Some(MomentumConfig::new().with_tau0(0.9))),
+            cosine(),
+            RegressionLossConfig::Byol,
             OptimizerConfig::new(),
         )
     }
@@ -278,38 +241,53 @@ mod tests {
     #[test]
     fn trains_and_moves_the_target_by_ema_after_each_step() {
         let device = Default::default();
-        B::seed(&device, 3);
-        let mut model = tiny().init::<B>(10, &device).unwrap();
-        // The target starts as an exact copy with its own ids.
-        assert_eq!(flat(&model.target_encoder), flat(&model.encoder));
+        let _seed = crate::common::testing::seeded::<B>(3);
+        let mut model = tiny()
+            .init::<B>(&RunSchedule::new(160, 16, 1), &device)
+            .unwrap();
+        let target = |m: &Byol<B>| m.extraction.target().expect("BYOL has a target").clone();
+        // The target starts as an exact copy (with its own ids).
+        assert_eq!(flat(target(&model).encoder()), flat(&model.encoder));
         let b = crate::common::testing::fashion_batch::<B>(&tiny().augmentation, 16, &device);
         let mut optim = AdamWConfig::new().init();
         let mut losses = vec![];
         for _ in 0..6 {
             let out = TrainStep::step(&model, b.clone());
             losses.push(out.item.loss.clone().into_scalar());
-            let old_target = model.target_projector.clone();
+            // Merge the running statistics this forward left pending, as the
+            // update does, then read the target before the update.
+            let _ = target(&model).into_record();
+            let old = flat(target(&model).head());
             let tau = model.tau();
             model = model.optimize(&mut optim, 1e-2, out.grads);
             // target = tau * old target + (1 - tau) * the just-updated online projector.
-            let want = flat(&ema_update(old_target, &model.projector, tau));
-            let got = flat(&model.target_projector);
-            assert!(want.iter().zip(&got).all(|(a, b)| (a - b).abs() < 1e-6));
+            let online = flat(model.extraction.projector());
+            let got = flat(target(&model).head());
+            for ((g, o), n) in got.iter().zip(&old).zip(&online) {
+                let want = tau as f32 * o + (1.0 - tau as f32) * n;
+                assert!((g - want).abs() < 1e-5, "{g} vs {want}");
+            }
         }
         assert!(losses.iter().all(|l| l.is_finite()));
         assert!(
             losses[5] < losses[0] - 0.05,
             "BYOL loss did not fall: {losses:?}"
         );
-        assert_ne!(flat(&model.target_encoder), flat(&model.encoder));
+        assert_ne!(flat(target(&model).encoder()), flat(&model.encoder));
+        // The schedule advanced from tau0 = 0.9 towards 1.
         assert!(model.tau() > 0.9 && model.tau() < 1.0);
     }
 
     #[test]
     fn mismatched_predictor_is_a_shape_error() {
         let mut c = tiny();
-        c.predictor.input_dim = 8;
-        let err = c.validate().unwrap_err();
+        c.extraction.predictor.input_dim = 8;
+        let err = c.validate(&RunSchedule::new(16, 16, 1)).unwrap_err();
         assert!(err.to_string().contains("predictor.input_dim"), "{err}");
+    }
+
+    #[test]
+    fn pins_the_first_step_loss() {
+        crate::common::testing::assert_first_step_loss(crate::MethodKind::Byol, 3.992_094_8);
     }
 }

@@ -1,10 +1,13 @@
 //! What every method config shares: the CPU encoder for Fashion-MNIST and the
 //! augmentation check that prefixes error fields with `augmentation.`.
 
+use crate::{embedding_std, SslOutput};
+use burn::tensor::{backend::Backend, Tensor};
 use cssl_augment::{DatasetPreset, MultiViewAugmentation};
-use cssl_core::{Augmentation, CsslError};
-use cssl_encoders::{AmdimEncoderConfig, EncoderConfig, ResNetConfig};
-use cssl_extract::ProjectionHeadConfig;
+use cssl_core::{Augmentation, ContrastiveLoss, CsslError, Encoder, Similarity, ViewBatch};
+use cssl_encoders::{AmdimEncoderConfig, AnyEncoder, EncoderConfig, ResNetConfig};
+use cssl_extract::{PairExtraction, ProjectionHeadConfig};
+use cssl_losses::{AnySimilarity, PairLoss};
 
 /// The CPU default encoder: ResNet-18 at 1/4 width (16-128 channels), CIFAR
 /// stem with stride 2 (stages at 14, 7, 4, 2 px for 28 px inputs).
@@ -54,6 +57,70 @@ pub(crate) fn small_amdim(
         .with_in_channels(channels)
         .into();
     (preset, encoder)
+}
+
+/// The paper's AMDIM encoder for `preset`'s side (CIFAR 32 px, STL-10 64 px,
+/// ImageNet 128 px), with the preset cropped to 32 px if its side is none of
+/// those.
+pub(crate) fn paper_amdim(
+    preset: &DatasetPreset,
+    channels: usize,
+) -> (DatasetPreset, EncoderConfig) {
+    let mut preset = preset.clone();
+    let encoder = match preset.size {
+        64 => AmdimEncoderConfig::stl10(),
+        128 => AmdimEncoderConfig::imagenet(),
+        _ => {
+            preset.size = 32;
+            AmdimEncoderConfig::cifar()
+        }
+    };
+    (preset, encoder.with_in_channels(channels).into())
+}
+
+/// The forward pass of the methods that compare one vector per view of a
+/// two-view batch (SimCLR, YADIM): both views through the encoder as one
+/// `[2N, ...]` batch, the extraction, `[2N, 2N]` scores, the pair loss.
+pub(crate) fn pair_forward<B: Backend>(
+    method: &str,
+    encoder: &AnyEncoder<B>,
+    extraction: &PairExtraction<B>,
+    similarity: &AnySimilarity,
+    loss: &PairLoss,
+    batch: ViewBatch<B>,
+) -> SslOutput<B> {
+    assert_eq!(
+        batch.num_views(),
+        2,
+        "{method} takes 2 views per image, got {}",
+        batch.num_views()
+    );
+    let x = Tensor::cat(batch.views, 0);
+    let z = extraction.forward(&encoder.encode(x));
+    let scores = similarity.scores(z.clone(), z.clone());
+    SslOutput::new(loss.loss(scores), embedding_std(z))
+}
+
+/// The forward pass of the predictor methods (BYOL, SimSiam): both views as
+/// one `[2N, ...]` batch through encoder, projector and predictor, the
+/// target branch, the paired similarities, the regression loss.
+pub(crate) fn predictor_forward<B: Backend>(
+    method: &str,
+    encoder: &AnyEncoder<B>,
+    extraction: &crate::extraction::PredictorExtraction<B>,
+    similarity: &AnySimilarity,
+    loss: &cssl_losses::RegressionLoss,
+    batch: ViewBatch<B>,
+) -> SslOutput<B> {
+    assert_eq!(
+        batch.num_views(),
+        2,
+        "{method} takes 2 views per image, got {}",
+        batch.num_views()
+    );
+    let x = Tensor::cat(batch.views, 0);
+    let (s12, s21, z) = extraction.paired_scores(encoder, x, similarity);
+    SslOutput::new(loss.loss((s12, s21)), embedding_std(z))
 }
 
 /// The paper's optimiser for AMDIM and YADIM: Adam 2e-4 (cssl: AdamW),
@@ -134,8 +201,24 @@ pub(crate) mod testing {
             .with_cifar_stem_stride(2)
     }
 
-    use burn::tensor::{backend::Backend, Tensor, TensorData};
+    use crate::{MethodKind, RunSchedule, SslOutput, WithModel};
+    use burn::backend::{Autodiff, Flex};
+    use burn::module::AutodiffModule;
+    use burn::tensor::{backend::Backend, Tensor, TensorData, Tolerance};
+    use burn::train::{InferenceStep, TrainStep};
     use cssl_core::{Augmentation, ViewBatch};
+    use std::sync::{Mutex, MutexGuard};
+
+    /// burn's backend RNG is global: tests that seed it hold this lock while
+    /// they draw, so that parallel tests do not reseed each other.
+    static SEED: Mutex<()> = Mutex::new(());
+
+    /// Locks the RNG for the calling test and seeds it.
+    pub fn seeded<B: Backend>(seed: u64) -> MutexGuard<'static, ()> {
+        let guard = SEED.lock().unwrap_or_else(|e| e.into_inner());
+        B::seed(&Default::default(), seed);
+        guard
+    }
 
     /// The views of the first `n` embedded Fashion-MNIST training images, one
     /// tensor per view index.
@@ -156,5 +239,42 @@ pub(crate) mod testing {
         ViewBatch {
             views: (0..augmentation.num_views()).map(stack).collect(),
         }
+    }
+
+    type AB = Autodiff<Flex>;
+
+    struct FirstStep(ViewBatch<AB>);
+
+    impl WithModel<AB> for FirstStep {
+        type Output = f32;
+
+        fn run<M>(self, model: M) -> f32
+        where
+            M: TrainStep<Input = ViewBatch<AB>, Output = SslOutput<AB>>
+                + AutodiffModule<AB>
+                + core::fmt::Display
+                + 'static,
+            M::InnerModule: InferenceStep<Input = ViewBatch<Flex>, Output = SslOutput<Flex>>
+                + crate::SslModel<Flex>,
+        {
+            TrainStep::step(&model, self.0).item.loss.into_scalar()
+        }
+    }
+
+    /// Pins `kind`'s CPU default: the loss of its first training step on the
+    /// first 32 embedded Fashion-MNIST images, seed 7, must equal `expected`
+    /// (relative tolerance 1e-4). A refactor that changes the numbers fails
+    /// here; when a change is meant to, update the value and say why.
+    pub fn assert_first_step_loss(kind: MethodKind, expected: f32) {
+        let device = Default::default();
+        let config = kind.fashion_mnist();
+        let batch = fashion_batch::<AB>(config.augmentation(), 32, &device);
+        let _seed = seeded::<AB>(7);
+        let loss = config
+            .with_model(&RunSchedule::new(32 * 10, 32, 1), &device, FirstStep(batch))
+            .unwrap();
+        println!("{}: first-step loss {loss:.7}", kind.name());
+        TensorData::from([loss])
+            .assert_approx_eq::<f32>(&TensorData::from([expected]), Tolerance::relative(1e-4));
     }
 }

@@ -6,14 +6,15 @@
 //! loss = InfoNCE against every patch vector of the batch.
 
 use crate::output::embedding_std;
-use crate::{OptimizerConfig, SslOutput};
+use crate::extraction::CpcExtraction;
+use crate::{CpcExtractionConfig, OptimizerConfig, RunSchedule, SslMethod, SslOutput};
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use cssl_augment::{pipelines, DatasetPreset, MultiViewAugmentation};
 use cssl_core::{ContrastiveLoss, CsslError, Encoder, Similarity, ViewBatch};
 use cssl_encoders::{AnyEncoder, CpcEncoderConfig, EncoderConfig, NormKind, ResNetConfig};
-use cssl_extract::{cpc_predictions, cpc_targets, CpcContext, CpcContextConfig};
+use cssl_extract::{cpc_predictions, cpc_targets, CpcContextConfig};
 use cssl_losses::{AnySimilarity, CpcInfoNceLoss, CpcInfoNceLossConfig, SimilarityConfig};
 
 /// CPC v2: one config per characteristic, plus the optimiser.
@@ -24,10 +25,8 @@ pub struct CpcConfig {
     /// 2. Encoder: reads the tiled patch grid, returns a `[N, D, rows, cols]`
     ///    grid of patch vectors.
     pub encoder: EncoderConfig,
-    /// 3. Extraction: the context network ...
-    pub context: CpcContextConfig,
-    /// ... predicting `1..=max_steps` rows below (fewer when the grid is short).
-    pub max_steps: usize,
+    /// 3. Extraction: the context network and how far it predicts.
+    pub extraction: CpcExtractionConfig,
     /// 4. Similarity (CPC: dot).
     pub similarity: SimilarityConfig,
     /// 5. Loss.
@@ -36,18 +35,22 @@ pub struct CpcConfig {
     pub optimizer: OptimizerConfig,
 }
 
-impl CpcConfig {
+impl SslMethod for CpcConfig {
+    type Model<B: Backend> = Cpc<B>;
+
+    /// Fewer than the others: 36 patches per image.
+    const CPU_TRAIN_IMAGES: usize = 9_000;
+
     /// PyTorch Lightning Bolts' recipe for a preset: its layer-norm
     /// `[3, 4, 46, 3]` encoder, context hidden 256, targets of 64 dims, Adam
     /// 4e-4 (cssl: AdamW) with weight decay 1e-5, up to 5 rows ahead.
-    pub fn paper(preset: &DatasetPreset, in_channels: usize) -> Self {
-        let encoder = CpcEncoderConfig::bolts(in_channels, preset.patch.patch);
-        let channels = encoder.resnet.out_channels();
+    fn paper(preset: &DatasetPreset, channels: usize) -> Self {
+        let encoder = CpcEncoderConfig::bolts(channels, preset.patch.patch);
+        let width = encoder.resnet.out_channels();
         Self::new(
             pipelines::cpc(preset),
             encoder.into(),
-            CpcContextConfig::new(channels),
-            5,
+            CpcExtractionConfig::new(CpcContextConfig::new(width), 5),
             SimilarityConfig::Dot,
             CpcInfoNceLossConfig::new(),
             OptimizerConfig::new()
@@ -57,35 +60,28 @@ impl CpcConfig {
         )
     }
 
-    /// The CPU default for Fashion-MNIST: 8 px patches overlapping by 4 (a
-    /// 6 x 6 grid), a layer-norm ResNet-18 at 1/8 width (8-64 channels) with
-    /// the CIFAR stem per patch, context hidden 128, targets of 64 dims, up to
-    /// 3 rows ahead, AdamW 2e-3 with one warm-up epoch.
-    pub fn fashion_mnist() -> Self {
-        Self::cpu_default(&DatasetPreset::fashion_mnist(), 1)
-    }
-
-    /// [`Self::fashion_mnist`]'s recipe for any preset (its patch grid) and
-    /// channel count.
-    pub fn cpu_default(preset: &DatasetPreset, channels: usize) -> Self {
+    /// The CPU default: the preset's patch grid (Fashion-MNIST: 8 px patches
+    /// overlapping by 4, a 6 x 6 grid), a layer-norm ResNet-18 at 1/8 width
+    /// (8-64 channels) with the CIFAR stem per patch, context hidden 128,
+    /// targets of 64 dims, up to 3 rows ahead, AdamW 2e-3 with one warm-up
+    /// epoch.
+    fn cpu_default(preset: &DatasetPreset, channels: usize) -> Self {
         let resnet = ResNetConfig::resnet18(channels)
             .with_base_width(8)
             .with_cifar_stem(true)
             .with_norm(NormKind::Layer);
-        let channels = resnet.out_channels();
+        let width = resnet.out_channels();
         Self::new(
             pipelines::cpc(preset),
             CpcEncoderConfig::new(resnet, preset.patch.patch).into(),
-            CpcContextConfig::new(channels).with_hidden(128),
-            3,
+            CpcExtractionConfig::new(CpcContextConfig::new(width).with_hidden(128), 3),
             SimilarityConfig::Dot,
             CpcInfoNceLossConfig::new(),
             crate::common::cpu_optimizer(),
         )
     }
 
-    /// Checks that the parts fit together.
-    pub fn validate(&self) -> cssl_core::Result<()> {
+    fn validate(&self, _schedule: &RunSchedule) -> cssl_core::Result<()> {
         self.encoder.validate()?;
         if !matches!(self.encoder, EncoderConfig::Cpc(_)) {
             return Err(CsslError::config(
@@ -104,27 +100,29 @@ impl CpcConfig {
                 "CPC needs a patch grid (e.g. `pipelines::cpc`)",
             ));
         }
-        crate::common::same_dim(
-            "context.channels (the encoder's output channels)",
-            self.encoder.out_channels(),
-            self.context.channels,
-        )?;
-        if self.max_steps == 0 {
-            return Err(CsslError::config("max_steps", "must be at least 1"));
-        }
+        self.extraction.validate(self.encoder.out_channels())?;
         self.similarity.validate()
     }
 
-    /// Builds the model after [`Self::validate`].
-    pub fn init<B: Backend>(&self, device: &B::Device) -> cssl_core::Result<Cpc<B>> {
-        self.validate()?;
+    fn init<B: Backend>(
+        &self,
+        schedule: &RunSchedule,
+        device: &B::Device,
+    ) -> cssl_core::Result<Cpc<B>> {
+        self.validate(schedule)?;
         Ok(Cpc {
             encoder: self.encoder.init(device),
-            context: self.context.init(device),
-            max_steps: self.max_steps,
+            extraction: self.extraction.init(device),
             similarity: self.similarity.init(),
             loss: self.loss.init(),
         })
+    }
+}
+
+impl CpcConfig {
+    /// [`SslMethod::cpu_default`] for the embedded Fashion-MNIST.
+    pub fn fashion_mnist() -> Self {
+        Self::cpu_default(&DatasetPreset::fashion_mnist(), 1)
     }
 }
 
@@ -133,12 +131,10 @@ impl CpcConfig {
 pub struct Cpc<B: Backend> {
     /// The encoder (what evaluation and export keep).
     pub encoder: AnyEncoder<B>,
-    context: CpcContext<B>,
-    max_steps: usize,
+    extraction: CpcExtraction<B>,
     similarity: AnySimilarity,
     loss: CpcInfoNceLoss,
 }
-
 impl<B: Backend> Cpc<B> {
     /// The InfoNCE loss averaged over prediction steps `1..=max_steps`.
     ///
@@ -158,8 +154,8 @@ impl<B: Backend> Cpc<B> {
             rows >= 2,
             "CPC: a grid of {rows} row(s) leaves nothing to predict"
         );
-        let (preds, targets) = self.context.forward(grid.clone());
-        let steps = self.max_steps.min(rows - 1);
+        let (preds, targets) = self.extraction.context.forward(grid.clone());
+        let steps = self.extraction.max_steps.min(rows - 1);
         let all = cpc_targets(targets);
         let loss = (1..=steps)
             .map(|k| {
@@ -177,3 +173,11 @@ impl<B: Backend> Cpc<B> {
 }
 
 crate::steps::plain_steps!(Cpc);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pins_the_first_step_loss() {
+        crate::common::testing::assert_first_step_loss(crate::MethodKind::Cpc, 7.049_83);
+    }
+}

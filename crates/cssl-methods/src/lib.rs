@@ -1,54 +1,65 @@
 //! # cssl-methods
 //!
 //! The methods of Falcon & Cho (2020), each a composition of one part per
-//! characteristic, one file each. A method config nests one config per
-//! characteristic plus its optimiser defaults; the method module implements
-//! burn-train's `TrainStep` / `InferenceStep`.
+//! characteristic, one file each. Every method config has the same six
+//! fields: `augmentation`, `encoder`, `extraction`, `similarity`, `loss` and
+//! `optimizer`, so an ablation is "a method's config with one field
+//! replaced". The method module implements burn-train's `TrainStep` /
+//! `InferenceStep`.
 //!
 //! | method | augmentation | encoder | extraction | similarity | loss |
 //! |---|---|---|---|---|---|
-//! | [`Amdim`] | [`pipelines::amdim`](cssl_augment::pipelines::amdim) (shared flip) | [`AmdimEncoder`](cssl_encoders::AmdimEncoder) | 1-5, 1-7, 5-5 comparisons ([`amdim_comparisons`](cssl_extract::amdim_comparisons)) | dot / sqrt(d) | [`AmdimNceLoss`](cssl_losses::AmdimNceLoss) |
-//! | [`Cpc`] | [`pipelines::cpc`](cssl_augment::pipelines::cpc) (patch grid) | [`CpcEncoder`](cssl_encoders::CpcEncoder) | [`CpcContext`](cssl_extract::CpcContext) predicts rows below | dot | [`CpcInfoNceLoss`](cssl_losses::CpcInfoNceLoss) |
-//! | [`Byol`] | [`pipelines::byol`](cssl_augment::pipelines::byol) | [`ResNet`](cssl_encoders::ResNet) | projector + predictor, EMA target ([`ema_update`](cssl_extract::ema_update)) | cosine | [`ByolLoss`](cssl_losses::ByolLoss) |
-//! | [`Moco`] | [`pipelines::moco2`](cssl_augment::pipelines::moco2) | [`ResNet`](cssl_encoders::ResNet) | MLP head; momentum key encoder; [`NegativesQueue`](cssl_extract::NegativesQueue) | cosine / 0.2 | [`InfoNceLoss`](cssl_losses::InfoNceLoss) |
-//! | [`SimClr`] | [`SimClrAugmentationConfig`](cssl_augment::SimClrAugmentationConfig) | [`ResNet`](cssl_encoders::ResNet) | [`PooledProjection`](cssl_extract::PooledProjection) | [`CosineSimilarity`](cssl_losses::CosineSimilarity) | [`NtXentLoss`](cssl_losses::NtXentLoss) |
-//! | [`Swav`] | [`pipelines::swav`](cssl_augment::pipelines::swav) (multi-crop) | [`ResNet`](cssl_encoders::ResNet) | head + [`Prototypes`](cssl_extract::Prototypes), codes by Sinkhorn | cosine to prototypes | [`SwavLoss`](cssl_losses::SwavLoss) |
-//! | [`Yadim`] | [`pipelines::yadim`](cssl_augment::pipelines::yadim) | [`AmdimEncoder`](cssl_encoders::AmdimEncoder) (any) | last map, no head | dot (scaled by 1/sqrt(d)) | NCE ([`PairLossConfig::AmdimNce`](cssl_losses::PairLossConfig)) |
+//! | [`Amdim`] | [`pipelines::amdim`](cssl_augment::pipelines::amdim) (shared flip) | [`AmdimEncoder`](cssl_encoders::AmdimEncoder) | [`AmdimExtractionConfig`]: 1-5, 1-7, 5-5 comparisons | dot / sqrt(d) | [`AmdimNceLoss`](cssl_losses::AmdimNceLoss) |
+//! | [`Cpc`] | [`pipelines::cpc`](cssl_augment::pipelines::cpc) (patch grid) | [`CpcEncoder`](cssl_encoders::CpcEncoder) | [`CpcExtractionConfig`]: context network predicts rows below | dot | [`CpcInfoNceLoss`](cssl_losses::CpcInfoNceLoss) |
+//! | [`SimClr`] | [`SimClrAugmentationConfig`](cssl_augment::SimClrAugmentationConfig) | [`ResNet`](cssl_encoders::ResNet) | [`PairExtractionConfig::Projection`] | cosine / t | [`PairLossConfig::NtXent`](cssl_losses::PairLossConfig) |
+//! | [`Moco`] | [`pipelines::moco2`](cssl_augment::pipelines::moco2) | [`ResNet`](cssl_encoders::ResNet) | [`MocoExtractionConfig`]: head, [`MomentumTarget`], [`NegativesQueue`](cssl_extract::NegativesQueue) | cosine / 0.2 | [`InfoNceLoss`](cssl_losses::InfoNceLoss) |
+//! | [`Byol`] | [`pipelines::byol`](cssl_augment::pipelines::byol) | [`ResNet`](cssl_encoders::ResNet) | [`PredictorExtractionConfig`]: projector, predictor, [`MomentumTarget`] | cosine | [`RegressionLossConfig::Byol`](cssl_losses::RegressionLossConfig) |
+//! | [`Swav`] | [`pipelines::swav`](cssl_augment::pipelines::swav) (multi-crop) | [`ResNet`](cssl_encoders::ResNet) | [`SwavExtractionConfig`]: head, [`Prototypes`](cssl_extract::Prototypes), freeze | cosine to prototypes | [`SwavLoss`](cssl_losses::SwavLoss) |
+//! | [`Yadim`] | [`pipelines::yadim`](cssl_augment::pipelines::yadim) | [`AmdimEncoder`](cssl_encoders::AmdimEncoder) (any) | [`PairExtractionConfig::LastMap`] | dot (scaled by 1/sqrt(d)) | [`PairLossConfig::AmdimNce`](cssl_losses::PairLossConfig) |
 //!
-//! Every method's encoder is an [`EncoderConfig`](cssl_encoders::EncoderConfig),
-//! its pipeline a [`MultiViewAugmentation`](cssl_augment::MultiViewAugmentation),
-//! its similarity (where it has one) a [`SimilarityConfig`](cssl_losses::SimilarityConfig):
-//! swap one by editing the config. [`MethodConfig::validate`] rejects parts that
-//! do not fit (an AMDIM method without the AMDIM encoder, views whose size the
-//! encoder cannot read, a head that does not read the encoder's width) with a
-//! [`CsslError`](cssl_core::CsslError) naming the field, before training starts.
+//! Each method is one line of the registry below: it generates
+//! [`MethodKind`], [`MethodConfig`] and [`MethodConfig::with_model`], the one
+//! dispatch from a config to generic code ([`WithModel`]). Adding a method
+//! means a method file implementing [`SslMethod`], one registry line and an
+//! example. [`MethodConfig::validate`] rejects parts that do not fit (an
+//! AMDIM method without the AMDIM encoder, views whose size the encoder
+//! cannot read, a head that does not read the encoder's width) with a
+//! [`CsslError`](cssl_core::CsslError) naming the field, before training.
 #![warn(missing_docs)]
 
-mod amdim;
-mod byol;
 mod common;
-mod cpc;
+pub mod extraction;
 mod method;
-mod moco;
 mod optim;
 mod output;
-mod simclr;
 mod steps;
-mod swav;
-mod yadim;
 
-pub use amdim::{Amdim, AmdimConfig};
-pub use byol::{Byol, ByolConfig};
+method::methods! {
+    /// AMDIM (Bachman et al., 2019).
+    Amdim => amdim::{Amdim, AmdimConfig}, "amdim";
+    /// CPC v2 (Hénaff et al., 2019).
+    Cpc => cpc::{Cpc, CpcConfig}, "cpc";
+    /// SimCLR (Chen et al., 2020).
+    Simclr => simclr::{SimClr, SimClrConfig}, "simclr";
+    /// MoCo v2 (Chen et al., 2020).
+    Moco => moco::{Moco, MocoConfig}, "moco";
+    /// BYOL (Grill et al., 2020).
+    Byol => byol::{Byol, ByolConfig}, "byol";
+    /// SwAV (Caron et al., 2020).
+    Swav => swav::{Swav, SwavConfig}, "swav";
+    /// YADIM (Falcon & Cho, 2020).
+    Yadim => yadim::{Yadim, YadimConfig}, "yadim";
+}
+
 pub use common::{
     check_views_fit_encoder, fashion_mnist_encoder, small_resnet, validate_augmentation,
 };
-pub use cpc::{Cpc, CpcConfig};
-pub use method::{MethodConfig, MethodKind, SslModel};
-pub use moco::{Moco, MocoConfig};
+pub use extraction::{
+    AmdimExtractionConfig, CpcExtractionConfig, MocoExtractionConfig, MomentumTarget,
+    PairExtractionConfig, PredictorExtractionConfig, SwavExtractionConfig,
+};
+pub use method::{RunSchedule, SslMethod, SslModel, WithModel};
 pub use optim::OptimizerConfig;
 pub use output::{
     embedding_std, fraction_of_columns_used, SslOutput, LOSS_OVER_LN_K, PROTOTYPES_USED,
 };
-pub use simclr::{SimClr, SimClrConfig};
-pub use swav::{Swav, SwavConfig};
-pub use yadim::{Yadim, YadimConfig};

@@ -1,16 +1,46 @@
-//! Every method behind one config type, so that a run's `config.json` names
-//! its method and replays it, and the job checks every part against the data
-//! before it trains.
+//! The method contract: what every method config provides ([`SslMethod`]),
+//! the run schedule every model is built for ([`RunSchedule`]), the one
+//! dispatch from a [`MethodConfig`](crate::MethodConfig) to generic code
+//! ([`WithModel`]), and the registry macro that turns one line per method
+//! into [`MethodKind`](crate::MethodKind) and [`MethodConfig`](crate::MethodConfig).
 
-use crate::{
-    AmdimConfig, ByolConfig, CpcConfig, MocoConfig, OptimizerConfig, SimClrConfig, SwavConfig,
-    YadimConfig, LOSS_OVER_LN_K, PROTOTYPES_USED,
-};
-use burn::tensor::backend::Backend;
-use cssl_augment::{DatasetPreset, MultiViewAugmentation};
-use cssl_core::CsslError;
-use cssl_encoders::{AnyEncoder, EncoderConfig};
+use crate::SslOutput;
+use burn::module::{AutodiffModule, Module};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::train::{InferenceStep, TrainStep};
+use cssl_augment::DatasetPreset;
+use cssl_core::ViewBatch;
+use cssl_encoders::AnyEncoder;
 use serde::{Deserialize, Serialize};
+
+/// The run a model is built for. Every schedule inside a method (warm-up,
+/// momentum of a target network, SwAV's prototype freeze) is defined on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSchedule {
+    /// Images per batch.
+    pub batch_size: usize,
+    /// Optimiser steps per epoch (the last batch may be smaller).
+    pub steps_per_epoch: usize,
+    /// Optimiser steps in the whole run.
+    pub total_steps: usize,
+}
+
+impl RunSchedule {
+    /// `epochs` passes over `images` images in batches of `batch_size`.
+    pub fn new(images: usize, batch_size: usize, epochs: usize) -> Self {
+        let steps_per_epoch = images.div_ceil(batch_size.max(1));
+        Self {
+            batch_size,
+            steps_per_epoch,
+            total_steps: steps_per_epoch * epochs,
+        }
+    }
+
+    /// Steps in `epochs` epochs (fractions allowed), rounded.
+    pub fn steps_of_epochs(&self, epochs: f64) -> usize {
+        (epochs * self.steps_per_epoch as f64).round() as usize
+    }
+}
 
 /// A pretraining model that exposes the encoder it trains (what evaluation
 /// and export keep).
@@ -19,94 +49,256 @@ pub trait SslModel<B: Backend> {
     fn encoder(&self) -> &AnyEncoder<B>;
 }
 
-macro_rules! ssl_models {
-    ($($model:ident),*) => {$(
-        impl<B: Backend> SslModel<B> for crate::$model<B> {
-            fn encoder(&self) -> &AnyEncoder<B> {
-                &self.encoder
+/// What every method config provides. Its fields are the five
+/// characteristics and the optimiser, named alike in every method:
+/// `augmentation`, `encoder`, `extraction`, `similarity`, `loss`,
+/// `optimizer`.
+pub trait SslMethod: Sized {
+    /// The model it builds.
+    type Model<B: Backend>: Module<B> + SslModel<B>;
+
+    /// Train images the CPU default pretrains on by default, sized so that a
+    /// default run (2 epochs, pretraining and evaluation) takes about ten
+    /// minutes on two cores.
+    const CPU_TRAIN_IMAGES: usize;
+
+    /// The CPU default for images of `preset` with `channels` channels.
+    fn cpu_default(preset: &DatasetPreset, channels: usize) -> Self;
+
+    /// The paper's recipe (its encoder, head widths and optimiser) for
+    /// `preset`.
+    fn paper(preset: &DatasetPreset, channels: usize) -> Self;
+
+    /// Checks that the parts fit each other and the schedule; errors name the
+    /// field.
+    fn validate(&self, schedule: &RunSchedule) -> cssl_core::Result<()>;
+
+    /// Builds the model for `schedule` after [`Self::validate`]. The encoder
+    /// is built (and its weights drawn) before anything else, so that for one
+    /// seed the encoder starts the same whatever the method.
+    fn init<B: Backend>(
+        &self,
+        schedule: &RunSchedule,
+        device: &B::Device,
+    ) -> cssl_core::Result<Self::Model<B>>;
+
+    /// Names of the method's extra collapse monitors (see [`SslOutput`]).
+    fn monitors(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+}
+
+/// Generic work on a freshly built model of any method: the one place where a
+/// [`MethodConfig`](crate::MethodConfig) becomes a concrete model type
+/// ([`MethodConfig::with_model`](crate::MethodConfig::with_model)). The job,
+/// `xtask` and the tests implement it instead of matching on the method.
+pub trait WithModel<B: AutodiffBackend> {
+    /// What the work returns.
+    type Output;
+
+    /// Runs on `model`.
+    fn run<M>(self, model: M) -> Self::Output
+    where
+        M: TrainStep<Input = ViewBatch<B>, Output = SslOutput<B>>
+            + AutodiffModule<B>
+            + core::fmt::Display
+            + 'static,
+        M::InnerModule: InferenceStep<Input = ViewBatch<B::InnerBackend>, Output = SslOutput<B::InnerBackend>>
+            + SslModel<B::InnerBackend>;
+}
+
+/// The registry: one line per method (`Variant => module::{Model, Config},
+/// "name";`) declares the method's module and generates [`MethodKind`],
+/// [`MethodConfig`] and their dispatch.
+///
+/// [`MethodKind`]: crate::MethodKind
+/// [`MethodConfig`]: crate::MethodConfig
+macro_rules! methods {
+    ($($(#[$doc:meta])* $variant:ident => $module:ident::{$model:ident, $config:ident}, $name:literal;)*) => {
+        $(mod $module;)*
+        $(pub use $module::{$model, $config};)*
+
+        /// The methods, by name (the registry's order).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        pub enum MethodKind {
+            $($(#[$doc])* #[serde(rename = $name)] $variant,)*
+        }
+
+        impl MethodKind {
+            /// Every method, in the registry's order.
+            pub const ALL: [MethodKind; [$($name),*].len()] = [$(Self::$variant),*];
+
+            /// Lower-case name (`config.json`, `--method`).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)*
+                }
+            }
+
+            /// The method's CPU default for images of `preset` with
+            /// `channels` channels (e.g. CIFAR-10: `DatasetPreset::cifar()`, 3).
+            pub fn cpu_default(self, preset: &cssl_augment::DatasetPreset, channels: usize) -> MethodConfig {
+                match self {
+                    $(Self::$variant => MethodConfig::$variant(
+                        <$config as $crate::SslMethod>::cpu_default(preset, channels),
+                    ),)*
+                }
+            }
+
+            /// The paper's recipe for `preset`.
+            pub fn paper(self, preset: &cssl_augment::DatasetPreset, channels: usize) -> MethodConfig {
+                match self {
+                    $(Self::$variant => MethodConfig::$variant(
+                        <$config as $crate::SslMethod>::paper(preset, channels),
+                    ),)*
+                }
+            }
+
+            /// Train images of a default CPU run ([`SslMethod::CPU_TRAIN_IMAGES`](crate::SslMethod::CPU_TRAIN_IMAGES)).
+            pub fn cpu_train_images(self) -> usize {
+                match self {
+                    $(Self::$variant => <$config as $crate::SslMethod>::CPU_TRAIN_IMAGES,)*
+                }
             }
         }
-    )*};
-}
 
-ssl_models!(Amdim, Byol, Cpc, Moco, SimClr, Swav, Yadim);
-
-/// The seven methods of Falcon & Cho's table, by name.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MethodKind {
-    /// AMDIM.
-    Amdim,
-    /// CPC v2.
-    Cpc,
-    /// SimCLR.
-    #[default]
-    Simclr,
-    /// MoCo v2.
-    Moco,
-    /// BYOL.
-    Byol,
-    /// SwAV.
-    Swav,
-    /// YADIM.
-    Yadim,
-}
-
-impl MethodKind {
-    /// All seven, in the paper's order.
-    pub const ALL: [MethodKind; 7] = [
-        Self::Amdim,
-        Self::Cpc,
-        Self::Simclr,
-        Self::Moco,
-        Self::Byol,
-        Self::Swav,
-        Self::Yadim,
-    ];
-
-    /// Lower-case name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Amdim => "amdim",
-            Self::Cpc => "cpc",
-            Self::Simclr => "simclr",
-            Self::Moco => "moco",
-            Self::Byol => "byol",
-            Self::Swav => "swav",
-            Self::Yadim => "yadim",
+        /// One method's full config (its five characteristics and its
+        /// optimiser); serialised as `{"simclr": {...}}`.
+        #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+        #[allow(clippy::large_enum_variant)]
+        pub enum MethodConfig {
+            $(#[doc = concat!("See [`", stringify!($config), "`].")] #[serde(rename = $name)] $variant($config),)*
         }
-    }
 
-    /// The method's CPU default for the embedded Fashion-MNIST.
-    pub fn fashion_mnist(self) -> MethodConfig {
-        self.cpu_default(&DatasetPreset::fashion_mnist(), 1)
-    }
+        impl MethodConfig {
+            /// Which method this is.
+            pub fn kind(&self) -> MethodKind {
+                match self {
+                    $(Self::$variant(_) => MethodKind::$variant,)*
+                }
+            }
 
-    /// The method's CPU default for images of `preset` with `channels`
-    /// channels (e.g. CIFAR-10: `DatasetPreset::cifar()`, 3).
-    pub fn cpu_default(self, preset: &DatasetPreset, channels: usize) -> MethodConfig {
-        let (p, c) = (preset, channels);
-        match self {
-            Self::Amdim => MethodConfig::Amdim(AmdimConfig::cpu_default(p, c)),
-            Self::Cpc => MethodConfig::Cpc(CpcConfig::cpu_default(p, c)),
-            Self::Simclr => MethodConfig::Simclr(SimClrConfig::cpu_default(p, c)),
-            Self::Moco => MethodConfig::Moco(MocoConfig::cpu_default(p, c)),
-            Self::Byol => MethodConfig::Byol(ByolConfig::cpu_default(p, c)),
-            Self::Swav => MethodConfig::Swav(SwavConfig::cpu_default(p, c)),
-            Self::Yadim => MethodConfig::Yadim(YadimConfig::cpu_default(p, c)),
+            /// The augmentation pipeline (characteristic 1).
+            pub fn augmentation(&self) -> &cssl_augment::MultiViewAugmentation {
+                match self {
+                    $(Self::$variant(c) => &c.augmentation,)*
+                }
+            }
+
+            /// The augmentation pipeline, to replace it.
+            pub fn augmentation_mut(&mut self) -> &mut cssl_augment::MultiViewAugmentation {
+                match self {
+                    $(Self::$variant(c) => &mut c.augmentation,)*
+                }
+            }
+
+            /// The encoder (characteristic 2).
+            pub fn encoder(&self) -> &cssl_encoders::EncoderConfig {
+                match self {
+                    $(Self::$variant(c) => &c.encoder,)*
+                }
+            }
+
+            /// The encoder, to replace it.
+            pub fn encoder_mut(&mut self) -> &mut cssl_encoders::EncoderConfig {
+                match self {
+                    $(Self::$variant(c) => &mut c.encoder,)*
+                }
+            }
+
+            /// The similarity (characteristic 4).
+            pub fn similarity(&self) -> &cssl_losses::SimilarityConfig {
+                match self {
+                    $(Self::$variant(c) => &c.similarity,)*
+                }
+            }
+
+            /// The similarity, to replace it.
+            pub fn similarity_mut(&mut self) -> &mut cssl_losses::SimilarityConfig {
+                match self {
+                    $(Self::$variant(c) => &mut c.similarity,)*
+                }
+            }
+
+            /// The optimiser and schedule.
+            pub fn optimizer(&self) -> &$crate::OptimizerConfig {
+                match self {
+                    $(Self::$variant(c) => &c.optimizer,)*
+                }
+            }
+
+            /// The optimiser, to change it.
+            pub fn optimizer_mut(&mut self) -> &mut $crate::OptimizerConfig {
+                match self {
+                    $(Self::$variant(c) => &mut c.optimizer,)*
+                }
+            }
+
+            /// Names of the method's extra collapse monitors.
+            pub fn monitors(&self) -> Vec<&'static str> {
+                match self {
+                    $(Self::$variant(c) => $crate::SslMethod::monitors(c),)*
+                }
+            }
+
+            /// Checks, before anything trains, that the parts fit each other,
+            /// the schedule and the data: `image` is one input's
+            /// `(channels, height, width)`; every view the pipeline makes of
+            /// it must fit the encoder.
+            pub fn validate(
+                &self,
+                image: (usize, usize, usize),
+                schedule: &$crate::RunSchedule,
+            ) -> cssl_core::Result<()> {
+                match self {
+                    $(Self::$variant(c) => $crate::SslMethod::validate(c, schedule),)*
+                }?;
+                $crate::check_views_fit_encoder(self.augmentation(), self.encoder(), image)
+            }
+
+            /// Builds the model for `schedule` on `device` and hands it to
+            /// `work`: the one dispatch from a config to generic code.
+            pub fn with_model<B, W>(
+                &self,
+                schedule: &$crate::RunSchedule,
+                device: &B::Device,
+                work: W,
+            ) -> cssl_core::Result<W::Output>
+            where
+                B: burn::tensor::backend::AutodiffBackend,
+                W: $crate::WithModel<B>,
+            {
+                Ok(match self {
+                    $(Self::$variant(c) => work.run($crate::SslMethod::init::<B>(c, schedule, device)?),)*
+                })
+            }
         }
+
+        $(impl<B: burn::tensor::backend::Backend> $crate::SslModel<B> for $model<B> {
+            fn encoder(&self) -> &cssl_encoders::AnyEncoder<B> {
+                &self.encoder
+            }
+        })*
+    };
+}
+
+pub(crate) use methods;
+
+impl Default for crate::MethodKind {
+    fn default() -> Self {
+        Self::Simclr
     }
 }
 
-impl std::str::FromStr for MethodKind {
-    type Err = CsslError;
+impl std::str::FromStr for crate::MethodKind {
+    type Err = cssl_core::CsslError;
 
     fn from_str(s: &str) -> cssl_core::Result<Self> {
         Self::ALL
             .into_iter()
             .find(|m| m.name() == s.to_ascii_lowercase())
             .ok_or_else(|| {
-                CsslError::config(
+                cssl_core::CsslError::config(
                     "method",
                     format!(
                         "unknown method `{s}`; expected one of {}",
@@ -117,106 +309,9 @@ impl std::str::FromStr for MethodKind {
     }
 }
 
-/// One method's full config (its five parts and optimiser); serialised as
-/// `{"simclr": {...}}`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[allow(clippy::large_enum_variant)]
-pub enum MethodConfig {
-    /// See [`AmdimConfig`].
-    Amdim(AmdimConfig),
-    /// See [`CpcConfig`].
-    Cpc(CpcConfig),
-    /// See [`SimClrConfig`].
-    Simclr(SimClrConfig),
-    /// See [`MocoConfig`].
-    Moco(MocoConfig),
-    /// See [`ByolConfig`].
-    Byol(ByolConfig),
-    /// See [`SwavConfig`].
-    Swav(SwavConfig),
-    /// See [`YadimConfig`].
-    Yadim(YadimConfig),
-}
-
-impl MethodConfig {
-    /// Which method this is.
-    pub fn kind(&self) -> MethodKind {
-        match self {
-            Self::Amdim(_) => MethodKind::Amdim,
-            Self::Cpc(_) => MethodKind::Cpc,
-            Self::Simclr(_) => MethodKind::Simclr,
-            Self::Moco(_) => MethodKind::Moco,
-            Self::Byol(_) => MethodKind::Byol,
-            Self::Swav(_) => MethodKind::Swav,
-            Self::Yadim(_) => MethodKind::Yadim,
-        }
-    }
-
-    /// The augmentation pipeline (part 1).
-    pub fn augmentation(&self) -> &MultiViewAugmentation {
-        match self {
-            Self::Amdim(c) => &c.augmentation,
-            Self::Cpc(c) => &c.augmentation,
-            Self::Simclr(c) => &c.augmentation,
-            Self::Moco(c) => &c.augmentation,
-            Self::Byol(c) => &c.augmentation,
-            Self::Swav(c) => &c.augmentation,
-            Self::Yadim(c) => &c.augmentation,
-        }
-    }
-
-    /// The encoder (part 2).
-    pub fn encoder(&self) -> &EncoderConfig {
-        match self {
-            Self::Amdim(c) => &c.encoder,
-            Self::Cpc(c) => &c.encoder,
-            Self::Simclr(c) => &c.encoder,
-            Self::Moco(c) => &c.encoder,
-            Self::Byol(c) => &c.encoder,
-            Self::Swav(c) => &c.encoder,
-            Self::Yadim(c) => &c.encoder,
-        }
-    }
-
-    /// The optimiser and schedule.
-    pub fn optimizer(&self) -> &OptimizerConfig {
-        match self {
-            Self::Amdim(c) => &c.optimizer,
-            Self::Cpc(c) => &c.optimizer,
-            Self::Simclr(c) => &c.optimizer,
-            Self::Moco(c) => &c.optimizer,
-            Self::Byol(c) => &c.optimizer,
-            Self::Swav(c) => &c.optimizer,
-            Self::Yadim(c) => &c.optimizer,
-        }
-    }
-
-    /// Names of the method's extra collapse monitors (see [`crate::SslOutput`]).
-    pub fn monitors(&self) -> Vec<&'static str> {
-        match self {
-            Self::Swav(_) => vec![LOSS_OVER_LN_K, PROTOTYPES_USED],
-            _ => vec![],
-        }
-    }
-
-    /// Checks, before anything trains, that the parts fit each other and the
-    /// data: `image` is one input's `(channels, height, width)`; every view the
-    /// pipeline makes of it must fit the encoder.
-    pub fn validate(
-        &self,
-        image: (usize, usize, usize),
-        batch_size: usize,
-    ) -> cssl_core::Result<()> {
-        match self {
-            Self::Amdim(c) => c.validate(),
-            Self::Cpc(c) => c.validate(),
-            Self::Simclr(c) => c.validate(),
-            Self::Moco(c) => c.validate(batch_size),
-            Self::Byol(c) => c.validate(),
-            Self::Swav(c) => c.validate(),
-            Self::Yadim(c) => c.validate(),
-        }?;
-        crate::check_views_fit_encoder(self.augmentation(), self.encoder(), image)
+impl crate::MethodKind {
+    /// The method's CPU default for the embedded Fashion-MNIST.
+    pub fn fashion_mnist(self) -> crate::MethodConfig {
+        self.cpu_default(&DatasetPreset::fashion_mnist(), 1)
     }
 }

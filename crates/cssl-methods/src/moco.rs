@@ -5,45 +5,41 @@
 //! for keys from a **momentum encoder**, and a **queue** of past keys as
 //! negatives; similarity = cosine / 0.2; loss = InfoNCE over key + queue.
 //!
-//! The queue lives in burn `RunningState`s, so it is saved with checkpoints
-//! and updated from `&self` inside the train step, right after the logits
-//! that used it (MoCo enqueues the batch's keys after each step). The key
-//! encoder follows the query encoder by EMA (m = 0.999) after every optimiser
-//! step. (MoCo's shuffled batch norm across GPUs does not apply on one device.)
+//! The queue ([`NegativesQueue`](cssl_extract::NegativesQueue)) is saved with
+//! checkpoints and updated from `&self` inside the train step, right after
+//! the logits that used it (MoCo enqueues the batch's keys after each step).
+//! The key network is a [`MomentumTarget`](crate::MomentumTarget), moved after
+//! every optimiser step with the momentum and schedule of
+//! `extraction.momentum`. (MoCo's shuffled batch norm across GPUs does not
+//! apply on one device.)
 
+use crate::extraction::MocoExtraction;
 use crate::output::embedding_std;
-use crate::{OptimizerConfig, SslOutput};
+use crate::{MocoExtractionConfig, OptimizerConfig, RunSchedule, SslMethod, SslOutput};
 use burn::config::Config;
-use burn::module::{AutodiffModule, Module, RunningState};
+use burn::module::{AutodiffModule, Module};
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Distribution, Tensor};
+use burn::tensor::Tensor;
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
 use cssl_augment::{pipelines, DatasetPreset, MultiViewAugmentation};
-use cssl_core::{l2_normalize, ContrastiveLoss, CsslError, Encoder, ViewBatch};
+use cssl_core::{ContrastiveLoss, ViewBatch};
 use cssl_encoders::{AnyEncoder, EncoderConfig, ResNetConfig};
-use cssl_extract::{
-    copy_weights, ema_update, ring_write, MomentumConfig, NegativesQueueConfig, ProjectionHead,
-    ProjectionHeadConfig,
-};
+use cssl_extract::{MomentumConfig, NegativesQueueConfig, ProjectionHeadConfig};
 use cssl_losses::{
     queue_scores, AnySimilarity, CosineSimilarityConfig, InfoNceLoss, InfoNceLossConfig,
     SimilarityConfig,
 };
 
-/// MoCo v2: one config per characteristic, plus momentum, queue and optimiser.
+/// MoCo v2: one config per characteristic, plus the optimiser.
 #[derive(Config, Debug)]
 pub struct MocoConfig {
     /// 1. Augmentation pipeline (two views: query and key).
     pub augmentation: MultiViewAugmentation,
     /// 2. Encoder.
     pub encoder: EncoderConfig,
-    /// 3. Extraction: the MLP head (v2) ...
-    pub head: ProjectionHeadConfig,
-    /// ... the key encoder's momentum (constant) ...
-    pub momentum: MomentumConfig,
-    /// ... and the queue of negative keys.
-    pub queue: NegativesQueueConfig,
+    /// 3. Extraction: MLP head, momentum key network, queue.
+    pub extraction: MocoExtractionConfig,
     /// 4. Similarity: cosine / temperature (v2: 0.2).
     pub similarity: SimilarityConfig,
     /// 5. Loss.
@@ -52,11 +48,16 @@ pub struct MocoConfig {
     pub optimizer: OptimizerConfig,
 }
 
-impl MocoConfig {
+impl SslMethod for MocoConfig {
+    type Model<B: Backend> = Moco<B>;
+
+    const CPU_TRAIN_IMAGES: usize = 25_000;
+
     /// The paper's recipe: ResNet-50, head 2048-2048-128 without batch norm,
-    /// queue 65,536, m = 0.999, t = 0.2.
-    pub fn paper(preset: &DatasetPreset, in_channels: usize) -> Self {
-        let encoder = ResNetConfig::resnet50(in_channels);
+    /// queue 65,536, m = 0.999 (constant), t = 0.2, SGD 0.03 (cssl: AdamW),
+    /// weight decay 1e-4.
+    fn paper(preset: &DatasetPreset, channels: usize) -> Self {
+        let encoder = ResNetConfig::resnet50(channels);
         let head = ProjectionHeadConfig::new(encoder.out_channels())
             .with_hidden_dim(2048)
             .with_output_dim(128)
@@ -64,92 +65,77 @@ impl MocoConfig {
         Self::new(
             pipelines::moco2(preset),
             encoder.into(),
-            head,
-            MomentumConfig::new()
-                .with_tau0(0.999)
-                .with_cosine_schedule(false),
-            NegativesQueueConfig::new().with_size(65536).with_dim(128),
+            MocoExtractionConfig::new(
+                head,
+                MomentumConfig::new()
+                    .with_tau0(0.999)
+                    .with_cosine_schedule(false),
+                NegativesQueueConfig::new().with_size(65536).with_dim(128),
+            ),
             SimilarityConfig::Cosine(CosineSimilarityConfig::new().with_temperature(0.2)),
             InfoNceLossConfig::new(),
             OptimizerConfig::new().with_lr(0.03).with_weight_decay(1e-4),
         )
     }
 
-    /// The CPU default for Fashion-MNIST: the main job's small ResNet, head
-    /// 128-256-64, queue 4,096, m = 0.99 (short runs need a faster key
-    /// encoder than 0.999), t = 0.2, AdamW 2e-3.
-    pub fn fashion_mnist() -> Self {
-        Self::cpu_default(&DatasetPreset::fashion_mnist(), 1)
-    }
-
-    /// [`Self::fashion_mnist`]'s recipe for any preset and channel count.
-    pub fn cpu_default(preset: &DatasetPreset, channels: usize) -> Self {
+    /// The CPU default: the small ResNet, head 128-256-64 without batch norm,
+    /// queue 4,096, m = 0.99 constant (short runs need a faster key encoder
+    /// than 0.999), t = 0.2, AdamW 2e-3.
+    fn cpu_default(preset: &DatasetPreset, channels: usize) -> Self {
         let encoder = crate::common::small_resnet(channels);
         let head = crate::common::small_head(encoder.out_channels()).with_batch_norm(false);
         Self::new(
             pipelines::moco2(preset),
             encoder.into(),
-            head,
-            MomentumConfig::new()
-                .with_tau0(0.99)
-                .with_cosine_schedule(false),
-            NegativesQueueConfig::new()
-                .with_size(4096)
-                .with_dim(crate::common::SMALL_EMBEDDING),
+            MocoExtractionConfig::new(
+                head,
+                MomentumConfig::new()
+                    .with_tau0(0.99)
+                    .with_cosine_schedule(false),
+                NegativesQueueConfig::new()
+                    .with_size(4096)
+                    .with_dim(crate::common::SMALL_EMBEDDING),
+            ),
             SimilarityConfig::Cosine(CosineSimilarityConfig::new().with_temperature(0.2)),
             InfoNceLossConfig::new(),
             crate::common::cpu_optimizer(),
         )
     }
 
-    /// Checks that the parts fit together for batches of `batch_size`.
-    pub fn validate(&self, batch_size: usize) -> cssl_core::Result<()> {
+    /// Checks that the parts fit together for the schedule's batches.
+    fn validate(&self, schedule: &RunSchedule) -> cssl_core::Result<()> {
         self.encoder.validate()?;
         crate::common::validate_augmentation(&self.augmentation, Some(2))?;
-        if self.head.input_dim != self.encoder.out_channels() {
-            return Err(CsslError::Shape {
-                what: "head.input_dim (the encoder's output channels)".into(),
-                expected: self.encoder.out_channels().to_string(),
-                got: self.head.input_dim.to_string(),
-            });
-        }
-        if self.queue.dim != self.head.output_dim {
-            return Err(CsslError::Shape {
-                what: "queue.dim (the head's output)".into(),
-                expected: self.head.output_dim.to_string(),
-                got: self.queue.dim.to_string(),
-            });
-        }
-        self.similarity.validate()?;
-        self.queue.validate(batch_size)
+        self.extraction
+            .validate(self.encoder.out_channels(), schedule)?;
+        self.similarity.validate()
     }
 
-    /// Builds query and key networks (the key network a copy with its own ids
-    /// and no gradient) and a queue of random unit keys.
-    pub fn init<B: Backend>(
+    /// Builds the query encoder, then head, key network (a copy with its own
+    /// ids and no gradient) and a queue of random unit keys.
+    fn init<B: Backend>(
         &self,
-        batch_size: usize,
+        schedule: &RunSchedule,
         device: &B::Device,
     ) -> cssl_core::Result<Moco<B>> {
-        self.validate(batch_size)?;
+        self.validate(schedule)?;
         let encoder = self.encoder.init(device);
-        let head = self.head.init(device);
-        let queue = l2_normalize(Tensor::random(
-            [self.queue.size, self.queue.dim],
-            Distribution::Normal(0.0, 1.0),
-            device,
-        ));
+        let extraction = self
+            .extraction
+            .init((&self.encoder, &encoder), schedule, device)?;
         Ok(Moco {
-            key_encoder: copy_weights(self.encoder.init(device), &encoder).no_grad(),
-            key_head: copy_weights(self.head.init(device), &head).no_grad(),
             encoder,
-            head,
-            queue: RunningState::new(queue),
-            queue_next: RunningState::new(Tensor::zeros([1], device)),
+            extraction,
             similarity: self.similarity.init(),
             loss: self.loss.init(),
-            momentum: self.momentum.tau0,
         })
+    }
+}
+
+impl MocoConfig {
+    /// [`SslMethod::cpu_default`] for the embedded Fashion-MNIST.
+    pub fn fashion_mnist() -> Self {
+        Self::cpu_default(&DatasetPreset::fashion_mnist(), 1)
     }
 }
 
@@ -158,14 +144,9 @@ impl MocoConfig {
 pub struct Moco<B: Backend> {
     /// The query encoder (what evaluation and export keep).
     pub encoder: AnyEncoder<B>,
-    head: ProjectionHead<B>,
-    key_encoder: AnyEncoder<B>,
-    key_head: ProjectionHead<B>,
-    queue: RunningState<Tensor<B, 2>>,
-    queue_next: RunningState<Tensor<B, 1>>,
+    extraction: MocoExtraction<B>,
     similarity: AnySimilarity,
     loss: InfoNceLoss,
-    momentum: f64,
 }
 
 impl<B: Backend> Moco<B> {
@@ -186,49 +167,38 @@ impl<B: Backend> Moco<B> {
             views.next().expect("2 views"),
             views.next().expect("2 views"),
         );
-        let q = self.head.forward(self.encoder.encode(xq).pooled());
-        let k = l2_normalize(self.key_head.forward(self.key_encoder.encode(xk).pooled())).detach();
-        let queue = self.queue.value_sync().detach();
-        let scores = queue_scores(&self.similarity, q.clone(), k.clone(), queue.clone());
+        let (q, k) = self.extraction.queries_and_keys(&self.encoder, xq, xk);
+        let queue = self.extraction.queue.keys().detach();
+        let scores = queue_scores(&self.similarity, q.clone(), k.clone(), queue);
         let out = SslOutput::new(self.loss.loss(scores), embedding_std(q));
         if enqueue {
-            let size = queue.dims()[0];
-            let next = self.queue_next.value_sync().into_scalar().elem::<f32>() as usize;
-            let (queue, next) = ring_write(queue, next, k);
-            self.queue.update(queue);
-            self.queue_next.update(Tensor::from_floats(
-                [(next % size) as f32],
-                &out.loss.device(),
-            ));
+            self.extraction.queue.enqueue(k);
         }
         out
     }
 
     /// The current queue, `[K, D]`.
     pub fn queue(&self) -> Tensor<B, 2> {
-        self.queue.value_sync()
+        self.extraction.queue.keys()
     }
 
     /// Replaces the queue's contents (`[K, D]`, same shape), e.g. to restore
     /// negatives from elsewhere or to keep a test's negatives fixed.
     pub fn set_queue(&self, queue: Tensor<B, 2>) {
-        assert_eq!(
-            queue.dims(),
-            self.queue.value_sync().dims(),
-            "Moco::set_queue: the queue's shape cannot change"
-        );
-        self.queue.update(queue);
+        self.extraction.queue.set_keys(queue);
+    }
+
+    /// The key network's momentum for the next update.
+    pub fn tau(&self) -> f64 {
+        self.extraction.target.tau()
     }
 
     /// Key networks `<- m * key + (1 - m) * query`.
     pub fn update_keys(mut self) -> Self {
-        self.key_encoder = ema_update(self.key_encoder, &self.encoder, self.momentum);
-        self.key_head = ema_update(self.key_head, &self.head, self.momentum);
+        self.extraction = self.extraction.update_target(&self.encoder);
         self
     }
 }
-
-use burn::tensor::ElementConversion;
 
 impl<B: AutodiffBackend> TrainStep for Moco<B> {
     type Input = ViewBatch<B>;
@@ -268,19 +238,19 @@ mod tests {
     fn tiny() -> MocoConfig {
         let mut c = MocoConfig::fashion_mnist();
         c.encoder = crate::common::testing::tiny_resnet().into();
-        c.head = ProjectionHeadConfig::new(32)
+        c.extraction.head = ProjectionHeadConfig::new(32)
             .with_hidden_dim(32)
             .with_output_dim(16)
             .with_batch_norm(false);
-        c.queue = NegativesQueueConfig::new().with_size(48).with_dim(16);
+        c.extraction.queue = NegativesQueueConfig::new().with_size(48).with_dim(16);
         c
     }
 
     #[test]
     fn trains_enqueues_keys_and_follows_by_momentum() {
         let device = Default::default();
-        B::seed(&device, 4);
-        let mut model = tiny().init::<B>(16, &device).unwrap();
+        let _seed = crate::common::testing::seeded::<B>(4);
+        let mut model = tiny().init::<B>(&RunSchedule::new(160, 16, 1), &device).unwrap();
         let b = crate::common::testing::fashion_batch::<B>(&tiny().augmentation, 16, &device);
         let mut optim = AdamWConfig::new().init();
         let mut losses = vec![];
@@ -323,7 +293,8 @@ mod tests {
     #[test]
     fn a_smaller_last_batch_wraps_around_the_ring() {
         let device = Default::default();
-        let model = tiny().init::<B>(16, &device).unwrap();
+        let _seed = crate::common::testing::seeded::<B>(5);
+        let model = tiny().init::<B>(&RunSchedule::new(160, 16, 1), &device).unwrap();
         let b = crate::common::testing::fashion_batch::<B>(&tiny().augmentation, 16, &device);
         // Three full batches (48 rows), then 10 images: rows 0-9 rewritten.
         for _ in 0..2 {
@@ -348,7 +319,29 @@ mod tests {
 
     #[test]
     fn queue_size_must_be_a_multiple_of_the_batch() {
-        let err = tiny().validate(20).unwrap_err();
+        let err = tiny().validate(&RunSchedule::new(40, 20, 1)).unwrap_err();
         assert!(err.to_string().contains("queue.size"), "{err}");
+    }
+
+    #[test]
+    fn the_key_network_follows_the_momentum_schedule_it_is_given() {
+        let device = Default::default();
+        let _seed = crate::common::testing::seeded::<B>(8);
+        let mut c = tiny();
+        c.extraction.momentum = MomentumConfig::new().with_tau0(0.9);
+        let mut model = c.init::<B>(&RunSchedule::new(32, 16, 2), &device).unwrap();
+        let mut taus = vec![];
+        for _ in 0..4 {
+            taus.push(model.tau());
+            model = model.update_keys();
+        }
+        // BYOL's cosine schedule over the run's 4 steps: 0.9 -> 1.
+        assert!((taus[0] - 0.9).abs() < 1e-12 && (taus[2] - 0.95).abs() < 1e-12, "{taus:?}");
+        assert!(taus.windows(2).all(|w| w[1] > w[0]), "{taus:?}");
+    }
+
+    #[test]
+    fn pins_the_first_step_loss() {
+        crate::common::testing::assert_first_step_loss(crate::MethodKind::Moco, 4.505_039);
     }
 }

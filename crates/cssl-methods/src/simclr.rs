@@ -3,17 +3,15 @@
 //! encoder = ResNet; extraction = pooled last map + projection head;
 //! similarity = cosine / temperature; loss = NT-Xent with the self-pair masked.
 
-use crate::common::same_dim;
-use crate::output::embedding_std;
-use crate::{OptimizerConfig, SslOutput};
+use crate::common::pair_forward;
+use crate::{OptimizerConfig, PairExtractionConfig, RunSchedule, SslMethod, SslOutput};
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
 use cssl_augment::{DatasetPreset, MultiViewAugmentation, SimClrAugmentationConfig};
-use cssl_core::{ContrastiveLoss, Encoder, Extractor, Similarity, ViewBatch};
+use cssl_core::ViewBatch;
 use cssl_encoders::{AnyEncoder, EncoderConfig, ResNetConfig};
-use cssl_extract::{PooledProjection, PooledProjectionConfig, ProjectionHeadConfig};
+use cssl_extract::{PairExtraction, ProjectionHeadConfig};
 use cssl_losses::{
     AnySimilarity, CosineSimilarityConfig, NtXentLossConfig, PairLoss, PairLossConfig,
     SimilarityConfig,
@@ -27,7 +25,7 @@ pub struct SimClrConfig {
     /// 2. Encoder.
     pub encoder: EncoderConfig,
     /// 3. Extraction: pooled last map + projection head.
-    pub extraction: PooledProjectionConfig,
+    pub extraction: PairExtractionConfig,
     /// 4. Similarity.
     pub similarity: SimilarityConfig,
     /// 5. Loss.
@@ -36,36 +34,37 @@ pub struct SimClrConfig {
     pub optimizer: OptimizerConfig,
 }
 
-impl SimClrConfig {
-    /// The paper's recipe on `in_channels`-channel images: ResNet-50, head
-    /// 2048-2048-128, temperature 0.5, ImageNet augmentation.
-    pub fn paper(in_channels: usize) -> Self {
-        let encoder = ResNetConfig::resnet50(in_channels);
-        let head = ProjectionHeadConfig::new(encoder.out_channels());
+impl SslMethod for SimClrConfig {
+    type Model<B: Backend> = SimClr<B>;
+
+    const CPU_TRAIN_IMAGES: usize = 25_000;
+
+    /// The paper's recipe: ResNet-50, head 2048-2048-128, temperature 0.5,
+    /// the ImageNet augmentation at the preset's size.
+    fn paper(preset: &DatasetPreset, channels: usize) -> Self {
+        let encoder = ResNetConfig::resnet50(channels);
+        let head = ProjectionHeadConfig::simclr(encoder.out_channels());
         Self::new(
-            SimClrAugmentationConfig::default().init(),
+            SimClrAugmentationConfig {
+                size: preset.size,
+                normalize: preset.normalize.clone(),
+                ..SimClrAugmentationConfig::default()
+            }
+            .init(),
             encoder.into(),
-            PooledProjectionConfig::new(head),
+            PairExtractionConfig::Projection(head),
             SimilarityConfig::Cosine(CosineSimilarityConfig::new()),
             PairLossConfig::NtXent(NtXentLossConfig::new()),
             OptimizerConfig::new(),
         )
     }
 
-    /// The CPU default for the embedded Fashion-MNIST, sized for minutes on
-    /// two cores: a ResNet-18 at 1/4 width (16-128 channels) whose CIFAR stem
-    /// has stride 2 (stages at 14, 7, 4, 2 px), a 256-256(BN, ReLU)-64 head,
-    /// temperature 0.2 (MoCo v2's; in a 2-epoch run with batch 128 it gave a
-    /// better probe than the CIFAR 0.5 with batch 256: 74.7% vs 73.2%), the
-    /// CIFAR augmentation at 28 px with crops of 20-100% of the area, and
-    /// AdamW 2e-3 with one warm-up epoch.
-    pub fn fashion_mnist() -> Self {
-        Self::cpu_default(&DatasetPreset::fashion_mnist(), 1)
-    }
-
-    /// [`Self::fashion_mnist`]'s recipe for any preset and channel count
-    /// (e.g. CIFAR-10: `DatasetPreset::cifar()`, 3).
-    pub fn cpu_default(preset: &DatasetPreset, channels: usize) -> Self {
+    /// The CPU default, sized for minutes on two cores: a ResNet-18 at 1/4
+    /// width (16-128 channels) whose CIFAR stem has stride 2 (stages at 14,
+    /// 7, 4, 2 px for 28 px inputs), a 128-256(BN, ReLU)-64 head, temperature
+    /// 0.2 (MoCo v2's), the CIFAR augmentation at the preset's size with
+    /// crops of 20-100% of the area, and AdamW 2e-3 with one warm-up epoch.
+    fn cpu_default(preset: &DatasetPreset, channels: usize) -> Self {
         let encoder = crate::common::small_resnet(channels);
         let head = crate::common::small_head(encoder.out_channels());
         Self::new(
@@ -77,7 +76,7 @@ impl SimClrConfig {
             }
             .init(),
             encoder.into(),
-            PooledProjectionConfig::new(head),
+            PairExtractionConfig::Projection(head),
             SimilarityConfig::Cosine(CosineSimilarityConfig::new().with_temperature(0.2)),
             PairLossConfig::NtXent(NtXentLossConfig::new()),
             crate::common::cpu_optimizer(),
@@ -86,21 +85,20 @@ impl SimClrConfig {
 
     /// Checks that the parts fit together (the head reads the encoder's width,
     /// the temperature is positive, the augmentation makes two valid views).
-    pub fn validate(&self) -> cssl_core::Result<()> {
+    fn validate(&self, _schedule: &RunSchedule) -> cssl_core::Result<()> {
         self.encoder.validate()?;
         crate::common::validate_augmentation(&self.augmentation, Some(2))?;
-        same_dim(
-            "extraction.head.input_dim (must equal the encoder's output channels)",
-            self.encoder.out_channels(),
-            self.extraction.head.input_dim,
-        )?;
+        self.extraction.validate(self.encoder.out_channels())?;
         self.similarity.validate()?;
         self.loss.validate()
     }
 
-    /// Builds the model after [`Self::validate`].
-    pub fn init<B: Backend>(&self, device: &B::Device) -> cssl_core::Result<SimClr<B>> {
-        self.validate()?;
+    fn init<B: Backend>(
+        &self,
+        schedule: &RunSchedule,
+        device: &B::Device,
+    ) -> cssl_core::Result<SimClr<B>> {
+        self.validate(schedule)?;
         Ok(SimClr {
             encoder: self.encoder.init(device),
             extraction: self.extraction.init(device),
@@ -110,12 +108,19 @@ impl SimClrConfig {
     }
 }
 
+impl SimClrConfig {
+    /// [`SslMethod::cpu_default`] for the embedded Fashion-MNIST.
+    pub fn fashion_mnist() -> Self {
+        Self::cpu_default(&DatasetPreset::fashion_mnist(), 1)
+    }
+}
+
 /// The SimCLR model: encoder + extraction; similarity and loss are stateless.
 #[derive(Module, Debug)]
 pub struct SimClr<B: Backend> {
     /// The encoder being pretrained (what evaluation and export keep).
     pub encoder: AnyEncoder<B>,
-    extraction: PooledProjection<B>,
+    extraction: PairExtraction<B>,
     similarity: AnySimilarity,
     loss: PairLoss,
 }
@@ -127,17 +132,23 @@ impl<B: Backend> SimClr<B> {
     /// `batch.views`: two `[N, C, H, W]` tensors. Both views go through the
     /// encoder as one `[2N, ...]` batch (batch-norm statistics over both).
     pub fn forward(&self, batch: ViewBatch<B>) -> SslOutput<B> {
-        assert_eq!(
-            batch.num_views(),
-            2,
-            "SimCLR takes 2 views per image, got {}",
-            batch.num_views()
-        );
-        let x = Tensor::cat(batch.views, 0);
-        let z = self.extraction.extract(&self.encoder.encode(x));
-        let scores = self.similarity.scores(z.clone(), z.clone());
-        SslOutput::new(self.loss.loss(scores), embedding_std(z))
+        pair_forward(
+            "SimCLR",
+            &self.encoder,
+            &self.extraction,
+            &self.similarity,
+            &self.loss,
+            batch,
+        )
     }
 }
 
 crate::steps::plain_steps!(SimClr);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pins_the_first_step_loss() {
+        crate::common::testing::assert_first_step_loss(crate::MethodKind::Simclr, 4.441_635_6);
+    }
+}

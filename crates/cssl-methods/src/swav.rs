@@ -3,14 +3,17 @@
 //! encoder = ResNet; extraction = projection head, then the normalised
 //! embedding's scores against learnable **prototypes** (online clustering),
 //! codes by Sinkhorn-Knopp; similarity = cosine to the prototypes;
-//! loss = swapped prediction.
+//! loss = swapped prediction (its temperature divides the scores).
 //!
 //! After every optimiser step the prototypes are L2-renormalised; during the
-//! first epoch their gradient is dropped (frozen), as in the paper. A loss
-//! stuck at `ln K` means a uniform assignment (collapse).
+//! first `extraction.freeze_prototypes_epochs` of the run their gradient is
+//! dropped (frozen), as in the paper. The step counter behind the freeze is
+//! saved with checkpoints. A loss stuck at `ln K` means a uniform assignment
+//! (collapse).
 
+use crate::extraction::SwavExtraction;
 use crate::output::{embedding_std, fraction_of_columns_used, LOSS_OVER_LN_K, PROTOTYPES_USED};
-use crate::{OptimizerConfig, SslOutput};
+use crate::{OptimizerConfig, RunSchedule, SslMethod, SslOutput, SwavExtractionConfig};
 use burn::config::Config;
 use burn::module::{AutodiffModule, Module};
 use burn::optim::{GradientsParams, Optimizer};
@@ -18,10 +21,10 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 use burn::train::{TrainOutput, TrainStep};
 use cssl_augment::{pipelines, DatasetPreset, MultiViewAugmentation};
-use cssl_core::{l2_normalize, ContrastiveLoss, CsslError, Encoder, ViewBatch};
-use cssl_encoders::{AnyEncoder, EncoderConfig};
-use cssl_extract::{ProjectionHead, ProjectionHeadConfig, Prototypes, PrototypesConfig};
-use cssl_losses::{SwavLoss, SwavLossConfig};
+use cssl_core::{l2_normalize, ContrastiveLoss, CsslError, Encoder, Similarity, ViewBatch};
+use cssl_encoders::{AnyEncoder, EncoderConfig, ResNetConfig};
+use cssl_extract::{ProjectionHeadConfig, PrototypesConfig};
+use cssl_losses::{AnySimilarity, CosineSimilarityConfig, SimilarityConfig, SwavLoss, SwavLossConfig};
 
 /// SwAV: one config per characteristic, plus the optimiser.
 #[derive(Config, Debug)]
@@ -30,31 +33,51 @@ pub struct SwavConfig {
     pub augmentation: MultiViewAugmentation,
     /// 2. Encoder.
     pub encoder: EncoderConfig,
-    /// 3. Extraction: projection head ...
-    pub head: ProjectionHeadConfig,
-    /// ... and prototypes.
-    pub prototypes: PrototypesConfig,
-    /// Epochs during which the prototypes stay frozen (paper: 1).
-    #[config(default = 1)]
-    pub freeze_prototypes_epochs: usize,
-    /// 4 + 5. Cosine to the prototypes, swapped prediction (temperature, Sinkhorn).
+    /// 3. Extraction: projection head, prototypes, prototype freeze.
+    pub extraction: SwavExtractionConfig,
+    /// 4. Similarity of embeddings to prototypes: cosine, temperature 1
+    ///    (the loss's temperature, 0.1, divides the scores).
+    pub similarity: SimilarityConfig,
+    /// 5. Loss: swapped prediction (temperature, Sinkhorn).
     pub loss: SwavLossConfig,
     /// Optimiser and schedule.
     pub optimizer: OptimizerConfig,
 }
 
-impl SwavConfig {
-    /// The CPU default for Fashion-MNIST: the main job's small ResNet, head
-    /// 128-256-64, 100 prototypes (3,000 suit ImageNet-sized batches and
-    /// queues, not 128 images), crops 2 x 28 px (area 0.33-1) and 4 x 14 px
-    /// (0.10-0.33), temperature 0.1, Sinkhorn 3 x epsilon 0.05, AdamW 2e-3.
-    pub fn fashion_mnist() -> Self {
-        Self::cpu_default(&DatasetPreset::fashion_mnist(), 1)
+impl SslMethod for SwavConfig {
+    type Model<B: Backend> = Swav<B>;
+
+    const CPU_TRAIN_IMAGES: usize = 18_000;
+
+    /// The paper's recipe: ResNet-50, head 2048-2048-128, 3,000 prototypes
+    /// frozen for the first epoch, multi-crop 2 large crops at the preset's
+    /// side (area 0.14-1) and 6 at 3/7 of it (0.05-0.14), temperature 0.1,
+    /// Sinkhorn 3 x epsilon 0.05, LARS (cssl: AdamW).
+    fn paper(preset: &DatasetPreset, channels: usize) -> Self {
+        let encoder = ResNetConfig::resnet50(channels);
+        let head = ProjectionHeadConfig::new(encoder.out_channels())
+            .with_hidden_dim(2048)
+            .with_output_dim(128);
+        let small = preset.size * 3 / 7;
+        Self::new(
+            pipelines::swav(
+                preset,
+                &[(preset.size, 2, [0.14, 1.0]), (small, 6, [0.05, 0.14])],
+            ),
+            encoder.into(),
+            SwavExtractionConfig::new(head, PrototypesConfig::new(128)),
+            cosine(),
+            SwavLossConfig::new(),
+            OptimizerConfig::new(),
+        )
     }
 
-    /// [`Self::fashion_mnist`]'s recipe for any preset and channel count:
-    /// 2 crops at the preset's side, 4 at half of it.
-    pub fn cpu_default(preset: &DatasetPreset, channels: usize) -> Self {
+    /// The CPU default: the small ResNet, head 128-256-64, 100 prototypes
+    /// (3,000 suit ImageNet-sized batches and queues, not 128 images), crops
+    /// 2 at the preset's side (area 0.33-1) and 4 at half of it (0.10-0.33),
+    /// prototypes frozen for the first epoch, temperature 0.1, Sinkhorn 3 x
+    /// epsilon 0.05, AdamW 2e-3.
+    fn cpu_default(preset: &DatasetPreset, channels: usize) -> Self {
         let encoder = crate::common::small_resnet(channels);
         let head = crate::common::small_head(encoder.out_channels());
         Self::new(
@@ -66,15 +89,17 @@ impl SwavConfig {
                 ],
             ),
             encoder.into(),
-            head,
-            PrototypesConfig::new(crate::common::SMALL_EMBEDDING).with_count(100),
+            SwavExtractionConfig::new(
+                head,
+                PrototypesConfig::new(crate::common::SMALL_EMBEDDING).with_count(100),
+            ),
+            cosine(),
             SwavLossConfig::new(),
             crate::common::cpu_optimizer(),
         )
     }
 
-    /// Checks that the parts fit together.
-    pub fn validate(&self) -> cssl_core::Result<()> {
+    fn validate(&self, _schedule: &RunSchedule) -> cssl_core::Result<()> {
         self.encoder.validate()?;
         crate::common::validate_augmentation(&self.augmentation, None)?;
         let views = self.augmentation.views.len();
@@ -87,39 +112,38 @@ impl SwavConfig {
                 ),
             ));
         }
-        if self.head.input_dim != self.encoder.out_channels() {
-            return Err(CsslError::Shape {
-                what: "head.input_dim (the encoder's output channels)".into(),
-                expected: self.encoder.out_channels().to_string(),
-                got: self.head.input_dim.to_string(),
-            });
-        }
-        if self.prototypes.dim != self.head.output_dim {
-            return Err(CsslError::Shape {
-                what: "prototypes.dim (the head's output)".into(),
-                expected: self.head.output_dim.to_string(),
-                got: self.prototypes.dim.to_string(),
-            });
-        }
-        Ok(())
+        self.extraction.validate(self.encoder.out_channels())?;
+        self.similarity.validate()
     }
 
-    /// Builds the model; the prototypes stay frozen for the first
-    /// `freeze_prototypes_epochs * steps_per_epoch` steps.
-    pub fn init<B: Backend>(
+    fn init<B: Backend>(
         &self,
-        steps_per_epoch: usize,
+        schedule: &RunSchedule,
         device: &B::Device,
     ) -> cssl_core::Result<Swav<B>> {
-        self.validate()?;
+        self.validate(schedule)?;
         Ok(Swav {
             encoder: self.encoder.init(device),
-            head: self.head.init(device),
-            prototypes: self.prototypes.init(device),
+            extraction: self.extraction.init(schedule, device),
+            similarity: self.similarity.init(),
             loss: self.loss.init(),
-            step: 0,
-            freeze_steps: self.freeze_prototypes_epochs * steps_per_epoch,
         })
+    }
+
+    fn monitors(&self) -> Vec<&'static str> {
+        vec![LOSS_OVER_LN_K, PROTOTYPES_USED]
+    }
+}
+
+/// Cosine with temperature 1 (the loss applies SwAV's temperature).
+fn cosine() -> SimilarityConfig {
+    SimilarityConfig::Cosine(CosineSimilarityConfig::new().with_temperature(1.0))
+}
+
+impl SwavConfig {
+    /// [`SslMethod::cpu_default`] for the embedded Fashion-MNIST.
+    pub fn fashion_mnist() -> Self {
+        Self::cpu_default(&DatasetPreset::fashion_mnist(), 1)
     }
 }
 
@@ -128,11 +152,9 @@ impl SwavConfig {
 pub struct Swav<B: Backend> {
     /// The encoder (what evaluation and export keep).
     pub encoder: AnyEncoder<B>,
-    head: ProjectionHead<B>,
-    prototypes: Prototypes<B>,
+    extraction: SwavExtraction<B>,
+    similarity: AnySimilarity,
     loss: SwavLoss,
-    step: usize,
-    freeze_steps: usize,
 }
 
 impl<B: Backend> Swav<B> {
@@ -143,6 +165,7 @@ impl<B: Backend> Swav<B> {
     /// through the encoder together.
     pub fn forward(&self, batch: ViewBatch<B>) -> SslOutput<B> {
         let n = batch.batch_size();
+        let head = &self.extraction.head;
         let mut embeddings: Vec<Tensor<B, 2>> = Vec::with_capacity(batch.num_views());
         let mut group: Vec<Tensor<B, 4>> = Vec::new();
         let flush = |group: &mut Vec<Tensor<B, 4>>, out: &mut Vec<Tensor<B, 2>>| {
@@ -151,7 +174,7 @@ impl<B: Backend> Swav<B> {
             }
             let k = group.len();
             let z = l2_normalize(
-                self.head.forward(
+                head.forward(
                     self.encoder
                         .encode(Tensor::cat(std::mem::take(group), 0))
                         .pooled(),
@@ -167,9 +190,10 @@ impl<B: Backend> Swav<B> {
             group.push(v);
         }
         flush(&mut group, &mut embeddings);
+        let prototypes = self.extraction.prototypes.weight.val();
         let scores: Vec<Tensor<B, 2>> = embeddings
             .iter()
-            .map(|z| self.prototypes.scores(z.clone()))
+            .map(|z| self.similarity.scores(z.clone(), prototypes.clone()))
             .collect();
         let std = embedding_std(embeddings[0].clone());
         let k = scores[0].dims()[1];
@@ -183,7 +207,7 @@ impl<B: Backend> Swav<B> {
 
     /// Whether the prototypes are still frozen.
     pub fn prototypes_frozen(&self) -> bool {
-        self.step < self.freeze_steps
+        self.extraction.prototypes_frozen()
     }
 }
 
@@ -201,12 +225,9 @@ impl<B: AutodiffBackend> TrainStep for Swav<B> {
         O: Optimizer<Self, AB>,
         Self: AutodiffModule<AB>,
     {
-        if self.prototypes_frozen() {
-            self.prototypes.freeze::<B::InnerBackend>(&mut grads);
-        }
+        self.extraction.before_step::<B::InnerBackend>(&mut grads);
         let mut next = optim.step(lr, self, grads);
-        next.prototypes = next.prototypes.normalized();
-        next.step += 1;
+        next.extraction = next.extraction.after_step();
         next
     }
 }
@@ -224,24 +245,24 @@ mod tests {
     fn tiny() -> SwavConfig {
         let mut c = SwavConfig::fashion_mnist();
         c.encoder = crate::common::testing::tiny_resnet().into();
-        c.head = ProjectionHeadConfig::new(32)
+        c.extraction.head = ProjectionHeadConfig::new(32)
             .with_hidden_dim(32)
             .with_output_dim(16);
-        c.prototypes = PrototypesConfig::new(16).with_count(10);
+        c.extraction.prototypes = PrototypesConfig::new(16).with_count(10);
         c
     }
 
     fn proto(m: &Swav<B>) -> Vec<f32> {
-        m.prototypes.weight.val().into_data().to_vec().unwrap()
+        m.extraction.prototypes.weight.val().into_data().to_vec().unwrap()
     }
 
     #[test]
     fn frozen_then_trained_prototypes_stay_normalised_and_the_loss_falls() {
         let device = Default::default();
-        B::seed(&device, 6);
+        let _seed = crate::common::testing::seeded::<B>(6);
         let c = tiny();
-        // Frozen for the first 2 steps.
-        let mut model = c.init::<B>(2, &device).unwrap();
+        // Frozen for the first epoch: 2 steps.
+        let mut model = c.init::<B>(&RunSchedule::new(32, 16, 4), &device).unwrap();
         let b = crate::common::testing::fashion_batch::<B>(&c.augmentation, 16, &device);
         let mut optim = AdamWConfig::new().init();
         let mut losses = vec![];
@@ -260,6 +281,7 @@ mod tests {
                 );
             }
             let norms: Vec<f32> = model
+                .extraction
                 .prototypes
                 .weight
                 .val()
@@ -282,5 +304,10 @@ mod tests {
             losses[7] < losses[0] - 0.05,
             "SwAV loss did not fall: {losses:?}"
         );
+    }
+
+    #[test]
+    fn pins_the_first_step_loss() {
+        crate::common::testing::assert_first_step_loss(crate::MethodKind::Swav, 5.345_519_5);
     }
 }

@@ -5,18 +5,21 @@
 //! rejected at start-up.
 
 use burn::backend::{Autodiff, Flex};
-use burn::module::AutodiffModule;
+use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::optim::AdamWConfig;
 use burn::tensor::backend::Backend;
-use burn::train::TrainStep;
+use burn::tensor::Tensor;
+use burn::train::{InferenceStep, TrainStep};
 use cssl_augment::{pipelines, DatasetPreset};
 use cssl_core::{Augmentation, ViewBatch};
 use cssl_encoders::{AmdimEncoderConfig, EncoderConfig, ResNetConfig};
 use cssl_extract::ProjectionHeadConfig;
 use cssl_losses::{CosineSimilarityConfig, NtXentLossConfig, PairLossConfig, SimilarityConfig};
 use cssl_methods::{
-    AmdimConfig, ByolConfig, MethodConfig, MethodKind, SimClrConfig, SslOutput, YadimConfig,
+    AmdimConfig, ByolConfig, MethodConfig, MethodKind, Moco, PairExtractionConfig, RunSchedule,
+    SimClrConfig, SslModel, SslOutput, WithModel, YadimConfig,
 };
+use std::any::Any;
 
 type B = Autodiff<Flex>;
 
@@ -39,68 +42,118 @@ fn batch(augmentation: &dyn Augmentation, n: usize) -> ViewBatch<B> {
     }
 }
 
-/// Three steps on one batch; returns the loss before each and after the last. The backend is
-/// re-seeded before every step, so random draws inside a step (AMDIM's 5-5
-/// source locations) are the same each time: only the weights change.
-fn three_steps<M>(model: M, batch: ViewBatch<B>, lr: f64) -> Vec<f32>
-where
-    M: TrainStep<Input = ViewBatch<B>, Output = SslOutput<B>> + AutodiffModule<B>,
-{
-    steps_with(model, batch, lr, |_| ())
+/// Three steps on one batch (through `TrainStep::optimize`); returns the
+/// loss before each and after the last. The backend is re-seeded before every
+/// step, so random draws inside a step (AMDIM's 5-5 source locations) are the
+/// same each time: only the weights change.
+struct ThreeSteps {
+    batch: ViewBatch<B>,
+    lr: f64,
 }
 
-/// [`three_steps`] with `after(&model)` run after every optimiser step.
-fn steps_with<M>(mut model: M, batch: ViewBatch<B>, lr: f64, after: impl Fn(&M)) -> Vec<f32>
-where
-    M: TrainStep<Input = ViewBatch<B>, Output = SslOutput<B>> + AutodiffModule<B>,
-{
-    let device = Default::default();
-    let mut optim = AdamWConfig::new().init::<B, M>();
-    let mut losses = Vec::new();
-    for _ in 0..3 {
+impl WithModel<B> for ThreeSteps {
+    type Output = Vec<f32>;
+
+    fn run<M>(self, mut model: M) -> Vec<f32>
+    where
+        M: TrainStep<Input = ViewBatch<B>, Output = SslOutput<B>>
+            + AutodiffModule<B>
+            + core::fmt::Display
+            + 'static,
+        M::InnerModule:
+            InferenceStep<Input = ViewBatch<Flex>, Output = SslOutput<Flex>> + SslModel<Flex>,
+    {
+        let device = Default::default();
+        // On a fixed batch MoCo's queue would fill with the keys of the very
+        // same images, turning positives into negatives; restoring the
+        // initial negatives after each step stands in for a queue of other
+        // images, as in a real run.
+        let negatives = (&model as &dyn Any)
+            .downcast_ref::<Moco<B>>()
+            .map(|m| m.queue());
+        let mut optim = AdamWConfig::new().init::<B, M>();
+        let mut losses = Vec::new();
+        for _ in 0..3 {
+            B::seed(&device, 11);
+            let out = TrainStep::step(&model, self.batch.clone());
+            losses.push(out.item.loss.clone().into_scalar());
+            model = model.optimize(&mut optim, self.lr, out.grads);
+            if let (Some(q), Some(m)) = (&negatives, (&model as &dyn Any).downcast_ref::<Moco<B>>())
+            {
+                m.set_queue(q.clone());
+            }
+        }
         B::seed(&device, 11);
-        let out = TrainStep::step(&model, batch.clone());
-        losses.push(out.item.loss.clone().into_scalar());
-        model = model.optimize(&mut optim, lr, out.grads);
-        after(&model);
+        losses.push(TrainStep::step(&model, self.batch).item.loss.into_scalar());
+        losses
     }
-    // The loss after the third step.
-    B::seed(&device, 11);
-    losses.push(TrainStep::step(&model, batch).item.loss.into_scalar());
-    losses
 }
 
 /// The backend's random generator is global: tests that seed it run one at a
 /// time so that each sees its own seeds.
 static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// A schedule for batches of `n`: 100 steps per epoch, one epoch.
+fn schedule(n: usize) -> RunSchedule {
+    RunSchedule::new(100 * n, n, 1)
+}
+
 /// Builds `config` for batches of `n` and trains three steps.
 fn train(config: &MethodConfig, n: usize) -> Vec<f32> {
     let _one_at_a_time = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
-    config.validate(FASHION, n).expect("valid config");
+    let mut config = config.clone();
+    // No frozen prototypes: let SwAV's prototypes train in three steps too.
+    if let MethodConfig::Swav(c) = &mut config {
+        c.extraction.freeze_prototypes_epochs = 0.0;
+    }
+    config
+        .validate(FASHION, &schedule(n))
+        .expect("valid config");
     let device = Default::default();
     B::seed(&device, 7);
-    let b = batch(config.augmentation(), n);
+    let batch = batch(config.augmentation(), n);
     // Each method's own peak learning rate.
     let lr = config.optimizer().lr;
-    match config {
-        MethodConfig::Amdim(c) => three_steps(c.init::<B>(&device).unwrap(), b, lr),
-        MethodConfig::Cpc(c) => three_steps(c.init::<B>(&device).unwrap(), b, lr),
-        MethodConfig::Simclr(c) => three_steps(c.init::<B>(&device).unwrap(), b, lr),
-        MethodConfig::Moco(c) => {
-            // On a fixed batch the queue would fill with the keys of the very
-            // same images, turning positives into negatives; restoring the
-            // initial negatives after each step stands in for a queue of
-            // other images, as in a real run.
-            let model = c.init::<B>(n, &device).unwrap();
-            let negatives = model.queue();
-            steps_with(model, b, lr, move |m| m.set_queue(negatives.clone()))
+    config
+        .with_model(&schedule(n), &device, ThreeSteps { batch, lr })
+        .expect("model builds")
+}
+
+/// The encoder's weights, flattened, right after `config` builds its model
+/// with the backend seeded to `seed`.
+struct EncoderWeights;
+
+impl WithModel<B> for EncoderWeights {
+    type Output = Vec<f32>;
+
+    fn run<M>(self, model: M) -> Vec<f32>
+    where
+        M: TrainStep<Input = ViewBatch<B>, Output = SslOutput<B>>
+            + AutodiffModule<B>
+            + core::fmt::Display
+            + 'static,
+        M::InnerModule:
+            InferenceStep<Input = ViewBatch<Flex>, Output = SslOutput<Flex>> + SslModel<Flex>,
+    {
+        struct Flat(Vec<f32>);
+        impl ModuleVisitor<Flex> for Flat {
+            fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<Flex, D>>) {
+                self.0.extend(p.val().into_data().to_vec::<f32>().unwrap());
+            }
         }
-        MethodConfig::Byol(c) => three_steps(c.init::<B>(100, &device).unwrap(), b, lr),
-        // Steps per epoch 0: no frozen first epoch, the prototypes train too.
-        MethodConfig::Swav(c) => three_steps(c.init::<B>(0, &device).unwrap(), b, lr),
-        MethodConfig::Yadim(c) => three_steps(c.init::<B>(&device).unwrap(), b, lr),
+        let mut flat = Flat(Vec::new());
+        model.valid().encoder().visit(&mut flat);
+        flat.0
     }
+}
+
+fn initial_encoder(config: &MethodConfig, seed: u64) -> Vec<f32> {
+    let _one_at_a_time = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Default::default();
+    B::seed(&device, seed);
+    config
+        .with_model(&schedule(32), &device, EncoderWeights)
+        .unwrap()
 }
 
 fn assert_falls(name: &str, losses: &[f32]) {
@@ -149,7 +202,7 @@ fn byol_with_the_amdim_encoder() {
     c.encoder = AmdimEncoderConfig::new(16, 64, 1, 32)
         .with_in_channels(1)
         .into();
-    c.projector.input_dim = 64;
+    c.extraction.projector.input_dim = 64;
     assert_falls("byol + amdim encoder", &train(&MethodConfig::Byol(c), 16));
 }
 
@@ -174,7 +227,7 @@ fn yadim_with_a_resnet_and_nt_xent() {
 
 #[test]
 fn parts_that_do_not_fit_fail_at_start_up_naming_the_field() {
-    let err = |c: MethodConfig| c.validate(FASHION, 16).unwrap_err().to_string();
+    let err = |c: MethodConfig| c.validate(FASHION, &schedule(16)).unwrap_err().to_string();
 
     // AMDIM needs the AMDIM encoder's three maps.
     let mut c = AmdimConfig::fashion_mnist();
@@ -199,7 +252,7 @@ fn parts_that_do_not_fit_fail_at_start_up_naming_the_field() {
 
     // A head that does not read the encoder's width.
     let mut c = SimClrConfig::fashion_mnist();
-    c.extraction.head = ProjectionHeadConfig::new(7);
+    c.extraction = PairExtractionConfig::Projection(ProjectionHeadConfig::new(7));
     let e = err(MethodConfig::Simclr(c));
     assert!(e.contains("extraction.head.input_dim"), "{e}");
 
@@ -212,7 +265,7 @@ fn parts_that_do_not_fit_fail_at_start_up_naming_the_field() {
     // RGB pipeline settings against a gray encoder.
     let mut c = SimClrConfig::fashion_mnist();
     c.encoder = ResNetConfig::resnet18(3).into();
-    c.extraction.head = ProjectionHeadConfig::new(512);
+    c.extraction = PairExtractionConfig::Projection(ProjectionHeadConfig::new(512));
     let e = err(MethodConfig::Simclr(c));
     assert!(e.contains("encoder.in_channels"), "{e}");
 }
@@ -232,10 +285,135 @@ fn method_configs_round_trip_through_json() {
 fn every_method_default_fits_cifar_sized_rgb_images() {
     for kind in MethodKind::ALL {
         let c = kind.cpu_default(&DatasetPreset::cifar(), 3);
-        c.validate((3, 32, 32), 32)
+        c.validate((3, 32, 32), &schedule(32))
             .unwrap_or_else(|e| panic!("{}: {e}", kind.name()));
         // The Fashion-MNIST default is the same recipe at 28 px and 1 channel.
-        assert!(kind.fashion_mnist().validate(FASHION, 32).is_ok());
-        assert!(c.validate(FASHION, 32).is_err(), "{}", kind.name());
+        assert!(kind
+            .fashion_mnist()
+            .validate(FASHION, &schedule(32))
+            .is_ok());
+        assert!(
+            c.validate(FASHION, &schedule(32)).is_err(),
+            "{}",
+            kind.name()
+        );
     }
+}
+
+#[test]
+fn every_method_config_has_the_same_six_fields() {
+    let keys = |c: &MethodConfig| -> Vec<String> {
+        let json = serde_json::to_value(c).unwrap();
+        let (_, inner) = json.as_object().unwrap().iter().next().unwrap();
+        let mut k: Vec<String> = inner.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    for kind in MethodKind::ALL {
+        assert_eq!(
+            keys(&kind.fashion_mnist()),
+            [
+                "augmentation",
+                "encoder",
+                "extraction",
+                "loss",
+                "optimizer",
+                "similarity"
+            ],
+            "{}",
+            kind.name()
+        );
+    }
+}
+
+#[test]
+fn one_encoder_config_and_seed_give_the_same_initial_encoder_in_every_method() {
+    // Every ResNet method's default uses the same small ResNet; MoCo draws a
+    // queue and a momentum copy, SwAV prototypes, BYOL a target after it.
+    let resnet: Vec<MethodKind> = MethodKind::ALL
+        .into_iter()
+        .filter(|k| same_encoder(&k.fashion_mnist(), &MethodKind::Simclr.fashion_mnist()))
+        .collect();
+    assert!(resnet.len() >= 4, "{resnet:?}");
+    let reference = initial_encoder(&MethodKind::Simclr.fashion_mnist(), 42);
+    for kind in &resnet {
+        assert!(
+            initial_encoder(&kind.fashion_mnist(), 42) == reference,
+            "{}: another initial encoder for the same config and seed",
+            kind.name()
+        );
+    }
+    // AMDIM and YADIM share their CPU encoder too.
+    assert!(
+        initial_encoder(&MethodKind::Amdim.fashion_mnist(), 42)
+            == initial_encoder(&MethodKind::Yadim.fashion_mnist(), 42)
+    );
+    // Another seed, another encoder.
+    assert!(initial_encoder(&MethodKind::Simclr.fashion_mnist(), 43) != reference);
+}
+
+#[test]
+fn extraction_swaps_train() {
+    // SimCLR with YADIM's last-map extraction (no head).
+    let mut c = SimClrConfig::fashion_mnist();
+    c.extraction = PairExtractionConfig::LastMap;
+    assert_falls("simclr + last map", &train(&MethodConfig::Simclr(c), 16));
+    // YADIM with SimCLR's projection head.
+    let mut c = YadimConfig::fashion_mnist();
+    c.extraction = PairExtractionConfig::Projection(
+        ProjectionHeadConfig::new(c.encoder.out_channels())
+            .with_hidden_dim(128)
+            .with_output_dim(64),
+    );
+    assert_falls(
+        "yadim + projection head",
+        &train(&MethodConfig::Yadim(c), 16),
+    );
+    // BYOL without its momentum target: the target is the online projection,
+    // stop-gradient (SimSiam's extraction).
+    let mut c = ByolConfig::fashion_mnist();
+    c.extraction.momentum = None;
+    assert_falls("byol without target", &train(&MethodConfig::Byol(c), 16));
+}
+
+#[test]
+fn similarity_swaps_train_for_every_method() {
+    for kind in MethodKind::ALL {
+        let mut config = kind.fashion_mnist();
+        // Another kind of similarity than the method's own.
+        let swapped = match config.similarity() {
+            SimilarityConfig::Cosine(_) => SimilarityConfig::ScaledDot,
+            SimilarityConfig::Dot | SimilarityConfig::ScaledDot => {
+                SimilarityConfig::Cosine(CosineSimilarityConfig::new().with_temperature(0.2))
+            }
+        };
+        *config.similarity_mut() = swapped.clone();
+        let losses = train(&config, 32);
+        println!("{} with {swapped:?}: {losses:?}", kind.name());
+        assert_falls(&format!("{} + {swapped:?}", kind.name()), &losses);
+    }
+}
+
+#[test]
+fn loss_swaps_train() {
+    // SimCLR's pair loss replaced by AMDIM's NCE and by symmetric InfoNCE.
+    for loss in [
+        PairLossConfig::AmdimNce(cssl_losses::AmdimNceLossConfig::new()),
+        PairLossConfig::InfoNce,
+    ] {
+        let mut c = SimClrConfig::fashion_mnist();
+        c.loss = loss.clone();
+        assert_falls(
+            &format!("simclr + {loss:?}"),
+            &train(&MethodConfig::Simclr(c), 16),
+        );
+    }
+    // BYOL with SimSiam's negative cosine.
+    let mut c = ByolConfig::fashion_mnist();
+    c.loss = cssl_losses::RegressionLossConfig::NegativeCosine;
+    assert_falls("byol + negative cosine", &train(&MethodConfig::Byol(c), 16));
+}
+
+fn same_encoder(a: &MethodConfig, b: &MethodConfig) -> bool {
+    serde_json::to_string(a.encoder()).unwrap() == serde_json::to_string(b.encoder()).unwrap()
 }

@@ -8,7 +8,7 @@ use burn::tensor::{Tensor, TensorData};
 use cssl_core::{Augmentation, CsslError, Image, ViewBatch};
 use cssl_encoders::ResNetConfig;
 use cssl_extract::ProjectionHeadConfig;
-use cssl_methods::SimClrConfig;
+use cssl_methods::{PairExtractionConfig, RunSchedule, SimClrConfig, SslMethod};
 
 type B = Autodiff<Flex>;
 
@@ -19,10 +19,16 @@ fn tiny_config() -> SimClrConfig {
         .with_cifar_stem(true)
         .with_cifar_stem_stride(2)
         .into();
-    c.extraction.head = ProjectionHeadConfig::new(c.encoder.out_channels())
-        .with_hidden_dim(32)
-        .with_output_dim(16);
+    c.extraction = PairExtractionConfig::Projection(
+        ProjectionHeadConfig::new(c.encoder.out_channels())
+            .with_hidden_dim(32)
+            .with_output_dim(16),
+    );
     c
+}
+
+fn schedule() -> RunSchedule {
+    RunSchedule::new(160, 16, 1)
 }
 
 /// The first 16 Fashion-MNIST training images (the embedded copy).
@@ -36,7 +42,7 @@ fn a_few_steps_on_a_small_fashion_mnist_subset_lower_the_loss() {
     let device = Default::default();
     let config = tiny_config();
     B::seed(&device, 1);
-    let mut model = config.init::<B>(&device).unwrap();
+    let mut model = config.init::<B>(&schedule(), &device).unwrap();
     let aug = config.augmentation.clone();
     let imgs = images();
     // One fixed batch of two views per image.
@@ -73,8 +79,12 @@ fn a_few_steps_on_a_small_fashion_mnist_subset_lower_the_loss() {
 #[test]
 fn a_head_that_does_not_read_the_encoder_width_is_a_shape_error() {
     let mut c = tiny_config();
-    c.extraction.head.input_dim += 1;
-    let err = c.init::<Flex>(&Default::default()).unwrap_err();
+    if let PairExtractionConfig::Projection(head) = &mut c.extraction {
+        head.input_dim += 1;
+    }
+    let err = c
+        .init::<Flex>(&schedule(), &Default::default())
+        .unwrap_err();
     assert!(matches!(err, CsslError::Shape { .. }), "{err}");
     assert!(
         err.to_string().contains("extraction.head.input_dim"),
@@ -91,7 +101,7 @@ fn invalid_augmentation_names_the_field() {
         .position(|op| matches!(op, cssl_augment::Op::RandomGrayscale { .. }))
         .expect("SimCLR grays");
     c.augmentation.views[0].ops[gray] = cssl_augment::Op::RandomGrayscale { p: 2.0 };
-    let err = c.validate().unwrap_err();
+    let err = c.validate(&schedule()).unwrap_err();
     assert!(
         err.to_string()
             .contains(&format!("augmentation.views[0].ops[{gray}].p")),

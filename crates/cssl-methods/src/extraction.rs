@@ -1,0 +1,460 @@
+//! Characteristic 3 of every method as one config type each: the `extraction`
+//! field of a method config holds *everything* that turns the encoder's maps
+//! into what the similarity compares, including the state it carries across
+//! steps (momentum target, queue, prototypes) and the schedules of that state.
+//!
+//! | type | methods | holds |
+//! |---|---|---|
+//! | [`PairExtractionConfig`] | SimCLR, YADIM | projection head, or the last map alone |
+//! | [`PredictorExtractionConfig`] | BYOL, SimSiam | projector, predictor, and a momentum target (BYOL) or none (SimSiam: stop-gradient) |
+//! | [`MocoExtractionConfig`] | MoCo v2 | head, momentum target, queue |
+//! | [`SwavExtractionConfig`] | SwAV | head, prototypes, prototype freeze |
+//! | [`CpcExtractionConfig`] | CPC v2 | context network, prediction steps |
+//! | [`AmdimExtractionConfig`] | AMDIM | the 1-5, 1-7, 5-5 comparisons |
+//!
+//! Methods of one family share the type, so an extraction swap inside a
+//! family is a config edit (SimCLR with YADIM's last map; BYOL without its
+//! momentum target is SimSiam's extraction).
+
+use crate::common::same_dim;
+use crate::RunSchedule;
+use burn::config::Config;
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+use cssl_core::{l2_normalize, CsslError, Encoder, Similarity};
+use cssl_encoders::{AnyEncoder, EncoderConfig};
+use cssl_extract::{
+    copy_weights, ema_update, CpcContext, CpcContextConfig, MomentumConfig, NegativesQueue,
+    NegativesQueueConfig, ProjectionHead, ProjectionHeadConfig, Prototypes, PrototypesConfig,
+    StepCounter,
+};
+
+pub use cssl_extract::{PairExtraction, PairExtractionConfig};
+
+/// The momentum (EMA) target of BYOL and MoCo: copies of the online encoder
+/// and head, with their own `ParamId`s and no gradient, that follow the online
+/// network by [`ema_update`] after every optimiser step, with `tau` from
+/// [`MomentumConfig`] over the run's [`RunSchedule::total_steps`]. The step
+/// counter is saved with checkpoints.
+#[derive(Module, Debug)]
+pub struct MomentumTarget<B: Backend> {
+    encoder: AnyEncoder<B>,
+    head: ProjectionHead<B>,
+    steps: StepCounter<B>,
+    tau0: f64,
+    cosine_schedule: bool,
+    total_steps: usize,
+}
+
+impl<B: Backend> MomentumTarget<B> {
+    /// Copies of `encoder` and `head` (built from their configs, then
+    /// overwritten with the online weights).
+    pub fn new(
+        config: &MomentumConfig,
+        (encoder_config, encoder): (&EncoderConfig, &AnyEncoder<B>),
+        (head_config, head): (&ProjectionHeadConfig, &ProjectionHead<B>),
+        schedule: &RunSchedule,
+        device: &B::Device,
+    ) -> Self {
+        Self {
+            encoder: copy_weights(encoder_config.init(device), encoder).no_grad(),
+            head: copy_weights(head_config.init(device), head).no_grad(),
+            steps: StepCounter::new(device),
+            tau0: config.tau0,
+            cosine_schedule: config.cosine_schedule,
+            total_steps: schedule.total_steps,
+        }
+    }
+
+    /// The target's head output for `x` (pooled last map, then the head),
+    /// detached.
+    ///
+    /// # Shapes
+    /// `x`: `[n, c, h, w]` -> `[n, head output]`.
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
+        self.head.forward(self.encoder.encode(x).pooled()).detach()
+    }
+
+    /// The target encoder.
+    pub fn encoder(&self) -> &AnyEncoder<B> {
+        &self.encoder
+    }
+
+    /// The target head.
+    pub fn head(&self) -> &ProjectionHead<B> {
+        &self.head
+    }
+
+    /// The momentum the next update uses.
+    pub fn tau(&self) -> f64 {
+        MomentumConfig {
+            tau0: self.tau0,
+            cosine_schedule: self.cosine_schedule,
+        }
+        .tau(self.steps.get(), self.total_steps)
+    }
+
+    /// `target <- tau * target + (1 - tau) * online` for encoder and head,
+    /// then advances the schedule.
+    pub fn update(mut self, encoder: &AnyEncoder<B>, head: &ProjectionHead<B>) -> Self {
+        let tau = self.tau();
+        self.encoder = ema_update(self.encoder, encoder, tau);
+        self.head = ema_update(self.head, head, tau);
+        self.steps.advance();
+        self
+    }
+}
+
+/// Checks a momentum config.
+fn validate_momentum(m: &MomentumConfig, field: &str) -> cssl_core::Result<()> {
+    if !(0.0..=1.0).contains(&m.tau0) {
+        return Err(CsslError::config(
+            format!("{field}.tau0"),
+            format!("{}: must be in [0, 1]", m.tau0),
+        ));
+    }
+    Ok(())
+}
+
+/// BYOL's and SimSiam's extraction: an online projector g and predictor q;
+/// the target branch is a momentum copy of encoder and projector (BYOL) or,
+/// without `momentum`, the online projection itself with its gradient stopped
+/// (SimSiam: "the target ... is the online network with stop-gradient").
+#[derive(Config, Debug)]
+pub struct PredictorExtractionConfig {
+    /// The projector g.
+    pub projector: ProjectionHeadConfig,
+    /// The predictor q (online branch only).
+    pub predictor: ProjectionHeadConfig,
+    /// The momentum target's settings; `None`: no target network.
+    pub momentum: Option<MomentumConfig>,
+}
+
+impl PredictorExtractionConfig {
+    /// Checks the widths against an encoder of `encoder_dim` channels.
+    pub fn validate(&self, encoder_dim: usize) -> cssl_core::Result<()> {
+        same_dim(
+            "extraction.projector.input_dim (the encoder's output channels)",
+            encoder_dim,
+            self.projector.input_dim,
+        )?;
+        same_dim(
+            "extraction.predictor.input_dim (the projector's output)",
+            self.projector.output_dim,
+            self.predictor.input_dim,
+        )?;
+        same_dim(
+            "extraction.predictor.output_dim (the projector's output)",
+            self.projector.output_dim,
+            self.predictor.output_dim,
+        )?;
+        match &self.momentum {
+            Some(m) => validate_momentum(m, "extraction.momentum"),
+            None => Ok(()),
+        }
+    }
+
+    /// Builds the extraction for `encoder` (built first, so that its random
+    /// init does not depend on what comes after it).
+    pub fn init<B: Backend>(
+        &self,
+        (encoder_config, encoder): (&EncoderConfig, &AnyEncoder<B>),
+        schedule: &RunSchedule,
+        device: &B::Device,
+    ) -> PredictorExtraction<B> {
+        let projector = self.projector.init(device);
+        let target = self.momentum.as_ref().map(|m| {
+            MomentumTarget::new(
+                m,
+                (encoder_config, encoder),
+                (&self.projector, &projector),
+                schedule,
+                device,
+            )
+        });
+        PredictorExtraction {
+            projector,
+            predictor: self.predictor.init(device),
+            target,
+        }
+    }
+}
+
+/// See [`PredictorExtractionConfig`].
+#[derive(Module, Debug)]
+pub struct PredictorExtraction<B: Backend> {
+    projector: ProjectionHead<B>,
+    predictor: ProjectionHead<B>,
+    target: Option<MomentumTarget<B>>,
+}
+
+impl<B: Backend> PredictorExtraction<B> {
+    /// The paired similarities `(s_12, s_21)` of each view's prediction with
+    /// the other view's (stop-gradient) target, and the online projections.
+    ///
+    /// # Shapes
+    /// `x`: both views as one `[2N, c, h, w]` batch. Returns `[N]`, `[N]`,
+    /// `[2N, D]`.
+    pub fn paired_scores<S: Similarity<B>>(
+        &self,
+        encoder: &AnyEncoder<B>,
+        x: Tensor<B, 4>,
+        similarity: &S,
+    ) -> (Tensor<B, 1>, Tensor<B, 1>, Tensor<B, 2>) {
+        let n = x.dims()[0] / 2;
+        let z = self.projector.forward(encoder.encode(x.clone()).pooled());
+        let p = self.predictor.forward(z.clone());
+        let t = match &self.target {
+            Some(target) => target.forward(x),
+            None => z.clone().detach(),
+        };
+        let d = p.dims()[1];
+        let half = |m: &Tensor<B, 2>, k: usize| m.clone().slice([k * n..(k + 1) * n, 0..d]);
+        let s12 = similarity.paired(half(&p, 0), half(&t, 1));
+        let s21 = similarity.paired(half(&p, 1), half(&t, 0));
+        (s12, s21, z)
+    }
+
+    /// The online projector.
+    pub fn projector(&self) -> &ProjectionHead<B> {
+        &self.projector
+    }
+
+    /// The momentum target, if any.
+    pub fn target(&self) -> Option<&MomentumTarget<B>> {
+        self.target.as_ref()
+    }
+
+    /// Moves the momentum target (if any) towards `encoder` and the projector.
+    pub fn update_target(mut self, encoder: &AnyEncoder<B>) -> Self {
+        self.target = self
+            .target
+            .map(|target| target.update(encoder, &self.projector));
+        self
+    }
+}
+
+/// MoCo v2's extraction: the MLP head (v2) for queries, a momentum key
+/// encoder + head, and the queue of past keys as negatives.
+#[derive(Config, Debug)]
+pub struct MocoExtractionConfig {
+    /// The MLP head (queries; the key head is its momentum copy).
+    pub head: ProjectionHeadConfig,
+    /// The key network's momentum and schedule.
+    pub momentum: MomentumConfig,
+    /// The queue of negative keys.
+    pub queue: NegativesQueueConfig,
+}
+
+impl MocoExtractionConfig {
+    /// Checks widths and the queue against the encoder and the schedule.
+    pub fn validate(&self, encoder_dim: usize, schedule: &RunSchedule) -> cssl_core::Result<()> {
+        same_dim(
+            "extraction.head.input_dim (the encoder's output channels)",
+            encoder_dim,
+            self.head.input_dim,
+        )?;
+        same_dim(
+            "extraction.queue.dim (the head's output)",
+            self.head.output_dim,
+            self.queue.dim,
+        )?;
+        validate_momentum(&self.momentum, "extraction.momentum")?;
+        self.queue.validate(schedule.batch_size)
+    }
+
+    /// Builds head, key network and queue for `encoder` (built first).
+    pub fn init<B: Backend>(
+        &self,
+        (encoder_config, encoder): (&EncoderConfig, &AnyEncoder<B>),
+        schedule: &RunSchedule,
+        device: &B::Device,
+    ) -> cssl_core::Result<MocoExtraction<B>> {
+        let head = self.head.init(device);
+        let target = MomentumTarget::new(
+            &self.momentum,
+            (encoder_config, encoder),
+            (&self.head, &head),
+            schedule,
+            device,
+        );
+        Ok(MocoExtraction {
+            head,
+            target,
+            queue: self.queue.init(schedule.batch_size, device)?,
+        })
+    }
+}
+
+/// See [`MocoExtractionConfig`].
+#[derive(Module, Debug)]
+pub struct MocoExtraction<B: Backend> {
+    /// The query head.
+    pub head: ProjectionHead<B>,
+    /// The key encoder and head.
+    pub target: MomentumTarget<B>,
+    /// The negatives.
+    pub queue: NegativesQueue<B>,
+}
+
+impl<B: Backend> MocoExtraction<B> {
+    /// Queries `[N, D]` (through the online encoder and head) and unit keys
+    /// `[N, D]` (through the key network, detached).
+    pub fn queries_and_keys(
+        &self,
+        encoder: &AnyEncoder<B>,
+        xq: Tensor<B, 4>,
+        xk: Tensor<B, 4>,
+    ) -> (Tensor<B, 2>, Tensor<B, 2>) {
+        let q = self.head.forward(encoder.encode(xq).pooled());
+        let k = l2_normalize(self.target.forward(xk)).detach();
+        (q, k)
+    }
+
+    /// Moves the key network towards `encoder` and the query head.
+    pub fn update_target(mut self, encoder: &AnyEncoder<B>) -> Self {
+        self.target = self.target.update(encoder, &self.head);
+        self
+    }
+}
+
+/// SwAV's extraction: projection head, then scores against learnable
+/// prototypes (online clustering), the prototypes frozen for the first part
+/// of the run.
+#[derive(Config, Debug)]
+pub struct SwavExtractionConfig {
+    /// The projection head.
+    pub head: ProjectionHeadConfig,
+    /// The prototypes.
+    pub prototypes: PrototypesConfig,
+    /// Epochs (fractions allowed) during which the prototypes stay frozen,
+    /// measured on the run's schedule (paper: 1 epoch of 100-800).
+    #[config(default = 1.0)]
+    pub freeze_prototypes_epochs: f64,
+}
+
+impl SwavExtractionConfig {
+    /// Checks widths against an encoder of `encoder_dim` channels.
+    pub fn validate(&self, encoder_dim: usize) -> cssl_core::Result<()> {
+        same_dim(
+            "extraction.head.input_dim (the encoder's output channels)",
+            encoder_dim,
+            self.head.input_dim,
+        )?;
+        same_dim(
+            "extraction.prototypes.dim (the head's output)",
+            self.head.output_dim,
+            self.prototypes.dim,
+        )?;
+        if !(self.freeze_prototypes_epochs >= 0.0) {
+            return Err(CsslError::config(
+                "extraction.freeze_prototypes_epochs",
+                format!("{}: must be >= 0", self.freeze_prototypes_epochs),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Builds head and prototypes; the freeze lasts
+    /// `freeze_prototypes_epochs` of `schedule`'s epochs.
+    pub fn init<B: Backend>(
+        &self,
+        schedule: &RunSchedule,
+        device: &B::Device,
+    ) -> SwavExtraction<B> {
+        SwavExtraction {
+            head: self.head.init(device),
+            prototypes: self.prototypes.init(device),
+            steps: StepCounter::new(device),
+            freeze_steps: schedule.steps_of_epochs(self.freeze_prototypes_epochs),
+        }
+    }
+}
+
+/// See [`SwavExtractionConfig`].
+#[derive(Module, Debug)]
+pub struct SwavExtraction<B: Backend> {
+    /// The projection head.
+    pub head: ProjectionHead<B>,
+    /// The prototypes.
+    pub prototypes: Prototypes<B>,
+    steps: StepCounter<B>,
+    freeze_steps: usize,
+}
+
+impl<B: Backend> SwavExtraction<B> {
+    /// Whether the prototypes are still frozen.
+    pub fn prototypes_frozen(&self) -> bool {
+        self.steps.get() < self.freeze_steps
+    }
+
+    /// Before the optimiser step: drops the prototypes' gradient while they
+    /// are frozen. `IB` is the backend the gradients live on.
+    pub fn before_step<IB: Backend>(&self, grads: &mut GradientsParams) {
+        if self.prototypes_frozen() {
+            self.prototypes.freeze::<IB>(grads);
+        }
+    }
+
+    /// After the optimiser step: renormalises the prototypes, counts the step.
+    pub fn after_step(mut self) -> Self {
+        self.prototypes = self.prototypes.normalized();
+        self.steps.advance();
+        self
+    }
+}
+
+/// CPC v2's extraction: the masked context network over the patch grid and
+/// how far below it predicts.
+#[derive(Config, Debug)]
+pub struct CpcExtractionConfig {
+    /// The context network (its `channels` = the encoder's output channels).
+    pub context: CpcContextConfig,
+    /// Predict `1..=max_steps` rows below (fewer when the grid is short).
+    pub max_steps: usize,
+}
+
+impl CpcExtractionConfig {
+    /// Checks the context network against an encoder of `encoder_dim` channels.
+    pub fn validate(&self, encoder_dim: usize) -> cssl_core::Result<()> {
+        same_dim(
+            "extraction.context.channels (the encoder's output channels)",
+            encoder_dim,
+            self.context.channels,
+        )?;
+        if self.max_steps == 0 {
+            return Err(CsslError::config(
+                "extraction.max_steps",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Builds the context network.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> CpcExtraction<B> {
+        CpcExtraction {
+            context: self.context.init(device),
+            max_steps: self.max_steps,
+        }
+    }
+}
+
+/// See [`CpcExtractionConfig`].
+#[derive(Module, Debug)]
+pub struct CpcExtraction<B: Backend> {
+    /// The context network.
+    pub context: CpcContext<B>,
+    /// Rows ahead predicted at most.
+    pub max_steps: usize,
+}
+
+/// AMDIM's extraction: the 1-5, 1-7 and 5-5 comparisons between the two
+/// views' maps (global 1x1 vector against the other view's 5x5 and 7x7
+/// locations, and one random 5x5 location against the other view's 5x5
+/// map), both directions. No parameters; it needs an encoder that returns
+/// AMDIM's `[r7, r5, r1]` maps.
+#[derive(Config, Debug)]
+pub struct AmdimExtractionConfig {}

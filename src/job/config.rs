@@ -1,0 +1,201 @@
+//! What a run is: its dataset, options and method config (`config.json`).
+
+use cssl_augment::DatasetPreset;
+use cssl_core::{CsslError, Result};
+use cssl_data::{Cifar10, FashionMnist, ImageDataset};
+use cssl_methods::{MethodConfig, MethodKind, RunSchedule};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The datasets the job runs on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Dataset {
+    /// Fashion-MNIST (embedded; `--data DIR` reads the four idx files).
+    #[default]
+    #[serde(rename = "fashion-mnist")]
+    FashionMnist,
+    /// CIFAR-10 (`--data DIR`: `cifar-10-batches-bin/`).
+    #[serde(rename = "cifar10")]
+    Cifar10,
+}
+
+impl Dataset {
+    /// Every dataset the job reads.
+    pub const ALL: [Dataset; 2] = [Self::FashionMnist, Self::Cifar10];
+
+    /// The name in `config.json` and `--dataset`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::FashionMnist => "fashion-mnist",
+            Self::Cifar10 => "cifar10",
+        }
+    }
+
+    /// The augmentation preset and channel count, for
+    /// [`MethodKind::cpu_default`].
+    pub fn preset(self) -> (DatasetPreset, usize) {
+        match self {
+            Self::FashionMnist => (DatasetPreset::fashion_mnist(), 1),
+            Self::Cifar10 => (DatasetPreset::cifar(), 3),
+        }
+    }
+
+    /// Loads the splits from `dir`, or Fashion-MNIST's embedded copy when
+    /// `dir` is `None`.
+    ///
+    /// # Errors
+    /// CIFAR-10 without a directory (it is not shipped), or any reader error
+    /// naming the file.
+    pub fn load(self, dir: Option<&Path>) -> Result<Splits> {
+        let (train, test) = match (self, dir) {
+            (Self::FashionMnist, None) => FashionMnist::embedded().map(|d| (d.train, d.test))?,
+            (Self::FashionMnist, Some(dir)) => {
+                FashionMnist::load(dir).map(|d| (d.train, d.test))?
+            }
+            (Self::Cifar10, Some(dir)) => Cifar10::load(dir).map(|d| (d.train, d.test))?,
+            (Self::Cifar10, None) => {
+                return Err(CsslError::config(
+                    "data",
+                    "CIFAR-10 is not shipped: pass --data DIR, the directory with \
+                     data_batch_1.bin .. data_batch_5.bin and test_batch.bin",
+                ))
+            }
+        };
+        Ok(Splits { train, test })
+    }
+}
+
+impl std::str::FromStr for Dataset {
+    type Err = CsslError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| {
+                CsslError::config(
+                    "dataset",
+                    format!(
+                        "unknown dataset `{s}`; expected one of {}",
+                        Self::ALL.map(|d| d.name()).join(", ")
+                    ),
+                )
+            })
+    }
+}
+
+/// A dataset's splits.
+#[derive(Clone, Debug)]
+pub struct Splits {
+    /// The train split.
+    pub train: ImageDataset,
+    /// The test split.
+    pub test: ImageDataset,
+}
+
+/// Options of a run (all have CLI flags).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JobOptions {
+    /// Pretraining epochs.
+    pub epochs: usize,
+    /// Images per batch.
+    pub batch_size: usize,
+    /// Pretrain on this many train images (spread evenly over the split); 0 = all.
+    pub train_subset: usize,
+    /// Fit the probes on this many train images (spread evenly); 0 = all.
+    pub probe_subset: usize,
+    /// Score the probes on this many test images (spread evenly); 0 = all.
+    pub test_subset: usize,
+    /// Seed of initialisation, shuffling and augmentation.
+    pub seed: u64,
+    /// Run directory.
+    pub out: PathBuf,
+    /// Also score raw pixels with the same probes (a baseline to beat).
+    pub raw_pixel_baseline: bool,
+    /// Read the dataset from this directory instead of the embedded copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl JobOptions {
+    /// The defaults of `method` on `dataset`: 2 epochs of batches of 128 over
+    /// the method's [`MethodKind::cpu_train_images`] (sized so that
+    /// pretraining plus evaluation take about ten minutes on two CPU cores),
+    /// probes fit on 10,000 train images and scored on the whole test split,
+    /// seed 42, run directory `runs/<method>-<dataset>`.
+    pub fn for_method(method: MethodKind, dataset: Dataset) -> Self {
+        Self {
+            epochs: 2,
+            batch_size: 128,
+            train_subset: method.cpu_train_images(),
+            probe_subset: 10_000,
+            test_subset: 0,
+            seed: 42,
+            out: PathBuf::from(format!("runs/{}-{}", method.name(), dataset.name())),
+            raw_pixel_baseline: true,
+            data_dir: None,
+        }
+    }
+}
+
+/// What `config.json` holds: replaying it (`cssl pretrain --config`) reruns
+/// the same job.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// The dataset.
+    pub dataset: Dataset,
+    /// The job's options.
+    pub options: JobOptions,
+    /// The method with all five parts and its optimiser.
+    pub method: MethodConfig,
+}
+
+impl RunConfig {
+    /// `method`'s CPU default on `dataset` with its default options.
+    pub fn default_for(method: MethodKind, dataset: Dataset) -> Self {
+        let (preset, channels) = dataset.preset();
+        Self {
+            dataset,
+            options: JobOptions::for_method(method, dataset),
+            method: method.cpu_default(&preset, channels),
+        }
+    }
+
+    /// Reads a run's `config.json` (or any file in its format).
+    ///
+    /// # Errors
+    /// The file cannot be read, or is not a run config (the message gives the
+    /// line and column).
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| CsslError::io(path, e))?;
+        serde_json::from_str(&text).map_err(|e| CsslError::Format {
+            path: path.into(),
+            offset: byte_offset(&text, e.line(), e.column()),
+            reason: format!("not a cssl run config: {e}"),
+        })
+    }
+
+    /// The schedule of pretraining on `train_images` images.
+    pub fn schedule(&self, train_images: usize) -> RunSchedule {
+        RunSchedule::new(train_images, self.options.batch_size, self.options.epochs)
+    }
+}
+
+/// The byte offset of 1-based `line`, `column` in `text`.
+fn byte_offset(text: &str, line: usize, column: usize) -> u64 {
+    let start: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    (start + column.saturating_sub(1)) as u64
+}
+
+/// `data` itself for `n == 0`, else `n` images spread evenly over it.
+pub fn subset(data: &ImageDataset, n: usize) -> ImageDataset {
+    if n == 0 {
+        data.clone()
+    } else {
+        data.spread(n)
+    }
+}
