@@ -22,6 +22,11 @@ pub struct ProjectionHeadConfig {
     /// Batch norm after each hidden Linear.
     #[config(default = true)]
     pub batch_norm: bool,
+    /// Batch norm after the output Linear too (no ReLU there). SimSiam's
+    /// projector: "BN applied to each fully-connected layer, including its
+    /// output fc. Its output fc has no ReLU."
+    #[config(default = false)]
+    pub output_batch_norm: bool,
 }
 
 impl ProjectionHeadConfig {
@@ -61,7 +66,12 @@ impl ProjectionHeadConfig {
         }
         ProjectionHead {
             hidden,
-            output: LinearConfig::new(d, self.output_dim).init(device),
+            output: LinearConfig::new(d, self.output_dim)
+                .with_bias(!self.output_batch_norm)
+                .init(device),
+            output_bn: self
+                .output_batch_norm
+                .then(|| BatchNormConfig::new(self.output_dim).init(device)),
         }
     }
 }
@@ -78,6 +88,7 @@ pub struct HiddenLayer<B: Backend> {
 pub struct ProjectionHead<B: Backend> {
     hidden: Vec<HiddenLayer<B>>,
     output: Linear<B>,
+    output_bn: Option<BatchNorm<B>>,
 }
 
 impl<B: Backend> ProjectionHead<B> {
@@ -92,6 +103,40 @@ impl<B: Backend> ProjectionHead<B> {
             }
             x = relu(x);
         }
-        self.output.forward(x)
+        let x = self.output.forward(x);
+        match &self.output_bn {
+            Some(bn) => bn.forward(x),
+            None => x,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use burn::tensor::Distribution;
+
+    type B = Autodiff<Flex>;
+
+    #[test]
+    fn an_output_batch_norm_normalises_every_output_column() {
+        let d = Default::default();
+        let head = ProjectionHeadConfig::new(6)
+            .with_hidden_dim(8)
+            .with_output_dim(4)
+            .with_num_layers(3)
+            .with_output_batch_norm(true)
+            .init::<B>(&d);
+        let x = Tensor::<B, 2>::random([32, 6], Distribution::Normal(2.0, 3.0), &d);
+        let y = head.forward(x);
+        // Training mode: batch statistics, gamma 1, beta 0 -> mean 0, variance 1.
+        let mean: Vec<f32> = y.clone().mean_dim(0).into_data().to_vec().unwrap();
+        let var: Vec<f32> = y.var_bias(0).into_data().to_vec().unwrap();
+        assert!(mean.iter().all(|m| m.abs() < 1e-4), "{mean:?}");
+        assert!(var.iter().all(|v| (v - 1.0).abs() < 1e-2), "{var:?}");
+        // 3 Linear layers, 3 batch norms; the BN'd Linears have no bias.
+        assert_eq!(head.hidden.len(), 2);
+        assert!(head.output.bias.is_none() && head.output_bn.is_some());
     }
 }
