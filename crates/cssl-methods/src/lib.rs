@@ -49,6 +49,8 @@ method::methods! {
     Swav => swav::{Swav, SwavConfig}, "swav";
     /// YADIM (Falcon & Cho, 2020).
     Yadim => yadim::{Yadim, YadimConfig}, "yadim";
+    /// SimSiam (Chen & He, 2021).
+    Simsiam => simsiam::{SimSiam, SimSiamConfig}, "simsiam";
 }
 
 pub use common::{
