@@ -16,6 +16,7 @@
 //! | [`Byol`] | [`pipelines::byol`](cssl_augment::pipelines::byol) | [`ResNet`](cssl_encoders::ResNet) | [`PredictorExtractionConfig`]: projector, predictor, [`MomentumTarget`] | cosine | [`RegressionLossConfig::Byol`](cssl_losses::RegressionLossConfig) |
 //! | [`Swav`] | [`pipelines::swav`](cssl_augment::pipelines::swav) (multi-crop) | [`ResNet`](cssl_encoders::ResNet) | [`SwavExtractionConfig`]: head, [`Prototypes`](cssl_extract::Prototypes), freeze | cosine to prototypes | [`SwavLoss`](cssl_losses::SwavLoss) |
 //! | [`Yadim`] | [`pipelines::yadim`](cssl_augment::pipelines::yadim) | [`AmdimEncoder`](cssl_encoders::AmdimEncoder) (any) | [`PairExtractionConfig::LastMap`] | dot (scaled by 1/sqrt(d)) | [`PairLossConfig::AmdimNce`](cssl_losses::PairLossConfig) |
+//! | [`SimSiam`] | [`pipelines::moco2`](cssl_augment::pipelines::moco2) | [`ResNet`](cssl_encoders::ResNet) | [`PredictorExtractionConfig`] without a target (stop-gradient) | cosine | [`RegressionLossConfig::NegativeCosine`](cssl_losses::RegressionLossConfig) |
 //!
 //! Each method is one line of the registry below: it generates
 //! [`MethodKind`], [`MethodConfig`] and [`MethodConfig::with_model`], the one
