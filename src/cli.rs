@@ -38,10 +38,10 @@ enum Command {
 /// `cssl pretrain`.
 #[derive(Args, Debug)]
 pub struct PretrainArgs {
-    /// Method to pretrain [default: simclr, or the config's].
+    /// Method to pretrain (with `--config`: the config's).
     #[arg(long, value_parser = method_parser())]
     method: Option<MethodKind>,
-    /// Replay a run: a `config.json` a run wrote (method with all five parts,
+    /// Replay a run: a `config.json` a run wrote (the method with its six fields,
     /// optimiser, options, seed). Flags given as well override its options.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -52,7 +52,7 @@ pub struct PretrainArgs {
 /// The flags of a pretraining run (the examples take exactly these).
 #[derive(Args, Debug, Default)]
 pub struct RunArgs {
-    /// Dataset [default: fashion-mnist, embedded; the others need `--data`].
+    /// Dataset (fashion-mnist is embedded; the others need `--data`).
     #[arg(long, value_parser = dataset_parser())]
     dataset: Option<Dataset>,
     /// Read the dataset's files from this directory: Fashion-MNIST's four idx
@@ -60,27 +60,26 @@ pub struct RunArgs {
     /// `cifar-10-batches-bin/`.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Pretraining epochs [default: 2].
+    /// Pretraining epochs.
     #[arg(long)]
     epochs: Option<usize>,
-    /// Images per batch [default: 128].
+    /// Images per batch.
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Pretrain on this many train images, spread over the split; 0 = all
-    /// (the default per method is in `--help`, written from the registry).
+    /// Pretrain on this many train images, spread over the split; 0 = all.
     #[arg(long)]
     train_subset: Option<usize>,
-    /// Fit the probes on this many train images; 0 = all 60,000 [default: 10000].
+    /// Fit the probes on this many train images; 0 = all.
     #[arg(long)]
     probe_subset: Option<usize>,
-    /// Score the probes on this many test images; 0 = all 10,000 [default: 0].
+    /// Score the probes on this many test images; 0 = all.
     #[arg(long)]
     test_subset: Option<usize>,
-    /// Seed for initialisation, shuffling and augmentation [default: 42].
+    /// Seed for initialisation, shuffling and augmentation.
     #[arg(long)]
     seed: Option<u64>,
     /// Run directory (config.json, metrics.csv, model.mpk, encoder.mpk,
-    /// results.json, checkpoint/) [default: runs/<method>-<dataset>].
+    /// results.json, checkpoint/).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Skip the raw-pixel baseline.
@@ -149,23 +148,52 @@ fn dataset_parser() -> impl TypedValueParser<Value = Dataset> {
         .map(|s| s.parse::<Dataset>().expect("a known dataset"))
 }
 
-/// The per-method default of `--train-subset`, from the registry.
-fn train_subset_help() -> String {
-    format!(
-        "Pretrain on this many train images, spread over the split; 0 = all \
-         [default: per method, sized for ten CPU minutes: {}]",
-        MethodKind::ALL
-            .map(|m| format!("{} {}", m.name(), m.cpu_train_images()))
-            .join(", ")
-    )
+/// The defaults the run flags fall back to, written into their help from
+/// the registry and `JobOptions` (never by hand).
+fn default_helps() -> Vec<(&'static str, String)> {
+    let method = MethodKind::default();
+    let dataset = Dataset::default();
+    let o = crate::job::JobOptions::for_method(method, dataset);
+    let per_method = MethodKind::ALL
+        .map(|m| format!("{} {}", m.name(), m.cpu_train_images()))
+        .join(", ");
+    vec![
+        ("method", method.name().to_string()),
+        ("dataset", dataset.name().to_string()),
+        ("epochs", o.epochs.to_string()),
+        ("batch_size", o.batch_size.to_string()),
+        (
+            "train_subset",
+            format!("per method, sized for ten CPU minutes: {per_method}"),
+        ),
+        ("probe_subset", o.probe_subset.to_string()),
+        ("test_subset", o.test_subset.to_string()),
+        ("seed", o.seed.to_string()),
+        ("out", "runs/<method>-<dataset>".to_string()),
+    ]
 }
 
-/// `command` with the help texts that are written from the registry.
+/// `arg`'s help with ` [default: value]` appended.
+fn with_default(arg: clap::Arg, value: &str) -> clap::Arg {
+    let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+    arg.help(format!("{help} [default: {value}]"))
+}
+
+/// `command` (and its `pretrain` subcommand) with the defaults written into
+/// the help texts.
 fn with_registry_help(command: clap::Command) -> clap::Command {
-    let help = train_subset_help();
-    let command = command.mut_arg("train_subset", |a| a.help(help.clone()));
+    let defaults = default_helps();
+    let apply = |mut c: clap::Command| {
+        for (id, value) in &defaults {
+            if c.get_arguments().any(|a| a.get_id() == *id) {
+                c = c.mut_arg(*id, |a| with_default(a, value));
+            }
+        }
+        c
+    };
+    let command = apply(command);
     if command.find_subcommand("pretrain").is_some() {
-        command.mut_subcommand("pretrain", |s| s.mut_arg("train_subset", |a| a.help(help)))
+        command.mut_subcommand("pretrain", apply)
     } else {
         command
     }

@@ -89,10 +89,12 @@ impl SslMethod for ByolConfig {
     }
 
     fn validate(&self, _schedule: &RunSchedule) -> cssl_core::Result<()> {
-        self.encoder.validate()?;
-        crate::common::validate_augmentation(&self.augmentation, Some(2))?;
-        self.extraction.validate(self.encoder.out_channels())?;
-        self.similarity.validate()
+        crate::common::validate_two_views(
+            &self.augmentation,
+            &self.encoder,
+            |width| self.extraction.validate(width),
+            &self.similarity,
+        )
     }
 
     /// Builds the online encoder, then projector, predictor and target (with
@@ -103,10 +105,8 @@ impl SslMethod for ByolConfig {
         device: &B::Device,
     ) -> cssl_core::Result<Byol<B>> {
         self.validate(schedule)?;
-        let encoder = self.encoder.init(device);
-        let extraction = self
-            .extraction
-            .init((&self.encoder, &encoder), schedule, device);
+        let (encoder, extraction) =
+            crate::common::init_predictor(&self.encoder, &self.extraction, schedule, device);
         Ok(Byol {
             encoder,
             extraction,
@@ -276,6 +276,23 @@ mod tests {
         assert_ne!(flat(target(&model).encoder()), flat(&model.encoder));
         // The schedule advanced from tau0 = 0.9 towards 1.
         assert!(model.tau() > 0.9 && model.tau() < 1.0);
+    }
+
+    #[test]
+    fn the_target_schedule_survives_a_checkpoint() {
+        let device = Default::default();
+        let _seed = crate::common::testing::seeded::<B>(13);
+        let schedule = RunSchedule::new(160, 16, 1);
+        let mut model = tiny().init::<B>(&schedule, &device).unwrap();
+        for _ in 0..4 {
+            model = model.update_target();
+        }
+        let tau = model.tau();
+        let fresh = tiny().init::<B>(&schedule, &device).unwrap();
+        assert!(fresh.tau() < tau);
+        // A resumed run loads the record into a freshly built model.
+        let resumed = fresh.load_record(model.into_record());
+        assert_eq!(resumed.tau(), tau);
     }
 
     #[test]

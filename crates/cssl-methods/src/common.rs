@@ -89,12 +89,7 @@ pub(crate) fn pair_forward<B: Backend>(
     loss: &PairLoss,
     batch: ViewBatch<B>,
 ) -> SslOutput<B> {
-    assert_eq!(
-        batch.num_views(),
-        2,
-        "{method} takes 2 views per image, got {}",
-        batch.num_views()
-    );
+    assert_views(method, &batch, 2);
     let x = Tensor::cat(batch.views, 0);
     let z = extraction.forward(&encoder.encode(x));
     let scores = similarity.scores(z.clone(), z.clone());
@@ -112,15 +107,48 @@ pub(crate) fn predictor_forward<B: Backend>(
     loss: &cssl_losses::RegressionLoss,
     batch: ViewBatch<B>,
 ) -> SslOutput<B> {
-    assert_eq!(
-        batch.num_views(),
-        2,
-        "{method} takes 2 views per image, got {}",
-        batch.num_views()
-    );
+    assert_views(method, &batch, 2);
     let x = Tensor::cat(batch.views, 0);
     let (s12, s21, z) = extraction.paired_scores(encoder, x, similarity);
     SslOutput::new(loss.loss((s12, s21)), embedding_std(z))
+}
+
+/// Checks a two-view method's parts: the encoder, a two-view pipeline, the
+/// extraction against the encoder's width, the similarity.
+pub(crate) fn validate_two_views(
+    augmentation: &MultiViewAugmentation,
+    encoder: &EncoderConfig,
+    extraction_fits: impl FnOnce(usize) -> cssl_core::Result<()>,
+    similarity: &cssl_losses::SimilarityConfig,
+) -> cssl_core::Result<()> {
+    encoder.validate()?;
+    validate_augmentation(augmentation, Some(2))?;
+    extraction_fits(encoder.out_channels())?;
+    similarity.validate()
+}
+
+/// The encoder (built first, so its random init is the same whatever comes
+/// after it) and the predictor extraction of BYOL / SimSiam.
+pub(crate) fn init_predictor<B: Backend>(
+    encoder: &EncoderConfig,
+    extraction: &crate::PredictorExtractionConfig,
+    schedule: &crate::RunSchedule,
+    device: &B::Device,
+) -> (AnyEncoder<B>, crate::extraction::PredictorExtraction<B>) {
+    let built = encoder.init(device);
+    let extraction = extraction.init((encoder, &built), schedule, device);
+    (built, extraction)
+}
+
+/// Panics unless `batch` has `views` views (the job checks pipelines before
+/// training, so this is a programming error).
+pub(crate) fn assert_views<B: Backend>(method: &str, batch: &ViewBatch<B>, views: usize) {
+    assert_eq!(
+        batch.num_views(),
+        views,
+        "{method} takes {views} views per image, got {}",
+        batch.num_views()
+    );
 }
 
 /// The paper's optimiser for AMDIM and YADIM: Adam 2e-4 (cssl: AdamW),

@@ -86,10 +86,12 @@ impl SslMethod for SimClrConfig {
     /// Checks that the parts fit together (the head reads the encoder's width,
     /// the temperature is positive, the augmentation makes two valid views).
     fn validate(&self, _schedule: &RunSchedule) -> cssl_core::Result<()> {
-        self.encoder.validate()?;
-        crate::common::validate_augmentation(&self.augmentation, Some(2))?;
-        self.extraction.validate(self.encoder.out_channels())?;
-        self.similarity.validate()?;
+        crate::common::validate_two_views(
+            &self.augmentation,
+            &self.encoder,
+            |width| self.extraction.validate(width),
+            &self.similarity,
+        )?;
         self.loss.validate()
     }
 

@@ -75,17 +75,10 @@ impl SslMethod for SimSiamConfig {
     /// augmentation; SGD at 0.05 x batch / 256 with weight decay 1e-4 (cssl:
     /// AdamW at that rate), cosine decay, no warm-up.
     fn paper(preset: &DatasetPreset, channels: usize) -> Self {
-        let encoder = ResNetConfig::resnet50(channels);
-        let width = 2048;
-        Self::new(
-            pipelines::moco2(preset),
-            encoder.clone().into(),
-            PredictorExtractionConfig::new(
-                projector(encoder.out_channels(), width, 3),
-                predictor(width),
-            ),
-            cosine(),
-            RegressionLossConfig::NegativeCosine,
+        Self::recipe(
+            preset,
+            ResNetConfig::resnet50(channels),
+            2048,
             OptimizerConfig::new()
                 .with_lr(0.05 * 512.0 / 256.0)
                 .with_weight_decay(1e-4)
@@ -98,26 +91,21 @@ impl SslMethod for SimSiamConfig {
     /// predictor 256-64-256, MoCo v2's augmentation, AdamW 2e-3 with one
     /// warm-up epoch.
     fn cpu_default(preset: &DatasetPreset, channels: usize) -> Self {
-        let encoder = crate::common::small_resnet(channels);
-        let width = 256;
-        Self::new(
-            pipelines::moco2(preset),
-            encoder.clone().into(),
-            PredictorExtractionConfig::new(
-                projector(encoder.out_channels(), width, 3),
-                predictor(width),
-            ),
-            cosine(),
-            RegressionLossConfig::NegativeCosine,
+        Self::recipe(
+            preset,
+            crate::common::small_resnet(channels),
+            256,
             crate::common::cpu_optimizer(),
         )
     }
 
     fn validate(&self, _schedule: &RunSchedule) -> cssl_core::Result<()> {
-        self.encoder.validate()?;
-        crate::common::validate_augmentation(&self.augmentation, Some(2))?;
-        self.extraction.validate(self.encoder.out_channels())?;
-        self.similarity.validate()
+        crate::common::validate_two_views(
+            &self.augmentation,
+            &self.encoder,
+            |width| self.extraction.validate(width),
+            &self.similarity,
+        )
     }
 
     fn init<B: Backend>(
@@ -126,10 +114,8 @@ impl SslMethod for SimSiamConfig {
         device: &B::Device,
     ) -> cssl_core::Result<SimSiam<B>> {
         self.validate(schedule)?;
-        let encoder = self.encoder.init(device);
-        let extraction = self
-            .extraction
-            .init((&self.encoder, &encoder), schedule, device);
+        let (encoder, extraction) =
+            crate::common::init_predictor(&self.encoder, &self.extraction, schedule, device);
         Ok(SimSiam {
             encoder,
             extraction,
@@ -140,6 +126,27 @@ impl SslMethod for SimSiamConfig {
 }
 
 impl SimSiamConfig {
+    /// MoCo v2's pipeline for `preset`, `encoder`, a 3-layer projector and a
+    /// bottleneck predictor of `width`, the negative cosine, `optimizer`.
+    fn recipe(
+        preset: &DatasetPreset,
+        encoder: ResNetConfig,
+        width: usize,
+        optimizer: OptimizerConfig,
+    ) -> Self {
+        Self::new(
+            pipelines::moco2(preset),
+            encoder.clone().into(),
+            PredictorExtractionConfig::new(
+                projector(encoder.out_channels(), width, 3),
+                predictor(width),
+            ),
+            cosine(),
+            RegressionLossConfig::NegativeCosine,
+            optimizer,
+        )
+    }
+
     /// [`SslMethod::cpu_default`] for the embedded Fashion-MNIST.
     pub fn fashion_mnist() -> Self {
         Self::cpu_default(&DatasetPreset::fashion_mnist(), 1)

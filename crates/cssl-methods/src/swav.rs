@@ -307,6 +307,24 @@ mod tests {
     }
 
     #[test]
+    fn the_prototype_freeze_survives_a_checkpoint() {
+        let device = Default::default();
+        let _seed = crate::common::testing::seeded::<B>(14);
+        // Frozen for one epoch of 2 steps.
+        let schedule = RunSchedule::new(32, 16, 4);
+        let mut model = tiny().init::<B>(&schedule, &device).unwrap();
+        for _ in 0..2 {
+            assert!(model.prototypes_frozen());
+            model.extraction = model.extraction.after_step();
+        }
+        assert!(!model.prototypes_frozen());
+        let fresh = tiny().init::<B>(&schedule, &device).unwrap();
+        assert!(fresh.prototypes_frozen());
+        let resumed = fresh.load_record(model.into_record());
+        assert!(!resumed.prototypes_frozen());
+    }
+
+    #[test]
     fn pins_the_first_step_loss() {
         crate::common::testing::assert_first_step_loss(crate::MethodKind::Swav, 5.345_519_5);
     }

@@ -79,10 +79,12 @@ impl SslMethod for YadimConfig {
     }
 
     fn validate(&self, _schedule: &RunSchedule) -> cssl_core::Result<()> {
-        self.encoder.validate()?;
-        crate::common::validate_augmentation(&self.augmentation, Some(2))?;
-        self.extraction.validate(self.encoder.out_channels())?;
-        self.similarity.validate()?;
+        crate::common::validate_two_views(
+            &self.augmentation,
+            &self.encoder,
+            |width| self.extraction.validate(width),
+            &self.similarity,
+        )?;
         self.loss.validate()
     }
 
