@@ -32,7 +32,7 @@ pub enum TensorNames {
 }
 
 /// cssl path -> torchvision key, applied in order.
-const TO_TORCHVISION: [(&str, &str); 12] = [
+const TO_TORCHVISION: [(&str, &str); 11] = [
     (r"^stem\.", "conv1."),
     (r"^stem_bn\.batch\.", "bn1."),
     (r"^stages\.0\.", "layer1."),
@@ -44,32 +44,21 @@ const TO_TORCHVISION: [(&str, &str); 12] = [
     (r"\.(bn[0-9])\.batch\.", ".$1."),
     (r"\.gamma$", ".weight"),
     (r"\.beta$", ".bias"),
-    (r"^$", ""),
 ];
 
-/// torchvision key -> cssl path, applied in order.
-const FROM_TORCHVISION: [(&str, &str); 10] = [
+/// torchvision key -> cssl path, applied in order: the inverse of
+/// [`TO_TORCHVISION`] (a batch norm's `weight`/`bias` become `gamma`/`beta`
+/// once its path ends in `.batch.`).
+const FROM_TORCHVISION: [(&str, &str); 11] = [
     (r"^conv1\.", "stem."),
     (r"^bn1\.", "stem_bn.batch."),
-    (r"^layer([1-4])\.", "stages.L$1."),
-    (r"^stages\.L1\.", "stages.0."),
-    (r"^stages\.L2\.", "stages.1."),
-    (r"^stages\.L3\.", "stages.2."),
-    (r"^stages\.L4\.", "stages.3."),
+    (r"^layer1\.", "stages.0."),
+    (r"^layer2\.", "stages.1."),
+    (r"^layer3\.", "stages.2."),
+    (r"^layer4\.", "stages.3."),
     (r"\.downsample\.0\.", ".downsample.conv."),
-    (
-        r"\.downsample\.1\.(weight|bias|running_mean|running_var)$",
-        ".downsample.bn.batch.$1",
-    ),
-    (
-        r"\.(bn[0-9])\.(weight|bias|running_mean|running_var)$",
-        ".$1.batch.$2",
-    ),
-];
-
-/// Renames a normalisation's `weight`/`bias` (torchvision) to `gamma`/`beta`
-/// (burn) after [`FROM_TORCHVISION`].
-const NORM_FROM_TORCHVISION: [(&str, &str); 2] = [
+    (r"\.downsample\.1\.", ".downsample.bn.batch."),
+    (r"\.(bn[0-9])\.", ".$1.batch."),
     (r"\.batch\.weight$", ".batch.gamma"),
     (r"\.batch\.bias$", ".batch.beta"),
 ];
@@ -92,14 +81,10 @@ fn check_torchvision(config: &EncoderConfig) -> Result<()> {
 fn store(path: &Path, names: TensorNames, saving: bool) -> SafetensorsStore {
     let mut store = SafetensorsStore::from_file(path).skip_enum_variants(true);
     if names == TensorNames::Torchvision {
-        let patterns: Vec<(&str, &str)> = if saving {
-            TO_TORCHVISION[..11].to_vec()
+        let patterns = if saving {
+            TO_TORCHVISION
         } else {
             FROM_TORCHVISION
-                .iter()
-                .chain(&NORM_FROM_TORCHVISION)
-                .copied()
-                .collect()
         };
         for (from, to) in patterns {
             store = store.with_key_remapping(from, to);

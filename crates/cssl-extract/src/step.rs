@@ -27,11 +27,9 @@ impl<B: Backend> StepCounter<B> {
         self.step.value_sync().into_scalar().elem::<f32>() as usize
     }
 
-    /// Counts one more step.
+    /// Counts one more step (on the device, no host read).
     pub fn advance(&self) {
-        let device = self.step.value().device();
-        self.step
-            .update(Tensor::from_floats([(self.get() + 1) as f32], &device));
+        self.step.update(self.step.value_sync().add_scalar(1.0));
     }
 }
 

@@ -22,6 +22,13 @@ pub enum SimilarityConfig {
 }
 
 impl SimilarityConfig {
+    /// Cosine with temperature 1: the plain cosine, for losses that apply
+    /// their own scale (BYOL's `2 - 2 cos`, SimSiam's `-cos`, SwAV's
+    /// temperature inside the swapped prediction).
+    pub fn unit_cosine() -> Self {
+        Self::Cosine(CosineSimilarityConfig { temperature: 1.0 })
+    }
+
     /// Checks the temperature.
     pub fn validate(&self) -> cssl_core::Result<()> {
         match self {

@@ -24,7 +24,7 @@ use cssl_core::ViewBatch;
 use cssl_encoders::{AnyEncoder, EncoderConfig, ResNetConfig};
 use cssl_extract::{MomentumConfig, ProjectionHeadConfig};
 use cssl_losses::{
-    AnySimilarity, CosineSimilarityConfig, RegressionLoss, RegressionLossConfig, SimilarityConfig,
+    AnySimilarity, RegressionLoss, RegressionLossConfig, SimilarityConfig,
 };
 
 /// BYOL: one config per characteristic, plus the optimiser.
@@ -62,7 +62,7 @@ impl SslMethod for ByolConfig {
                 ProjectionHeadConfig::byol_predictor(256),
             )
             .with_momentum(Some(MomentumConfig::new())),
-            cosine(),
+            SimilarityConfig::unit_cosine(),
             RegressionLossConfig::Byol,
             OptimizerConfig::new(),
         )
@@ -82,7 +82,7 @@ impl SslMethod for ByolConfig {
                 crate::common::small_head(crate::common::SMALL_EMBEDDING),
             )
             .with_momentum(Some(MomentumConfig::new().with_tau0(0.99))),
-            cosine(),
+            SimilarityConfig::unit_cosine(),
             RegressionLossConfig::Byol,
             crate::common::cpu_optimizer(),
         )
@@ -116,10 +116,6 @@ impl SslMethod for ByolConfig {
     }
 }
 
-/// Cosine with temperature 1: the similarity inside `2 - 2 cos`.
-fn cosine() -> SimilarityConfig {
-    SimilarityConfig::Cosine(CosineSimilarityConfig::new().with_temperature(1.0))
-}
 
 impl ByolConfig {
     /// [`SslMethod::cpu_default`] for the embedded Fashion-MNIST.
@@ -154,7 +150,8 @@ impl<B: Backend> Byol<B> {
         )
     }
 
-    /// The momentum the next target update uses.
+    /// The momentum the next target update uses (0 when the extraction was
+    /// configured without a target, as SimSiam's).
     pub fn tau(&self) -> f64 {
         self.extraction
             .target()
@@ -232,7 +229,7 @@ mod tests {
             encoder.into(),
             PredictorExtractionConfig::new(projector, predictor)
                 .with_momentum(Some(MomentumConfig::new().with_tau0(0.9))),
-            cosine(),
+            SimilarityConfig::unit_cosine(),
             RegressionLossConfig::Byol,
             OptimizerConfig::new(),
         )

@@ -22,7 +22,7 @@ use cssl_core::ViewBatch;
 use cssl_encoders::{AnyEncoder, EncoderConfig, ResNetConfig};
 use cssl_extract::ProjectionHeadConfig;
 use cssl_losses::{
-    AnySimilarity, CosineSimilarityConfig, RegressionLoss, RegressionLossConfig, SimilarityConfig,
+    AnySimilarity, RegressionLoss, RegressionLossConfig, SimilarityConfig,
 };
 
 /// SimSiam: one config per characteristic, plus the optimiser.
@@ -59,10 +59,6 @@ fn predictor(dim: usize) -> ProjectionHeadConfig {
         .with_output_dim(dim)
 }
 
-/// Cosine with temperature 1: the similarity inside the negative cosine.
-fn cosine() -> SimilarityConfig {
-    SimilarityConfig::Cosine(CosineSimilarityConfig::new().with_temperature(1.0))
-}
 
 impl SslMethod for SimSiamConfig {
     type Model<B: Backend> = SimSiam<B>;
@@ -141,7 +137,7 @@ impl SimSiamConfig {
                 projector(encoder.out_channels(), width, 3),
                 predictor(width),
             ),
-            cosine(),
+            SimilarityConfig::unit_cosine(),
             RegressionLossConfig::NegativeCosine,
             optimizer,
         )

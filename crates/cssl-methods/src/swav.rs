@@ -24,7 +24,7 @@ use cssl_augment::{pipelines, DatasetPreset, MultiViewAugmentation};
 use cssl_core::{l2_normalize, ContrastiveLoss, CsslError, Encoder, Similarity, ViewBatch};
 use cssl_encoders::{AnyEncoder, EncoderConfig, ResNetConfig};
 use cssl_extract::{ProjectionHeadConfig, PrototypesConfig};
-use cssl_losses::{AnySimilarity, CosineSimilarityConfig, SimilarityConfig, SwavLoss, SwavLossConfig};
+use cssl_losses::{AnySimilarity, SimilarityConfig, SwavLoss, SwavLossConfig};
 
 /// SwAV: one config per characteristic, plus the optimiser.
 #[derive(Config, Debug)]
@@ -66,7 +66,7 @@ impl SslMethod for SwavConfig {
             ),
             encoder.into(),
             SwavExtractionConfig::new(head, PrototypesConfig::new(128)),
-            cosine(),
+            SimilarityConfig::unit_cosine(),
             SwavLossConfig::new(),
             OptimizerConfig::new(),
         )
@@ -93,7 +93,7 @@ impl SslMethod for SwavConfig {
                 head,
                 PrototypesConfig::new(crate::common::SMALL_EMBEDDING).with_count(100),
             ),
-            cosine(),
+            SimilarityConfig::unit_cosine(),
             SwavLossConfig::new(),
             crate::common::cpu_optimizer(),
         )
@@ -135,10 +135,6 @@ impl SslMethod for SwavConfig {
     }
 }
 
-/// Cosine with temperature 1 (the loss applies SwAV's temperature).
-fn cosine() -> SimilarityConfig {
-    SimilarityConfig::Cosine(CosineSimilarityConfig::new().with_temperature(1.0))
-}
 
 impl SwavConfig {
     /// [`SslMethod::cpu_default`] for the embedded Fashion-MNIST.
