@@ -34,8 +34,9 @@ impl PairExtractionConfig {
         match self {
             Self::Projection(head) if head.input_dim != encoder_dim => {
                 Err(cssl_core::CsslError::Shape {
-                    what: "extraction.head.input_dim (must equal the encoder's output channels)"
-                        .into(),
+                    what:
+                        "extraction.Projection.input_dim (must equal the encoder's output channels)"
+                            .into(),
                     expected: encoder_dim.to_string(),
                     got: head.input_dim.to_string(),
                 })

@@ -254,7 +254,7 @@ fn parts_that_do_not_fit_fail_at_start_up_naming_the_field() {
     let mut c = SimClrConfig::fashion_mnist();
     c.extraction = PairExtractionConfig::Projection(ProjectionHeadConfig::new(7));
     let e = err(MethodConfig::Simclr(c));
-    assert!(e.contains("extraction.head.input_dim"), "{e}");
+    assert!(e.contains("extraction.Projection.input_dim"), "{e}");
 
     // The CPC encoder without a patch grid.
     let mut c = cssl_methods::CpcConfig::fashion_mnist();

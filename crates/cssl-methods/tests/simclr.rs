@@ -87,7 +87,7 @@ fn a_head_that_does_not_read_the_encoder_width_is_a_shape_error() {
         .unwrap_err();
     assert!(matches!(err, CsslError::Shape { .. }), "{err}");
     assert!(
-        err.to_string().contains("extraction.head.input_dim"),
+        err.to_string().contains("extraction.Projection.input_dim"),
         "{err}"
     );
 }
