@@ -43,6 +43,12 @@ enum Command {
         /// Images to augment per measurement.
         #[arg(long, default_value_t = 20_000)]
         images: usize,
+        /// Only these methods' steps (comma-separated names; default: all).
+        #[arg(long, value_delimiter = ',')]
+        methods: Vec<String>,
+        /// Skip the augmentation figures.
+        #[arg(long)]
+        no_augmentation: bool,
     },
     /// Print loader throughput (1 and 2 workers, 32 and 96 px) and the peak
     /// memory of streaming an STL-10-sized unlabeled file (written, then deleted).
@@ -57,12 +63,14 @@ enum Command {
 }
 
 fn main() {
-    let (steps, batch_size, images) = match Cli::parse().command {
+    let (steps, batch_size, images, methods, no_augmentation) = match Cli::parse().command {
         Command::Bench {
             steps,
             batch_size,
             images,
-        } => (steps, batch_size, images),
+            methods,
+            no_augmentation,
+        } => (steps, batch_size, images, methods, no_augmentation),
         Command::BenchLoader { dir, unlabeled } => return bench_loader(&dir, unlabeled),
     };
     let data = FashionMnist::embedded().unwrap_or_else(|e| {
@@ -72,6 +80,27 @@ fn main() {
     let cores = rayon::current_num_threads();
     println!("machine: {cores} rayon threads");
 
+    let methods: Vec<MethodKind> = if methods.is_empty() {
+        MethodKind::ALL.to_vec()
+    } else {
+        methods
+            .iter()
+            .map(|name| {
+                MethodKind::ALL
+                    .into_iter()
+                    .find(|k| k.name() == name)
+                    .unwrap_or_else(|| {
+                        let known: Vec<&str> = MethodKind::ALL.iter().map(|k| k.name()).collect();
+                        eprintln!(
+                            "error: --methods: unknown method `{name}` (known: {})",
+                            known.join(", ")
+                        );
+                        std::process::exit(2)
+                    })
+            })
+            .collect()
+    };
+    let images = if no_augmentation { 0 } else { images };
     let fm: Vec<Image> = (0..images)
         .map(|i| data.train.image(i % data.train.len()))
         .collect();
@@ -132,7 +161,7 @@ fn main() {
         ),
         ("yadim 32px rgb", pipelines::yadim(&cifar_preset), &cifar),
     ];
-    for (name, aug, imgs) in pipelines {
+    for (name, aug, imgs) in pipelines.into_iter().filter(|_| !no_augmentation) {
         let t = Instant::now();
         let mut checksum = 0.0f32;
         for (i, im) in imgs.iter().enumerate() {
@@ -153,7 +182,7 @@ fn main() {
         "training step, each method's Fashion-MNIST CPU default, batch {batch_size}, Autodiff<Flex> \
          (forward + backward + AdamW + the method's after-step update), after 2 warm-up steps:"
     );
-    for kind in MethodKind::ALL {
+    for kind in methods {
         let r = bench_method(&kind.fashion_mnist(), &data.train, batch_size, steps);
         println!(
             "  {:<7} {:>7.1} images/s  {:>7.1} views/s ({} views per image)   augmentation {:.0}% of the step",

@@ -17,6 +17,7 @@ use burn::tensor::module::avg_pool2d;
 use burn::tensor::ops::PadMode;
 use burn::tensor::{backend::Backend, Tensor};
 use cssl_core::{CsslError, Encoder, FeatureMaps};
+use cssl_kernels::{batch_norm, conv2d};
 
 /// The AMDIM encoder.
 #[derive(Config, Debug)]
@@ -183,7 +184,7 @@ impl<B: Backend> StemConv<B> {
         } else {
             x
         };
-        relu(self.conv.forward(x))
+        relu(conv2d(&self.conv, x))
     }
 }
 
@@ -226,13 +227,13 @@ impl<B: Backend> ResLayer<B> {
     }
 
     fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let mut h = self.conv1.forward(x.clone());
+        let mut h = conv2d(&self.conv1, x.clone());
         if let Some(bn) = &self.bn1 {
-            h = bn.forward(h);
+            h = batch_norm(bn, h);
         }
-        let h = self.conv2.forward(relu(h));
+        let h = conv2d(&self.conv2, relu(h));
         let short = match &self.narrow {
-            Some(c) => c.forward(x),
+            Some(c) => conv2d(c, x),
             None => {
                 let (w, s) = (self.width, self.stride);
                 let pooled = avg_pool2d(x, [w, w], [s, s], [0, 0], true, false);
@@ -313,12 +314,12 @@ impl<B: Backend> RkhsHead<B> {
     }
 
     fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let mut h = self.conv1.forward(x.clone());
+        let mut h = conv2d(&self.conv1, x.clone());
         if let Some(bn) = &self.bn1 {
-            h = bn.forward(h);
+            h = batch_norm(bn, h);
         }
-        let h = self.conv2.forward(relu(h));
-        self.bn_out.forward(h + self.shortcut.forward(x))
+        let h = conv2d(&self.conv2, relu(h));
+        batch_norm(&self.bn_out, h + conv2d(&self.shortcut, x))
     }
 }
 
@@ -346,13 +347,11 @@ impl<B: Backend> AmdimEncoder<B> {
         let mut h = self.stem.iter().fold(x, |x, l| l.forward(x));
         h = self.body.iter().fold(h, |x, b| b.forward(x));
         if let Some(bn) = &self.bn7 {
-            h = bn.forward(h);
+            h = batch_norm(bn, h);
         }
         let a7 = h.clone();
         let a5 = self.to5.forward(h);
-        let a1 = self
-            .bn1
-            .forward(self.to1.forward(self.to3.forward(a5.clone())));
+        let a1 = batch_norm(&self.bn1, self.to1.forward(self.to3.forward(a5.clone())));
         FeatureMaps::new(vec![self.head7.forward(a7), self.head5.forward(a5), a1])
     }
 }

@@ -5,6 +5,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::PaddingConfig2d;
 use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
+use cssl_kernels::conv2d;
 
 /// A residual block: basic (two 3x3 convs) or bottleneck (1x1, 3x3, 1x1 with
 /// 4x expansion), each conv followed by batch norm, with a 1x1 projection
@@ -100,13 +101,13 @@ impl<B: Backend> Block<B> {
     /// `[n, in, h, w]` -> `[n, out, ceil(h / stride), ceil(w / stride)]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let identity = match &self.downsample {
-            Some(d) => d.bn.forward(d.conv.forward(x.clone())),
+            Some(d) => d.bn.forward(conv2d(&d.conv, x.clone())),
             None => x.clone(),
         };
-        let mut y = relu(self.bn1.forward(self.conv1.forward(x)));
-        y = self.bn2.forward(self.conv2.forward(y));
+        let mut y = relu(self.bn1.forward(conv2d(&self.conv1, x)));
+        y = self.bn2.forward(conv2d(&self.conv2, y));
         if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
-            y = bn3.forward(conv3.forward(relu(y)));
+            y = bn3.forward(conv2d(conv3, relu(y)));
         }
         relu(y + identity)
     }

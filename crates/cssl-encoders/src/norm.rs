@@ -42,7 +42,7 @@ impl<B: Backend> Norm<B> {
     /// `[n, c, h, w]` -> same.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         match (&self.batch, &self.layer) {
-            (Some(bn), _) => bn.forward(x),
+            (Some(bn), _) => cssl_kernels::batch_norm(bn, x),
             (_, Some(ln)) => ln.forward(x),
             _ => x,
         }

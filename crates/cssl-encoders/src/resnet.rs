@@ -175,7 +175,7 @@ impl<B: Backend> ResNet<B> {
     /// max-pool, if any) and stages 1-4; each stage after the first halves the
     /// side (rounding up).
     pub fn forward(&self, x: Tensor<B, 4>) -> FeatureMaps<B> {
-        let mut y = relu(self.stem_bn.forward(self.stem.forward(x)));
+        let mut y = relu(self.stem_bn.forward(cssl_kernels::conv2d(&self.stem, x)));
         if let Some(pool) = &self.pool {
             y = pool.forward(y);
         }

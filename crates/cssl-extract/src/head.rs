@@ -99,13 +99,13 @@ impl<B: Backend> ProjectionHead<B> {
         for layer in &self.hidden {
             x = layer.linear.forward(x);
             if let Some(bn) = &layer.bn {
-                x = bn.forward(x);
+                x = cssl_kernels::batch_norm(bn, x);
             }
             x = relu(x);
         }
         let x = self.output.forward(x);
         match &self.output_bn {
-            Some(bn) => bn.forward(x),
+            Some(bn) => cssl_kernels::batch_norm(bn, x),
             None => x,
         }
     }

@@ -1,0 +1,279 @@
+//! Batch norm as one autodiff node: per-channel statistics and the
+//! normalisation in two passes over the input, the backward pass in two more.
+
+use crate::simd;
+use crate::AdFlex;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::Flex;
+use burn::nn::BatchNorm;
+use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
+use burn_flex::FlexTensor;
+use rayon::prelude::*;
+
+/// Contiguous `f32` values of a Flex tensor (copied only when strided).
+pub(crate) fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    match t.layout().contiguous_offsets() {
+        Some((start, end)) => std::borrow::Cow::Borrowed(&t.storage::<f32>()[start..end]),
+        None => std::borrow::Cow::Owned(t.to_contiguous().storage::<f32>().to_vec()),
+    }
+}
+
+/// A Flex tensor owning `data` with `shape`.
+pub(crate) fn flex(data: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(data, shape))
+}
+
+/// `[n, c, s]`: the batch, the channels and the positions per channel.
+#[derive(Clone, Copy, Debug)]
+struct Dims {
+    n: usize,
+    c: usize,
+    s: usize,
+}
+
+impl Dims {
+    fn of(shape: &[usize]) -> Self {
+        Self {
+            n: shape[0],
+            c: shape[1],
+            s: shape[2..].iter().product(),
+        }
+    }
+
+    /// Values per channel.
+    fn m(&self) -> f64 {
+        (self.n * self.s) as f64
+    }
+}
+
+/// Per-channel sums of `f(row of channel c, c)` over the batch, in `f64`.
+fn channel_sums<const K: usize>(
+    x: &[f32],
+    d: Dims,
+    f: impl Fn(&[f32], usize, usize) -> [f32; K] + Sync,
+) -> Vec<[f64; K]> {
+    let row = d.c * d.s;
+    x.par_chunks(row)
+        .enumerate()
+        .fold(
+            || vec![[0f64; K]; d.c],
+            |mut acc, (i, sample)| {
+                for (c, a) in acc.iter_mut().enumerate() {
+                    let v = f(&sample[c * d.s..(c + 1) * d.s], c, i);
+                    for k in 0..K {
+                        a[k] += v[k] as f64;
+                    }
+                }
+                acc
+            },
+        )
+        .reduce(
+            || vec![[0f64; K]; d.c],
+            |mut a, b| {
+                for (x, y) in a.iter_mut().zip(b) {
+                    for k in 0..K {
+                        x[k] += y[k];
+                    }
+                }
+                a
+            },
+        )
+}
+
+/// Batch mean and biased variance per channel (as burn's batch norm).
+fn statistics(x: &[f32], d: Dims) -> (Vec<f32>, Vec<f32>) {
+    let mean: Vec<f32> = channel_sums(x, d, |r, _, _| [simd::sum(r)])
+        .iter()
+        .map(|s| (s[0] / d.m()) as f32)
+        .collect();
+    let var = channel_sums(x, d, |r, c, _| [simd::sum_sq_dev(r, mean[c])])
+        .iter()
+        .map(|s| (s[0] / d.m()) as f32)
+        .collect();
+    (mean, var)
+}
+
+/// `y[n, c, :] = scale[c] * x[n, c, :] + shift[c]`.
+fn per_channel_affine(x: &[f32], d: Dims, scale: &[f32], shift: &[f32]) -> Vec<f32> {
+    let mut y = vec![0f32; x.len()];
+    let row = d.c * d.s;
+    y.par_chunks_mut(row)
+        .zip(x.par_chunks(row))
+        .for_each(|(yr, xr)| {
+            for c in 0..d.c {
+                let r = c * d.s..(c + 1) * d.s;
+                simd::affine(&mut yr[r.clone()], &xr[r], scale[c], shift[c]);
+            }
+        });
+    y
+}
+
+fn to_vec(t: Tensor<Flex, 1>) -> Vec<f32> {
+    values(&t.into_primitive().tensor()).into_owned()
+}
+
+/// Training-mode batch norm on `Autodiff<Flex>`.
+pub(crate) fn train<const D: usize>(
+    bn: &BatchNorm<AdFlex>,
+    x: Tensor<AdFlex, D>,
+) -> Tensor<AdFlex, D> {
+    if x.dtype() != DType::F32 || bn.gamma.val().dtype() != DType::F32 {
+        return bn.forward(x);
+    }
+    let device = x.device();
+    let shape = x.dims().to_vec();
+    let d = Dims::of(&shape);
+    let x = x.into_primitive().tensor();
+    let gamma = bn.gamma.val().into_primitive().tensor();
+    let beta = bn.beta.val().into_primitive().tensor();
+    let gamma_v = values(&gamma.primitive).into_owned();
+    let beta_v = values(&beta.primitive).into_owned();
+
+    let xv = values(&x.primitive);
+    let (mean, var) = statistics(&xv, d);
+    let invstd: Vec<f32> = var
+        .iter()
+        .map(|v| 1.0 / (v + bn.epsilon as f32).sqrt())
+        .collect();
+    let scale: Vec<f32> = (0..d.c).map(|c| gamma_v[c] * invstd[c]).collect();
+    let shift: Vec<f32> = (0..d.c).map(|c| beta_v[c] - mean[c] * scale[c]).collect();
+    let y = flex(per_channel_affine(&xv, d, &scale, &shift), shape.clone());
+    drop(xv);
+
+    let out = match BatchNormBackward
+        .prepare::<NoCheckpointing>([x.node.clone(), gamma.node.clone(), beta.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(
+            State {
+                x: x.primitive.clone(),
+                gamma: gamma_v,
+                mean: mean.clone(),
+                invstd,
+                dims: d,
+            },
+            y,
+        ),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    };
+
+    // The running statistics, exactly as burn's batch norm updates them.
+    let stat = |v: Vec<f32>| {
+        Tensor::<AdFlex, 1>::from_data(TensorData::new(v, [d.c]), &device).mul_scalar(bn.momentum)
+    };
+    let running_mean = bn.running_mean.value_sync().to_device(&device);
+    let running_var = bn.running_var.value_sync().to_device(&device);
+    bn.running_mean.update(
+        running_mean
+            .mul_scalar(1.0 - bn.momentum)
+            .add(stat(mean))
+            .detach(),
+    );
+    bn.running_var.update(
+        running_var
+            .mul_scalar(1.0 - bn.momentum)
+            .add(stat(var))
+            .detach(),
+    );
+
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
+/// Inference-mode batch norm (running statistics) on `Flex`.
+pub(crate) fn inference<const D: usize>(
+    bn: &BatchNorm<Flex>,
+    x: Tensor<Flex, D>,
+) -> Tensor<Flex, D> {
+    if x.dtype() != DType::F32 || bn.gamma.val().dtype() != DType::F32 {
+        return bn.forward(x);
+    }
+    let shape = x.dims().to_vec();
+    let d = Dims::of(&shape);
+    let mean = to_vec(bn.running_mean.value());
+    let var = to_vec(bn.running_var.value());
+    let gamma = to_vec(bn.gamma.val());
+    let beta = to_vec(bn.beta.val());
+    let scale: Vec<f32> = (0..d.c)
+        .map(|c| gamma[c] / (var[c] + bn.epsilon as f32).sqrt())
+        .collect();
+    let shift: Vec<f32> = (0..d.c).map(|c| beta[c] - mean[c] * scale[c]).collect();
+    let x = x.into_primitive().tensor();
+    let y = per_channel_affine(&values(&x), d, &scale, &shift);
+    Tensor::from_primitive(TensorPrimitive::Float(flex(y, shape)))
+}
+
+#[derive(Debug)]
+struct BatchNormBackward;
+
+#[derive(Clone, Debug)]
+struct State {
+    x: FlexTensor,
+    gamma: Vec<f32>,
+    mean: Vec<f32>,
+    invstd: Vec<f32>,
+    dims: Dims,
+}
+
+impl Backward<Flex, 3> for BatchNormBackward {
+    type State = State;
+
+    fn backward(self, ops: Ops<State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let State {
+            x,
+            gamma,
+            mean,
+            invstd,
+            dims: d,
+        } = ops.state;
+        let shape = x.layout().shape().to_vec();
+        let (xv, dyv) = (values(&x), values(&dy));
+
+        // sum(dy) and sum(dy * x) per channel.
+        let row = d.c * d.s;
+        let sums = channel_sums(&xv, d, |xr, c, i| {
+            let r = i * row + c * d.s;
+            let (s, p) = simd::sum_and_dot(&dyv[r..r + d.s], xr);
+            [s, p]
+        });
+        let m = d.m();
+        let dbeta: Vec<f32> = sums.iter().map(|s| s[0] as f32).collect();
+        let dgamma: Vec<f32> = (0..d.c)
+            .map(|c| ((sums[c][1] - mean[c] as f64 * sums[c][0]) * invstd[c] as f64) as f32)
+            .collect();
+
+        if let Some(node) = node_x {
+            // dx = gamma * invstd / m * (m * dy - dbeta - xhat * dgamma), as a * dy + b * x + k.
+            let a: Vec<f32> = (0..d.c).map(|c| gamma[c] * invstd[c]).collect();
+            let b: Vec<f32> = (0..d.c)
+                .map(|c| (-(a[c] as f64) * invstd[c] as f64 * dgamma[c] as f64 / m) as f32)
+                .collect();
+            let k: Vec<f32> = (0..d.c)
+                .map(|c| {
+                    (-(a[c] as f64) * dbeta[c] as f64 / m - b[c] as f64 * mean[c] as f64) as f32
+                })
+                .collect();
+            let mut dx = vec![0f32; xv.len()];
+            dx.par_chunks_mut(row)
+                .zip(dyv.par_chunks(row).zip(xv.par_chunks(row)))
+                .for_each(|(o, (g, v))| {
+                    for c in 0..d.c {
+                        let r = c * d.s..(c + 1) * d.s;
+                        simd::affine2(&mut o[r.clone()], &g[r.clone()], &v[r], a[c], b[c], k[c]);
+                    }
+                });
+            grads.register::<Flex>(node.id, flex(dx, shape));
+        }
+        if let Some(node) = node_gamma {
+            grads.register::<Flex>(node.id, flex(dgamma, vec![d.c]));
+        }
+        if let Some(node) = node_beta {
+            grads.register::<Flex>(node.id, flex(dbeta, vec![d.c]));
+        }
+    }
+}

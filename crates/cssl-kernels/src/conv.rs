@@ -1,0 +1,681 @@
+//! 2-D convolution as im2col + gemm, forward and backward, over chunks of
+//! the batch processed in parallel:
+//!
+//! - forward: `Y[c_out, cols] = W[c_out, K] @ im2col(X)[K, cols]`;
+//! - weight gradient: `dW = dY[c_out, cols] @ im2col(X)^T`, summed over chunks;
+//! - input gradient: `col2im(W^T @ dY)`.
+//!
+//! `K = c_in * kh * kw` and `cols` are the output positions of a chunk of
+//! samples. The im2col buffers live only while their chunk is processed
+//! (the backward pass recomputes them from the saved input), so memory stays
+//! at one chunk per thread.
+
+use crate::batch_norm::{flex, values};
+use crate::AdFlex;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::Flex;
+use burn::nn::conv::Conv2d;
+use burn::nn::PaddingConfig2d;
+use burn::tensor::{DType, Tensor, TensorPrimitive};
+use burn_flex::FlexTensor;
+use rayon::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Shapes, stride and padding of one convolution.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    n: usize,
+    c_in: usize,
+    h: usize,
+    w: usize,
+    c_out: usize,
+    kh: usize,
+    kw: usize,
+    sh: usize,
+    sw: usize,
+    pad_top: usize,
+    pad_left: usize,
+    ho: usize,
+    wo: usize,
+}
+
+impl Geometry {
+    /// `None` for what the fast path does not cover (groups, dilation, f32 only).
+    fn of<B: burn::tensor::backend::Backend>(
+        conv: &Conv2d<B>,
+        x_shape: [usize; 4],
+    ) -> Option<Self> {
+        let weight = conv.weight.val();
+        if conv.groups != 1 || conv.dilation != [1, 1] || weight.dtype() != DType::F32 {
+            return None;
+        }
+        let [n, c_in, h, w] = x_shape;
+        let [c_out, wc_in, kh, kw] = weight.dims();
+        if wc_in != c_in {
+            return None;
+        }
+        let [sh, sw] = conv.stride;
+        let same = |k: usize, s: usize, size: usize| {
+            let out = size.div_ceil(s);
+            let total = ((out.max(1) - 1) * s + k).saturating_sub(size);
+            (total / 2, total - total / 2)
+        };
+        let ((top, bottom), (left, right)) = match conv.padding {
+            PaddingConfig2d::Valid => ((0, 0), (0, 0)),
+            PaddingConfig2d::Same => (same(kh, sh, h), same(kw, sw, w)),
+            PaddingConfig2d::Explicit(top, left, bottom, right) => ((top, bottom), (left, right)),
+        };
+        if h + top + bottom < kh || w + left + right < kw {
+            return None;
+        }
+        Some(Self {
+            n,
+            c_in,
+            h,
+            w,
+            c_out,
+            kh,
+            kw,
+            sh,
+            sw,
+            pad_top: top,
+            pad_left: left,
+            ho: (h + top + bottom - kh) / sh + 1,
+            wo: (w + left + right - kw) / sw + 1,
+        })
+    }
+
+    /// Rows of the im2col matrix.
+    fn k(&self) -> usize {
+        self.c_in * self.kh * self.kw
+    }
+
+    /// Output positions per sample.
+    fn p(&self) -> usize {
+        self.ho * self.wo
+    }
+
+    fn in_len(&self) -> usize {
+        self.c_in * self.h * self.w
+    }
+
+    fn out_len(&self) -> usize {
+        self.c_out * self.p()
+    }
+
+    /// Samples per parallel chunk: about 256 output columns (measured
+    /// against 128 to 4,096 with `cargo xtask bench`), and at least two
+    /// chunks per thread when the batch allows it.
+    fn chunk(&self) -> usize {
+        let threads = rayon::current_num_threads().max(1);
+        256usize
+            .div_ceil(self.p())
+            .min(self.n.div_ceil(2 * threads))
+            .max(1)
+    }
+
+    /// The output columns `lo..hi` of kernel column `j` that read inside the
+    /// image, for an input row of width `w`.
+    fn valid_cols(&self, j: usize) -> (usize, usize) {
+        let (pl, sw) = (self.pad_left, self.sw);
+        let lo = if pl > j { (pl - j).div_ceil(sw) } else { 0 };
+        let hi = if self.w + pl > j {
+            (self.w + pl - j).div_ceil(sw).min(self.wo)
+        } else {
+            0
+        };
+        (lo.min(hi), hi)
+    }
+
+    /// Stride 1 with output rows as wide as input rows: each im2col row of a
+    /// sample is the input plane shifted by one offset, copied in one piece.
+    fn same_pitch(&self) -> bool {
+        self.sh == 1 && self.sw == 1 && self.wo == self.w
+    }
+
+    /// For [`Self::same_pitch`] geometries and kernel offset `(i, j)`: the
+    /// output rows `lo..hi` that read inside the image, the shift from output
+    /// index to input index, and the output columns `cl..ch` inside it.
+    fn shifted(&self, i: usize, j: usize) -> (usize, usize, isize, usize, usize) {
+        let di = i as isize - self.pad_top as isize;
+        let dj = j as isize - self.pad_left as isize;
+        let lo = (-di).clamp(0, self.ho as isize) as usize;
+        let hi = (self.h as isize - di).clamp(lo as isize, self.ho as isize) as usize;
+        let cl = (-dj).clamp(0, self.wo as isize) as usize;
+        let ch = (self.w as isize - dj).clamp(cl as isize, self.wo as isize) as usize;
+        (lo, hi, di * self.w as isize + dj, cl, ch)
+    }
+
+    /// The input row read by output row `oh` at kernel row `i`, if inside.
+    fn input_row(&self, oh: usize, i: usize) -> Option<usize> {
+        (oh * self.sh + i)
+            .checked_sub(self.pad_top)
+            .filter(|&ih| ih < self.h)
+    }
+}
+
+thread_local! {
+    /// Per-thread work buffers, reused across chunks and steps.
+    static SCRATCH: [std::cell::RefCell<Vec<f32>>; 2] = Default::default();
+}
+
+/// Runs `f` with two of this thread's work buffers, of lengths `a` and `b`.
+/// Their contents are stale: `f` must write every element before reading it.
+fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    SCRATCH.with(|[x, y]| match (x.try_borrow_mut(), y.try_borrow_mut()) {
+        (Ok(mut x), Ok(mut y)) => {
+            for (v, n) in [(&mut *x, a), (&mut *y, b)] {
+                if v.len() < n {
+                    v.resize(n, 0.0);
+                }
+            }
+            f(&mut x[..a], &mut y[..b])
+        }
+        // Re-entered on this thread (not expected): fresh buffers.
+        _ => f(&mut vec![0.0; a], &mut vec![0.0; b]),
+    })
+}
+
+/// `dst = src` without a `memcpy` call: the rows copied here are a few
+/// dozen elements, where the call costs more than the copy.
+#[inline(always)]
+fn copy(dst: &mut [f32], src: &[f32]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = *s;
+    }
+}
+
+/// `dst = 0` without a `memset` call (see [`copy`]).
+#[inline(always)]
+fn zero(dst: &mut [f32]) {
+    for d in dst {
+        *d = 0.0;
+    }
+}
+
+/// `cols[K, nb * P]` of the `nb` samples in `x`.
+fn im2col(x: &[f32], g: &Geometry, cols: &mut [f32]) {
+    let nb = x.len() / g.in_len();
+    let (p, l) = (g.p(), nb * g.p());
+    if g.same_pitch() {
+        return im2col_same_pitch(x, g, cols);
+    }
+    for (r, row) in cols.chunks_exact_mut(l).enumerate() {
+        let (c, i, j) = (r / (g.kh * g.kw), (r / g.kw) % g.kh, r % g.kw);
+        let (lo, hi) = g.valid_cols(j);
+        for b in 0..nb {
+            let plane = &x[(b * g.c_in + c) * g.h * g.w..][..g.h * g.w];
+            for oh in 0..g.ho {
+                let dst = &mut row[b * p + oh * g.wo..][..g.wo];
+                let Some(ih) = g.input_row(oh, i) else {
+                    zero(dst);
+                    continue;
+                };
+                zero(&mut dst[..lo]);
+                zero(&mut dst[hi..]);
+                if lo < hi {
+                    let start = ih * g.w + lo * g.sw + j - g.pad_left;
+                    let src = &plane[start..];
+                    if g.sw == 1 {
+                        copy(&mut dst[lo..hi], &src[..hi - lo]);
+                    } else {
+                        for (k, d) in dst[lo..hi].iter_mut().enumerate() {
+                            *d = src[k * g.sw];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`im2col`] when every row of a sample is one shifted copy of its plane.
+fn im2col_same_pitch(x: &[f32], g: &Geometry, cols: &mut [f32]) {
+    let nb = x.len() / g.in_len();
+    let (p, l, w) = (g.p(), nb * g.p(), g.w);
+    for (r, row) in cols.chunks_exact_mut(l).enumerate() {
+        let (c, i, j) = (r / (g.kh * g.kw), (r / g.kw) % g.kh, r % g.kw);
+        let (lo, hi, shift, cl, ch) = g.shifted(i, j);
+        for b in 0..nb {
+            let plane = &x[(b * g.c_in + c) * g.h * w..][..g.h * w];
+            let dst = &mut row[b * p..][..p];
+            zero(&mut dst[..lo * w]);
+            zero(&mut dst[hi * w..]);
+            if lo == hi {
+                continue;
+            }
+            // Output indices lo*w..hi*w read input index + shift; the first
+            // and last may fall outside the plane (they are edge columns).
+            let (start, end) = ((lo * w) as isize + shift, (hi * w) as isize + shift);
+            let (s0, s1) = (start.max(0) as usize, end.min((g.h * w) as isize) as usize);
+            let d0 = (s0 as isize - shift) as usize;
+            dst[d0..d0 + (s1 - s0)].copy_from_slice(&plane[s0..s1]);
+            for oh in lo..hi {
+                let out_row = &mut dst[oh * w..][..w];
+                zero(&mut out_row[..cl]);
+                zero(&mut out_row[ch..]);
+            }
+        }
+    }
+}
+
+/// `dx += col2im(dcols)` for the `nb` samples of `dx` (zeroed by the
+/// caller). Overwrites the entries of `dcols` that fall in the padding.
+fn col2im(dcols: &mut [f32], g: &Geometry, dx: &mut [f32]) {
+    let nb = dx.len() / g.in_len();
+    let (p, l) = (g.p(), nb * g.p());
+    if g.same_pitch() {
+        let w = g.w;
+        for (r, row) in dcols.chunks_exact_mut(l).enumerate() {
+            let (c, i, j) = (r / (g.kh * g.kw), (r / g.kw) % g.kh, r % g.kw);
+            let (lo, hi, shift, cl, ch) = g.shifted(i, j);
+            if lo == hi {
+                continue;
+            }
+            for b in 0..nb {
+                let plane = &mut dx[(b * g.c_in + c) * g.h * w..][..g.h * w];
+                let src = &mut row[b * p..][..p];
+                // Gradients of padding positions go nowhere.
+                for oh in lo..hi {
+                    let in_row = &mut src[oh * w..][..w];
+                    zero(&mut in_row[..cl]);
+                    zero(&mut in_row[ch..]);
+                }
+                let (start, end) = ((lo * w) as isize + shift, (hi * w) as isize + shift);
+                let (s0, s1) = (start.max(0) as usize, end.min((g.h * w) as isize) as usize);
+                let d0 = (s0 as isize - shift) as usize;
+                for (d, v) in plane[s0..s1].iter_mut().zip(&src[d0..]) {
+                    *d += v;
+                }
+            }
+        }
+        return;
+    }
+    for (r, row) in dcols.chunks_exact(l).enumerate() {
+        let (c, i, j) = (r / (g.kh * g.kw), (r / g.kw) % g.kh, r % g.kw);
+        let (lo, hi) = g.valid_cols(j);
+        if lo >= hi {
+            continue;
+        }
+        for b in 0..nb {
+            let plane = &mut dx[(b * g.c_in + c) * g.h * g.w..][..g.h * g.w];
+            for oh in 0..g.ho {
+                let Some(ih) = g.input_row(oh, i) else {
+                    continue;
+                };
+                let src = &row[b * p + oh * g.wo..][lo..hi];
+                let start = ih * g.w + lo * g.sw + j - g.pad_left;
+                if g.sw == 1 {
+                    for (d, s) in plane[start..start + (hi - lo)].iter_mut().zip(src) {
+                        *d += s;
+                    }
+                } else {
+                    for (k, s) in src.iter().enumerate() {
+                        plane[start + k * g.sw] += s;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dst[m, n] (+)= lhs[m, k] @ rhs[k, n]`, each operand given by its row and
+/// column strides, on the calling thread.
+#[allow(clippy::too_many_arguments)]
+fn gemm(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: &[f32],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[f32],
+    (rhs_rs, rhs_cs): (usize, usize),
+) {
+    debug_assert!(dst.len() >= (m - 1) * dst_rs + n);
+    debug_assert!(lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
+    debug_assert!(rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
+    // SAFETY: the asserted bounds hold for every caller below: each operand
+    // slice covers every element its strides address.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+/// im2col matrices kept from the forward pass for the weight gradient, in
+/// buffers recycled across steps (so neither allocated nor zeroed per step).
+#[derive(Debug)]
+struct CachedCols(Vec<f32>);
+
+/// Recycled [`CachedCols`] buffers.
+static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
+
+/// A convolution keeps its im2col matrix for the backward pass when it has
+/// at most this many values (default 32 Mi, 128 MiB); bigger ones are
+/// recomputed there.
+static CACHE_LIMIT: AtomicUsize = AtomicUsize::new(32 << 20);
+
+/// Sets the largest im2col matrix (in values) a convolution keeps from its
+/// forward pass for its weight gradient; 0 recomputes every one. Returns the
+/// previous limit.
+pub fn set_im2col_cache_limit(values: usize) -> usize {
+    CACHE_LIMIT.swap(values, Ordering::Relaxed)
+}
+
+impl CachedCols {
+    /// A buffer of `len` values with stale contents.
+    fn take(len: usize) -> Self {
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        let best = (0..pool.len())
+            .filter(|&i| pool[i].capacity() >= len)
+            .min_by_key(|&i| pool[i].capacity());
+        let mut v = best.map(|i| pool.swap_remove(i)).unwrap_or_default();
+        drop(pool);
+        v.resize(len, 0.0);
+        Self(v)
+    }
+}
+
+impl Drop for CachedCols {
+    fn drop(&mut self) {
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        // Keep at most about a step's worth of buffers.
+        if pool.len() < 256 {
+            pool.push(std::mem::take(&mut self.0));
+        }
+    }
+}
+
+/// The convolution of `x` (contiguous `[n, c_in, h, w]`) with `w`, and the
+/// im2col matrices of its chunks (one after the other) when `keep` is set.
+fn forward(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    g: &Geometry,
+    keep: bool,
+) -> (Vec<f32>, Option<CachedCols>) {
+    let nb = g.chunk();
+    let (k, p) = (g.k(), g.p());
+    let mut y = vec![0f32; g.n * g.out_len()];
+    let mut cache = keep.then(|| CachedCols::take(g.n * k * p));
+    let chunk = |yc: &mut [f32], xc: &[f32], cols: &mut [f32], out: &mut [f32]| {
+        let nb = xc.len() / g.in_len();
+        let l = nb * p;
+        im2col(xc, g, cols);
+        gemm((g.c_out, l, k), out, l, false, w, (k, 1), cols, (l, 1));
+        for b in 0..nb {
+            for co in 0..g.c_out {
+                let dst = &mut yc[(b * g.c_out + co) * p..][..p];
+                copy(dst, &out[co * l + b * p..][..p]);
+                if let Some(bias) = bias {
+                    dst.iter_mut().for_each(|v| *v += bias[co]);
+                }
+            }
+        }
+    };
+    let chunks = y
+        .par_chunks_mut(nb * g.out_len())
+        .zip(x.par_chunks(nb * g.in_len()));
+    match &mut cache {
+        Some(cache) => {
+            chunks
+                .zip(cache.0.par_chunks_mut(nb * k * p))
+                .for_each(|((yc, xc), cols)| {
+                    let l = cols.len() / k;
+                    with_scratch(0, g.c_out * l, |_, out| chunk(yc, xc, cols, out))
+                })
+        }
+        None => chunks.for_each(|(yc, xc)| {
+            let l = xc.len() / g.in_len() * p;
+            with_scratch(k * l, g.c_out * l, |cols, out| chunk(yc, xc, cols, out))
+        }),
+    }
+    (y, cache)
+}
+
+/// What the backward pass computes.
+struct Wanted {
+    x: bool,
+    w: bool,
+    bias: bool,
+}
+
+/// `(dx, dw, dbias)` for the output gradient `dy`.
+fn backward(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    cached: Option<&[f32]>,
+    g: &Geometry,
+    wanted: Wanted,
+) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    let nb = g.chunk();
+    let nb_full = nb;
+    let (k, p) = (g.k(), g.p());
+    let zeros = || (vec![0f32; g.c_out * k], vec![0f32; g.c_out]);
+    let chunk = |(xc, i): (&[f32], usize),
+                 dyc: &[f32],
+                 dxc: Option<&mut [f32]>,
+                 acc: &mut (Vec<f32>, Vec<f32>)| {
+        let nb = xc.len() / g.in_len();
+        let l = nb * p;
+        // dY of the chunk as [c_out, nb * p].
+        let mut dyt = vec![0f32; g.c_out * l];
+        for b in 0..nb {
+            for co in 0..g.c_out {
+                copy(
+                    &mut dyt[co * l + b * p..][..p],
+                    &dyc[(b * g.c_out + co) * p..][..p],
+                );
+            }
+        }
+        if wanted.bias {
+            for co in 0..g.c_out {
+                acc.1[co] += crate::simd::sum(&dyt[co * l..][..l]);
+            }
+        }
+        let cols_len = if wanted.w && cached.is_none() {
+            k * l
+        } else {
+            0
+        };
+        with_scratch(cols_len, k * l, |cols, dcols| {
+            if wanted.w {
+                let cols: &[f32] = match cached {
+                    Some(c) => &c[i * nb_full * k * p..][..k * l],
+                    None => {
+                        im2col(xc, g, cols);
+                        cols
+                    }
+                };
+                gemm(
+                    (g.c_out, k, l),
+                    &mut acc.0,
+                    k,
+                    true,
+                    &dyt,
+                    (l, 1),
+                    cols,
+                    (1, l),
+                );
+            }
+            if let Some(dxc) = dxc {
+                gemm((k, l, g.c_out), dcols, l, false, w, (1, k), &dyt, (l, 1));
+                col2im(dcols, g, dxc);
+            }
+        });
+    };
+    let add = |mut a: (Vec<f32>, Vec<f32>), b: (Vec<f32>, Vec<f32>)| {
+        a.0.iter_mut().zip(&b.0).for_each(|(x, y)| *x += y);
+        a.1.iter_mut().zip(&b.1).for_each(|(x, y)| *x += y);
+        a
+    };
+    let chunks = x
+        .par_chunks(nb * g.in_len())
+        .enumerate()
+        .map(|(i, xc)| (xc, i))
+        .zip(dy.par_chunks(nb * g.out_len()));
+    if wanted.x {
+        let mut dx = vec![0f32; x.len()];
+        let (dw, db) = chunks
+            .zip(dx.par_chunks_mut(nb * g.in_len()))
+            .fold(zeros, |mut acc, ((xc, dyc), dxc)| {
+                chunk(xc, dyc, Some(dxc), &mut acc);
+                acc
+            })
+            .reduce(zeros, add);
+        (Some(dx), dw, db)
+    } else {
+        let (dw, db) = chunks
+            .fold(zeros, |mut acc, (xc, dyc)| {
+                chunk(xc, dyc, None, &mut acc);
+                acc
+            })
+            .reduce(zeros, add);
+        (None, dw, db)
+    }
+}
+
+/// Inference on `Flex`.
+pub(crate) fn inference(conv: &Conv2d<Flex>, x: Tensor<Flex, 4>) -> Tensor<Flex, 4> {
+    let Some(g) = Geometry::of(conv, x.dims()).filter(|_| x.dtype() == DType::F32) else {
+        return conv.forward(x);
+    };
+    let w = conv.weight.val().into_primitive().tensor();
+    let bias = conv
+        .bias
+        .as_ref()
+        .map(|b| b.val().into_primitive().tensor());
+    let x = x.into_primitive().tensor();
+    let (y, _) = forward(
+        &values(&x),
+        &values(&w),
+        bias.as_ref().map(|b| values(b)).as_deref(),
+        &g,
+        false,
+    );
+    let y = flex(y, vec![g.n, g.c_out, g.ho, g.wo]);
+    Tensor::from_primitive(TensorPrimitive::Float(y))
+}
+
+/// Training on `Autodiff<Flex>`: one autodiff node.
+pub(crate) fn train(conv: &Conv2d<AdFlex>, x: Tensor<AdFlex, 4>) -> Tensor<AdFlex, 4> {
+    let Some(g) = Geometry::of(conv, x.dims()).filter(|_| x.dtype() == DType::F32) else {
+        return conv.forward(x);
+    };
+    let w = conv.weight.val().into_primitive().tensor();
+    let x = x.into_primitive().tensor();
+    let bias = conv
+        .bias
+        .as_ref()
+        .map(|b| b.val().into_primitive().tensor());
+    let xs = contiguous(&x.primitive);
+    let ws = contiguous(&w.primitive);
+    // Keep the im2col matrix for the weight gradient when there will be one.
+    let keep =
+        !w.node.requirement.is_none() && g.n * g.k() * g.p() <= CACHE_LIMIT.load(Ordering::Relaxed);
+    let (y, cols) = forward(
+        &values(&xs),
+        &values(&ws),
+        bias.as_ref().map(|b| values(&b.primitive)).as_deref(),
+        &g,
+        keep,
+    );
+    let y = flex(y, vec![g.n, g.c_out, g.ho, g.wo]);
+    let state = State {
+        x: xs,
+        w: ws,
+        cols: cols.map(Arc::new),
+        g,
+    };
+    let out = match bias {
+        Some(bias) => match ConvBackward
+            .prepare::<NoCheckpointing>([x.node.clone(), w.node.clone(), bias.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(state, y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        },
+        None => match ConvBackward
+            .prepare::<NoCheckpointing>([x.node.clone(), w.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(state, y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        },
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
+fn contiguous(t: &FlexTensor) -> FlexTensor {
+    if t.layout().contiguous_offsets().is_some() {
+        t.clone()
+    } else {
+        t.to_contiguous()
+    }
+}
+
+#[derive(Debug)]
+struct ConvBackward;
+
+#[derive(Clone, Debug)]
+struct State {
+    x: FlexTensor,
+    w: FlexTensor,
+    cols: Option<Arc<CachedCols>>,
+    g: Geometry,
+}
+
+impl<const N: usize> Backward<Flex, N> for ConvBackward {
+    type State = State;
+
+    fn backward(self, ops: Ops<State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = grads.consume::<Flex>(&ops.node);
+        let State { x, w, cols, g } = ops.state;
+        let [node_x, node_w] = [ops.parents[0].clone(), ops.parents[1].clone()];
+        let node_bias = ops.parents.get(2).cloned().flatten();
+        let wanted = Wanted {
+            x: node_x.is_some(),
+            w: node_w.is_some(),
+            bias: node_bias.is_some(),
+        };
+        let cached = cols.as_ref().map(|c| c.0.as_slice());
+        let (dx, dw, db) = backward(&values(&x), &values(&w), &values(&dy), cached, &g, wanted);
+        if let (Some(node), Some(dx)) = (node_x, dx) {
+            grads.register::<Flex>(node.id, flex(dx, vec![g.n, g.c_in, g.h, g.w]));
+        }
+        if let Some(node) = node_w {
+            grads.register::<Flex>(node.id, flex(dw, vec![g.c_out, g.c_in, g.kh, g.kw]));
+        }
+        if let Some(node) = node_bias {
+            grads.register::<Flex>(node.id, flex(db, vec![g.c_out]));
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Fused CPU kernels for the two operations that dominate a ResNet training
+//! step: batch norm and 2-D convolution.
+//!
+//! burn's batch norm is a chain of broadcast element-wise operations, each
+//! with its own autodiff node, and its convolution backward passes are the
+//! generic ones (`conv_transpose2d` for the input gradient, a conv over
+//! swapped axes for the weight gradient). On burn's Flex CPU backend those
+//! run mostly on one core through a strided element iterator. This crate
+//! gives both operations as one autodiff node each, with forward and
+//! backward written as contiguous loops and gemm calls that use every core.
+//!
+//! The entry points, [`batch_norm`] and [`conv2d`], are drop-in replacements
+//! for `BatchNorm::forward` and `Conv2d::forward` and stay generic over
+//! `B: Backend`: on `Autodiff<Flex>` (training) and `Flex` (inference)
+//! they take the fused path for `f32` tensors; on every other backend and
+//! element type they call burn's own forward, so CUDA and friends are
+//! untouched. Both paths compute the same function: the crate's tests
+//! compare outputs and gradients of the two on fixed inputs.
+//!
+//! Set `CSSL_KERNELS=off` in the environment to force burn's path everywhere
+//! (for side-by-side measurements).
+#![warn(missing_docs)]
+
+mod batch_norm;
+mod conv;
+mod simd;
+
+pub use conv::set_im2col_cache_limit;
+
+use burn::backend::{Autodiff, Flex};
+use burn::nn::conv::Conv2d;
+use burn::nn::BatchNorm;
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+use std::any::{Any, TypeId};
+use std::sync::OnceLock;
+
+/// The training backend the fused kernels are written for.
+type AdFlex = Autodiff<Flex>;
+
+/// Whether the fused kernels are switched on (`CSSL_KERNELS` is not `off`).
+pub fn enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("CSSL_KERNELS").map_or(true, |v| v != "off"))
+}
+
+/// `t` as a `U` when `T` and `U` are the same type.
+fn cast<T: 'static, U: 'static>(t: T) -> Result<U, T> {
+    if TypeId::of::<T>() == TypeId::of::<U>() {
+        let mut slot = Some(t);
+        let any: &mut dyn Any = &mut slot;
+        Ok(any
+            .downcast_mut::<Option<U>>()
+            .and_then(Option::take)
+            .expect("same TypeId"))
+    } else {
+        Err(t)
+    }
+}
+
+/// `t` as a `&U` when `T` and `U` are the same type.
+fn cast_ref<T: 'static, U: 'static>(t: &T) -> Option<&U> {
+    (t as &dyn Any).downcast_ref::<U>()
+}
+
+/// Batch norm over `[batch, channels, ...]`, as `bn.forward(x)`: batch
+/// statistics (and a running-statistics update) on an autodiff backend,
+/// running statistics otherwise.
+///
+/// # Shapes
+/// `[n, c, ...]` -> same.
+pub fn batch_norm<B: Backend, const D: usize>(bn: &BatchNorm<B>, x: Tensor<B, D>) -> Tensor<B, D> {
+    if !enabled() || D < 2 {
+        return bn.forward(x);
+    }
+    let x = match cast::<Tensor<B, D>, Tensor<AdFlex, D>>(x) {
+        Ok(x) => {
+            let bn = cast_ref::<BatchNorm<B>, BatchNorm<AdFlex>>(bn).expect("same backend");
+            let y = batch_norm::train(bn, x);
+            return cast(y).unwrap_or_else(|_| unreachable!());
+        }
+        Err(x) => x,
+    };
+    match cast::<Tensor<B, D>, Tensor<Flex, D>>(x) {
+        Ok(x) => {
+            let bn = cast_ref::<BatchNorm<B>, BatchNorm<Flex>>(bn).expect("same backend");
+            cast(batch_norm::inference(bn, x)).unwrap_or_else(|_| unreachable!())
+        }
+        Err(x) => bn.forward(x),
+    }
+}
+
+/// 2-D convolution, as `conv.forward(x)`.
+///
+/// # Shapes
+/// `[n, c_in, h, w]` -> `[n, c_out, h_out, w_out]`.
+pub fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    if !enabled() {
+        return conv.forward(x);
+    }
+    let x = match cast::<Tensor<B, 4>, Tensor<AdFlex, 4>>(x) {
+        Ok(x) => {
+            let conv = cast_ref::<Conv2d<B>, Conv2d<AdFlex>>(conv).expect("same backend");
+            let y = conv::train(conv, x);
+            return cast(y).unwrap_or_else(|_| unreachable!());
+        }
+        Err(x) => x,
+    };
+    match cast::<Tensor<B, 4>, Tensor<Flex, 4>>(x) {
+        Ok(x) => {
+            let conv = cast_ref::<Conv2d<B>, Conv2d<Flex>>(conv).expect("same backend");
+            cast(conv::inference(conv, x)).unwrap_or_else(|_| unreachable!())
+        }
+        Err(x) => conv.forward(x),
+    }
+}
