@@ -49,6 +49,16 @@ enum Command {
         /// Skip the augmentation figures.
         #[arg(long)]
         no_augmentation: bool,
+        /// Then time the main job's SimCLR step in PyTorch (scripts/torch_simclr_step.py)
+        /// right after cssl's, in alternating rounds, and print both and their ratio.
+        #[arg(long)]
+        compare_torch: bool,
+        /// Python interpreter with `torch` for --compare-torch.
+        #[arg(long, default_value = "python3")]
+        python: String,
+        /// Alternating cssl / PyTorch rounds for --compare-torch.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// Print loader throughput (1 and 2 workers, 32 and 96 px) and the peak
     /// memory of streaming an STL-10-sized unlabeled file (written, then deleted).
@@ -63,14 +73,24 @@ enum Command {
 }
 
 fn main() {
-    let (steps, batch_size, images, methods, no_augmentation) = match Cli::parse().command {
+    let (steps, batch_size, images, methods, no_augmentation, torch) = match Cli::parse().command {
         Command::Bench {
             steps,
             batch_size,
             images,
             methods,
             no_augmentation,
-        } => (steps, batch_size, images, methods, no_augmentation),
+            compare_torch,
+            python,
+            rounds,
+        } => (
+            steps,
+            batch_size,
+            images,
+            methods,
+            no_augmentation,
+            compare_torch.then_some((python, rounds)),
+        ),
         Command::BenchLoader { dir, unlabeled } => return bench_loader(&dir, unlabeled),
     };
     let data = FashionMnist::embedded().unwrap_or_else(|e| {
@@ -193,6 +213,94 @@ fn main() {
             100.0 * r.augmentation_share
         );
     }
+    if let Some((python, rounds)) = torch {
+        compare_torch(&data.train, &python, rounds, batch_size, steps.max(10));
+    }
+}
+
+/// The PyTorch twin of the main job's step.
+const TORCH_SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../scripts/torch_simclr_step.py"
+);
+
+/// cssl's and PyTorch's views/s for the main job's SimCLR step, in
+/// alternating rounds on the same cores, and their ratio.
+fn compare_torch(
+    data: &ImageDataset,
+    python: &str,
+    rounds: usize,
+    batch_size: usize,
+    steps: usize,
+) {
+    let threads = rayon::current_num_threads();
+    let importable = std::process::Command::new(python)
+        .args(["-c", "import torch"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !importable {
+        eprintln!(
+            "--compare-torch: `{python} -c \"import torch\"` failed, so there is no PyTorch to compare with.\n\
+             Get one (not a dependency of cssl; about 1 GB):\n  \
+             python3 -m venv venv-torch && venv-torch/bin/pip install torch\n\
+             then: cargo xtask bench --no-augmentation --methods simclr --compare-torch --python venv-torch/bin/python"
+        );
+        std::process::exit(1);
+    }
+    println!(
+        "cssl vs PyTorch, the main job's SimCLR step (batch {batch_size} x 2 views, {steps} timed steps), \
+         {threads} threads each, {rounds} alternating rounds:"
+    );
+    let config = MethodKind::Simclr.fashion_mnist();
+    let mut ratios = Vec::new();
+    for round in 1..=rounds {
+        let ours = bench_method(&config, data, batch_size, steps);
+        let ours = ours.images_per_s * ours.views as f64;
+        let out = std::process::Command::new(python)
+            .arg(TORCH_SCRIPT)
+            .args([
+                "--steps",
+                &steps.to_string(),
+                "--batch",
+                &batch_size.to_string(),
+            ])
+            .args(["--threads", &threads.to_string()])
+            .output()
+            .unwrap_or_else(|e| {
+                eprintln!("error: {python} {TORCH_SCRIPT}: {e}");
+                std::process::exit(1)
+            });
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let theirs = stdout
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("views_per_s=")?.parse::<f64>().ok())
+            .unwrap_or_else(|| {
+                eprintln!(
+                    "error: {TORCH_SCRIPT} printed no views_per_s ({}):\n{stdout}{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                std::process::exit(1)
+            });
+        if round == 1 {
+            print!("  {}", stdout.lines().next().unwrap_or_default());
+            println!();
+        }
+        println!(
+            "  round {round}: cssl {ours:>7.1} views/s   PyTorch {theirs:>7.1} views/s   cssl / PyTorch = {:.2}",
+            ours / theirs
+        );
+        ratios.push(ours / theirs);
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "  median cssl / PyTorch = {:.2} (min {:.2}, max {:.2})",
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1]
+    );
 }
 
 struct StepBench {
