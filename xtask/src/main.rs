@@ -49,6 +49,12 @@ enum Command {
         /// Skip the augmentation figures.
         #[arg(long)]
         no_augmentation: bool,
+        /// Skip the training-step figures.
+        #[arg(long)]
+        no_steps: bool,
+        /// Only the augmentation pipelines whose name contains this.
+        #[arg(long, default_value = "")]
+        pipelines: String,
         /// Then time the main job's SimCLR step in PyTorch (scripts/torch_simclr_step.py)
         /// right after cssl's, in alternating rounds, and print both and their ratio.
         #[arg(long)]
@@ -73,26 +79,30 @@ enum Command {
 }
 
 fn main() {
-    let (steps, batch_size, images, methods, no_augmentation, torch) = match Cli::parse().command {
-        Command::Bench {
-            steps,
-            batch_size,
-            images,
-            methods,
-            no_augmentation,
-            compare_torch,
-            python,
-            rounds,
-        } => (
-            steps,
-            batch_size,
-            images,
-            methods,
-            no_augmentation,
-            compare_torch.then_some((python, rounds)),
-        ),
-        Command::BenchLoader { dir, unlabeled } => return bench_loader(&dir, unlabeled),
-    };
+    let (steps, batch_size, images, methods, no_augmentation, pipeline_filter, torch) =
+        match Cli::parse().command {
+            Command::Bench {
+                steps,
+                batch_size,
+                images,
+                methods,
+                no_augmentation,
+                no_steps,
+                pipelines,
+                compare_torch,
+                python,
+                rounds,
+            } => (
+                steps,
+                batch_size,
+                images,
+                (!no_steps).then_some(methods),
+                no_augmentation,
+                pipelines,
+                compare_torch.then_some((python, rounds)),
+            ),
+            Command::BenchLoader { dir, unlabeled } => return bench_loader(&dir, unlabeled),
+        };
     let data = FashionMnist::embedded().unwrap_or_else(|e| {
         eprintln!("error: {e}");
         std::process::exit(1)
@@ -100,10 +110,10 @@ fn main() {
     let cores = rayon::current_num_threads();
     println!("machine: {cores} rayon threads");
 
-    let methods: Vec<MethodKind> = if methods.is_empty() {
-        MethodKind::ALL.to_vec()
-    } else {
-        methods
+    let methods: Vec<MethodKind> = match methods {
+        None => Vec::new(),
+        Some(names) if names.is_empty() => MethodKind::ALL.to_vec(),
+        Some(names) => names
             .iter()
             .map(|name| {
                 MethodKind::ALL
@@ -118,7 +128,7 @@ fn main() {
                         std::process::exit(2)
                     })
             })
-            .collect()
+            .collect(),
     };
     let images = if no_augmentation { 0 } else { images };
     let fm: Vec<Image> = (0..images)
@@ -133,6 +143,19 @@ fn main() {
                 32,
                 3,
                 (0..32 * 32 * 3).map(|k| im.pixels[(k / 3) % 784]).collect(),
+            )
+        })
+        .collect();
+    // STL-10-sized RGB images of noise, as the PIL anchor script uses.
+    let stl: Vec<Image> = (0..images / 8)
+        .map(|i| {
+            Image::new(
+                96,
+                96,
+                3,
+                (0..96 * 96 * 3)
+                    .map(|k| ((k * 7919 + i * 104_729) % 251) as u8)
+                    .collect(),
             )
         })
         .collect();
@@ -180,8 +203,20 @@ fn main() {
             &cifar,
         ),
         ("yadim 32px rgb", pipelines::yadim(&cifar_preset), &cifar),
+        (
+            "simclr 96px rgb (STL-10/ImageNet: blur p=0.5)",
+            SimClrAugmentationConfig {
+                size: 96,
+                ..SimClrAugmentationConfig::default()
+            }
+            .init(),
+            &stl,
+        ),
     ];
-    for (name, aug, imgs) in pipelines.into_iter().filter(|_| !no_augmentation) {
+    for (name, aug, imgs) in pipelines
+        .into_iter()
+        .filter(|(name, ..)| !no_augmentation && name.contains(pipeline_filter.as_str()))
+    {
         let t = Instant::now();
         let mut checksum = 0.0f32;
         for (i, im) in imgs.iter().enumerate() {
@@ -198,20 +233,22 @@ fn main() {
         println!("augmentation {name:<42} {one:>9.0} views/s per core  {all:>9.0} views/s on {cores} cores  (checksum {checksum:.1})");
     }
 
-    println!(
-        "training step, each method's Fashion-MNIST CPU default, batch {batch_size}, Autodiff<Flex> \
-         (forward + backward + AdamW + the method's after-step update), after 2 warm-up steps:"
-    );
-    for kind in methods {
-        let r = bench_method(&kind.fashion_mnist(), &data.train, batch_size, steps);
+    if !methods.is_empty() {
         println!(
-            "  {:<7} {:>7.1} images/s  {:>7.1} views/s ({} views per image)   augmentation {:.0}% of the step",
-            kind.name(),
-            r.images_per_s,
-            r.images_per_s * r.views as f64,
-            r.views,
-            100.0 * r.augmentation_share
+            "training step, each method's Fashion-MNIST CPU default, batch {batch_size}, Autodiff<Flex> \
+             (forward + backward + AdamW + the method's after-step update), after 2 warm-up steps:"
         );
+        for kind in methods {
+            let r = bench_method(&kind.fashion_mnist(), &data.train, batch_size, steps);
+            println!(
+                "  {:<7} {:>7.1} images/s  {:>7.1} views/s ({} views per image)   augmentation {:.0}% of the step",
+                kind.name(),
+                r.images_per_s,
+                r.images_per_s * r.views as f64,
+                r.views,
+                100.0 * r.augmentation_share
+            );
+        }
     }
     if let Some((python, rounds)) = torch {
         compare_torch(&data.train, &python, rounds, batch_size, steps.max(10));
