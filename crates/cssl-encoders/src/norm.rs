@@ -43,7 +43,7 @@ impl<B: Backend> Norm<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         match (&self.batch, &self.layer) {
             (Some(bn), _) => cssl_kernels::batch_norm(bn, x),
-            (_, Some(ln)) => ln.forward(x),
+            (_, Some(ln)) => cssl_kernels::group_norm(ln, x),
             _ => x,
         }
     }

@@ -1,5 +1,5 @@
-//! Fused CPU kernels for the two operations that dominate a ResNet training
-//! step: batch norm and 2-D convolution.
+//! Fused CPU kernels for the operations that dominate a ResNet training
+//! step: batch norm (and group norm, CPC's layer norm) and 2-D convolution.
 //!
 //! burn's batch norm is a chain of broadcast element-wise operations, each
 //! with its own autodiff node, and its convolution backward passes are the
@@ -9,8 +9,8 @@
 //! gives both operations as one autodiff node each, with forward and
 //! backward written as contiguous loops and gemm calls that use every core.
 //!
-//! The entry points, [`batch_norm`] and [`conv2d`], are drop-in replacements
-//! for `BatchNorm::forward` and `Conv2d::forward` and stay generic over
+//! The entry points, [`batch_norm`], [`group_norm`] and [`conv2d`], are
+//! drop-in replacements for the modules' `forward` and stay generic over
 //! `B: Backend`: on `Autodiff<Flex>` (training) and `Flex` (inference)
 //! they take the fused path for `f32` tensors; on every other backend and
 //! element type they call burn's own forward, so CUDA and friends are
@@ -23,13 +23,14 @@
 
 mod batch_norm;
 mod conv;
+mod group_norm;
 mod simd;
 
 pub use conv::set_im2col_cache_limit;
 
 use burn::backend::{Autodiff, Flex};
 use burn::nn::conv::Conv2d;
-use burn::nn::BatchNorm;
+use burn::nn::{BatchNorm, GroupNorm};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use std::any::{Any, TypeId};
@@ -87,6 +88,31 @@ pub fn batch_norm<B: Backend, const D: usize>(bn: &BatchNorm<B>, x: Tensor<B, D>
             cast(batch_norm::inference(bn, x)).unwrap_or_else(|_| unreachable!())
         }
         Err(x) => bn.forward(x),
+    }
+}
+
+/// Group norm over `[batch, channels, ...]`, as `gn.forward(x)` (the fused
+/// path needs the affine parameters and at least 3 dimensions).
+///
+/// # Shapes
+/// `[n, c, ...]` -> same.
+pub fn group_norm<B: Backend, const D: usize>(gn: &GroupNorm<B>, x: Tensor<B, D>) -> Tensor<B, D> {
+    if !enabled() {
+        return gn.forward(x);
+    }
+    let x = match cast::<Tensor<B, D>, Tensor<AdFlex, D>>(x) {
+        Ok(x) => {
+            let gn = cast_ref::<GroupNorm<B>, GroupNorm<AdFlex>>(gn).expect("same backend");
+            return cast(group_norm::train(gn, x)).unwrap_or_else(|_| unreachable!());
+        }
+        Err(x) => x,
+    };
+    match cast::<Tensor<B, D>, Tensor<Flex, D>>(x) {
+        Ok(x) => {
+            let gn = cast_ref::<GroupNorm<B>, GroupNorm<Flex>>(gn).expect("same backend");
+            cast(group_norm::inference(gn, x)).unwrap_or_else(|_| unreachable!())
+        }
+        Err(x) => gn.forward(x),
     }
 }
 

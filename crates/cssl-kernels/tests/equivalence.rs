@@ -8,7 +8,7 @@
 use burn::backend::{Autodiff, Flex};
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::nn::{BatchNorm, BatchNormConfig, GroupNorm, GroupNormConfig, PaddingConfig2d};
 use burn::tensor::{Tensor, TensorData, Tolerance};
 
 type B = Autodiff<Flex>;
@@ -112,6 +112,60 @@ fn batch_norm_inference_matches_burn() {
         flat(cssl_kernels::batch_norm(&bn, x.clone())),
         flat(bn.forward(x)),
     );
+}
+
+fn group_norm_module(groups: usize, c: usize) -> GroupNorm<B> {
+    let mut gn = GroupNormConfig::new(groups, c).init::<B>(&Default::default());
+    gn.gamma = Some(Param::from_tensor(tensor([c], 13, 0.5, 1.5)));
+    gn.beta = Some(Param::from_tensor(tensor([c], 14, -0.5, 0.5)));
+    gn
+}
+
+/// Output and input/gamma/beta gradients of group norm agree, one group
+/// (CPC's layer norm) and several, with and without an input gradient.
+#[test]
+fn group_norm_matches_burn() {
+    for (groups, shape, x_grad) in [
+        (1, [6, 8, 5, 5], true),
+        (4, [3, 8, 7, 3], true),
+        (2, [5, 6, 4, 4], false),
+    ] {
+        let gn = group_norm_module(groups, shape[1]);
+        let x = tensor(shape, 15, 1.0, 4.0);
+        let r = tensor(shape, 16, -1.0, 1.0);
+        let run = |fused: bool| {
+            let x = if x_grad {
+                x.clone().require_grad()
+            } else {
+                x.clone()
+            };
+            let y = if fused {
+                cssl_kernels::group_norm(&gn, x.clone())
+            } else {
+                gn.forward(x.clone())
+            };
+            let grads = (y.clone() * r.clone()).sum().backward();
+            (
+                flat(y),
+                x.grad(&grads).map(flat),
+                gn.gamma.as_ref().unwrap().grad(&grads).unwrap(),
+                gn.beta.as_ref().unwrap().grad(&grads).unwrap(),
+            )
+        };
+        let (a, b) = (run(true), run(false));
+        close(a.0, b.0);
+        assert_eq!(a.1.is_some(), x_grad);
+        if let (Some(p), Some(q)) = (a.1, b.1) {
+            close(p, q);
+        }
+        close(a.2, b.2);
+        close(a.3, b.3);
+        let valid = burn::module::AutodiffModule::valid(&gn);
+        close(
+            flat(cssl_kernels::group_norm(&valid, x.clone().inner())),
+            flat(valid.forward(x.inner())),
+        );
+    }
 }
 
 fn conv_module(
