@@ -24,6 +24,8 @@ use rayon::prelude::*;
 use std::sync::Arc;
 use std::time::Instant;
 
+mod model_bench;
+
 #[derive(Parser)]
 struct Cli {
     #[command(subcommand)]
@@ -65,6 +67,24 @@ enum Command {
         /// Alternating cssl / PyTorch rounds for --compare-torch.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Instead of the CPU defaults: time SimCLR with this full-width
+        /// encoder (resnet18 | resnet50) on `--size` px RGB views, on
+        /// `--device`, and print the cold start (model built to first step
+        /// finished) and the steady state after `--warmup` steps.
+        #[arg(long)]
+        encoder: Option<String>,
+        /// View side for --encoder (32: CIFAR stem; larger: ImageNet stem).
+        #[arg(long, default_value_t = 32)]
+        size: usize,
+        /// Device for --encoder: cpu, cuda or cuda:N (build with --features cuda).
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Element type for --encoder: f32, or bf16 (CUDA only).
+        #[arg(long, default_value = "f32")]
+        precision: String,
+        /// Untimed steps after the first for --encoder (kernel compilation, autotuning).
+        #[arg(long, default_value_t = 20)]
+        warmup: usize,
     },
     /// Print loader throughput (1 and 2 workers, 32 and 96 px) and the peak
     /// memory of streaming an STL-10-sized unlabeled file (written, then deleted).
@@ -92,15 +112,33 @@ fn main() {
                 compare_torch,
                 python,
                 rounds,
-            } => (
-                steps,
-                batch_size,
-                images,
-                (!no_steps).then_some(methods),
-                no_augmentation,
-                pipelines,
-                compare_torch.then_some((python, rounds)),
-            ),
+                encoder,
+                size,
+                device,
+                precision,
+                warmup,
+            } => {
+                if let Some(encoder) = encoder {
+                    return model_bench::run(model_bench::Options {
+                        encoder,
+                        size,
+                        batch: batch_size,
+                        steps,
+                        warmup,
+                        device,
+                        precision,
+                    });
+                }
+                (
+                    steps,
+                    batch_size,
+                    images,
+                    (!no_steps).then_some(methods),
+                    no_augmentation,
+                    pipelines,
+                    compare_torch.then_some((python, rounds)),
+                )
+            }
             Command::BenchLoader { dir, unlabeled } => return bench_loader(&dir, unlabeled),
         };
     let data = FashionMnist::embedded().unwrap_or_else(|e| {

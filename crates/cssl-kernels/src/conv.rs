@@ -89,6 +89,14 @@ impl Geometry {
         })
     }
 
+    /// Samples with at least this many output positions get their own gemm
+    /// calls, reading and writing the `[c_out, p]` blocks of the NCHW
+    /// tensors in place; smaller ones are batched into one gemm per chunk
+    /// through a transposed copy.
+    fn direct(&self) -> bool {
+        self.p() >= DIRECT_POSITIONS.load(Ordering::Relaxed)
+    }
+
     /// Rows of the im2col matrix.
     fn k(&self) -> usize {
         self.c_in * self.kh * self.kw
@@ -366,6 +374,16 @@ fn gemm(
     }
 }
 
+/// See [`Geometry::direct`].
+static DIRECT_POSITIONS: AtomicUsize = AtomicUsize::new(64);
+
+/// Sets the output positions per sample from which a convolution calls gemm
+/// per sample (see the module docs); returns the previous value. For
+/// measurements and tests.
+pub fn set_direct_positions(positions: usize) -> usize {
+    DIRECT_POSITIONS.swap(positions, Ordering::Relaxed)
+}
+
 /// im2col matrices kept from the forward pass for the weight gradient, in
 /// buffers recycled across steps (so neither allocated nor zeroed per step).
 #[derive(Debug)]
@@ -427,14 +445,35 @@ fn forward(
         let nb = xc.len() / g.in_len();
         let l = nb * p;
         im2col(xc, g, cols);
-        gemm((g.c_out, l, k), out, l, false, w, (k, 1), cols, (l, 1));
-        for b in 0..nb {
-            for co in 0..g.c_out {
-                let dst = &mut yc[(b * g.c_out + co) * p..][..p];
-                copy(dst, &out[co * l + b * p..][..p]);
-                if let Some(bias) = bias {
-                    dst.iter_mut().for_each(|v| *v += bias[co]);
+        if g.direct() {
+            // Each sample's [c_out, p] output straight from its columns.
+            for (b, yb) in yc.chunks_exact_mut(g.out_len()).enumerate() {
+                gemm(
+                    (g.c_out, p, k),
+                    yb,
+                    p,
+                    false,
+                    w,
+                    (k, 1),
+                    &cols[b * p..],
+                    (l, 1),
+                );
+            }
+        } else {
+            gemm((g.c_out, l, k), out, l, false, w, (k, 1), cols, (l, 1));
+            for b in 0..nb {
+                for co in 0..g.c_out {
+                    copy(
+                        &mut yc[(b * g.c_out + co) * p..][..p],
+                        &out[co * l + b * p..][..p],
+                    );
                 }
+            }
+        }
+        if let Some(bias) = bias {
+            // Rows of p values are (sample, channel) in order.
+            for (r, row) in yc.chunks_exact_mut(p).enumerate() {
+                row.iter_mut().for_each(|v| *v += bias[r % g.c_out]);
             }
         }
     };
@@ -484,19 +523,23 @@ fn backward(
                  acc: &mut (Vec<f32>, Vec<f32>)| {
         let nb = xc.len() / g.in_len();
         let l = nb * p;
-        // dY of the chunk as [c_out, nb * p].
-        let mut dyt = vec![0f32; g.c_out * l];
-        for b in 0..nb {
-            for co in 0..g.c_out {
-                copy(
-                    &mut dyt[co * l + b * p..][..p],
-                    &dyc[(b * g.c_out + co) * p..][..p],
-                );
+        if wanted.bias {
+            for (r, row) in dyc.chunks_exact(p).enumerate() {
+                acc.1[r % g.c_out] += crate::simd::sum(row);
             }
         }
-        if wanted.bias {
-            for co in 0..g.c_out {
-                acc.1[co] += crate::simd::sum(&dyt[co * l..][..l]);
+        // dY of the chunk as [c_out, nb * p] (not needed when each sample's
+        // [c_out, p] block is used directly).
+        let mut dyt = Vec::new();
+        if !g.direct() {
+            dyt = vec![0f32; g.c_out * l];
+            for b in 0..nb {
+                for co in 0..g.c_out {
+                    copy(
+                        &mut dyt[co * l + b * p..][..p],
+                        &dyc[(b * g.c_out + co) * p..][..p],
+                    );
+                }
             }
         }
         let cols_len = if wanted.w && cached.is_none() {
@@ -513,19 +556,42 @@ fn backward(
                         cols
                     }
                 };
-                gemm(
-                    (g.c_out, k, l),
-                    &mut acc.0,
-                    k,
-                    true,
-                    &dyt,
-                    (l, 1),
-                    cols,
-                    (1, l),
-                );
+                if g.direct() {
+                    for (b, dyb) in dyc.chunks_exact(g.out_len()).enumerate() {
+                        let cols_b = &cols[b * p..];
+                        gemm(
+                            (g.c_out, k, p),
+                            &mut acc.0,
+                            k,
+                            true,
+                            dyb,
+                            (p, 1),
+                            cols_b,
+                            (1, l),
+                        );
+                    }
+                } else {
+                    gemm(
+                        (g.c_out, k, l),
+                        &mut acc.0,
+                        k,
+                        true,
+                        &dyt,
+                        (l, 1),
+                        cols,
+                        (1, l),
+                    );
+                }
             }
             if let Some(dxc) = dxc {
-                gemm((k, l, g.c_out), dcols, l, false, w, (1, k), &dyt, (l, 1));
+                if g.direct() {
+                    for (b, dyb) in dyc.chunks_exact(g.out_len()).enumerate() {
+                        let dcols_b = &mut dcols[b * p..];
+                        gemm((k, p, g.c_out), dcols_b, l, false, w, (1, k), dyb, (p, 1));
+                    }
+                } else {
+                    gemm((k, l, g.c_out), dcols, l, false, w, (1, k), &dyt, (l, 1));
+                }
                 col2im(dcols, g, dxc);
             }
         });

@@ -26,7 +26,7 @@ mod conv;
 mod group_norm;
 mod simd;
 
-pub use conv::set_im2col_cache_limit;
+pub use conv::{set_direct_positions, set_im2col_cache_limit};
 
 use burn::backend::{Autodiff, Flex};
 use burn::nn::conv::Conv2d;

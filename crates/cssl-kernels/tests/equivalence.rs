@@ -258,23 +258,39 @@ fn resnet_convs_match_burn() {
     );
 }
 
-/// The weight gradient from recomputed im2col matrices (bigger convolutions)
-/// equals the one from kept matrices.
+/// The other code paths of the convolution: recomputed im2col matrices
+/// (bigger convolutions), per-sample gemms at every size and batched gemms
+/// at every size.
 #[test]
-fn recomputed_im2col_matches_burn() {
+fn every_conv_path_matches_burn() {
     let p = |k| PaddingConfig2d::Explicit(k, k, k, k);
-    let previous = cssl_kernels::set_im2col_cache_limit(0);
-    check_conv(
-        conv_module([8, 16], [3, 3], 1, p(1), false, 31),
-        [5, 8, 14, 14],
-        true,
-    );
-    check_conv(
-        conv_module([3, 8], [5, 5], 2, p(2), true, 32),
-        [7, 3, 15, 15],
-        false,
-    );
-    cssl_kernels::set_im2col_cache_limit(previous);
+    let cases = || {
+        check_conv(
+            conv_module([8, 16], [3, 3], 1, p(1), false, 31),
+            [5, 8, 14, 14],
+            true,
+        );
+        check_conv(
+            conv_module([3, 8], [5, 5], 2, p(2), true, 32),
+            [7, 3, 15, 15],
+            true,
+        );
+        check_conv(
+            conv_module([4, 6], [1, 1], 2, p(0), true, 33),
+            [9, 4, 6, 6],
+            false,
+        );
+    };
+    // These settings are process-wide: other tests running meanwhile take
+    // the other paths, which compute the same values.
+    let cache = cssl_kernels::set_im2col_cache_limit(0);
+    cases();
+    cssl_kernels::set_im2col_cache_limit(cache);
+    let direct = cssl_kernels::set_direct_positions(1);
+    cases();
+    cssl_kernels::set_direct_positions(usize::MAX);
+    cases();
+    cssl_kernels::set_direct_positions(direct);
 }
 
 #[test]
