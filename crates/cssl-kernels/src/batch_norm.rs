@@ -49,38 +49,44 @@ impl Dims {
     }
 }
 
-/// Per-channel sums of `f(row of channel c, c)` over the batch, in `f64`.
+/// Samples per parallel task of the reductions (fixed, so that the sums
+/// are added in the same order on every run and any number of threads).
+const SAMPLES_PER_TASK: usize = 4;
+
+/// Per-channel sums of `f(row of channel c, c, sample)` over the batch, in
+/// `f64`: partial sums per task of [`SAMPLES_PER_TASK`] samples, added in
+/// task order (deterministic).
 fn channel_sums<const K: usize>(
     x: &[f32],
     d: Dims,
     f: impl Fn(&[f32], usize, usize) -> [f32; K] + Sync,
 ) -> Vec<[f64; K]> {
     let row = d.c * d.s;
-    x.par_chunks(row)
+    let partials: Vec<Vec<[f64; K]>> = x
+        .par_chunks(row * SAMPLES_PER_TASK)
         .enumerate()
-        .fold(
-            || vec![[0f64; K]; d.c],
-            |mut acc, (i, sample)| {
+        .map(|(t, samples)| {
+            let mut acc = vec![[0f64; K]; d.c];
+            for (j, sample) in samples.chunks_exact(row).enumerate() {
                 for (c, a) in acc.iter_mut().enumerate() {
-                    let v = f(&sample[c * d.s..(c + 1) * d.s], c, i);
+                    let v = f(&sample[c * d.s..(c + 1) * d.s], c, t * SAMPLES_PER_TASK + j);
                     for k in 0..K {
                         a[k] += v[k] as f64;
                     }
                 }
-                acc
-            },
-        )
-        .reduce(
-            || vec![[0f64; K]; d.c],
-            |mut a, b| {
-                for (x, y) in a.iter_mut().zip(b) {
-                    for k in 0..K {
-                        x[k] += y[k];
-                    }
-                }
-                a
-            },
-        )
+            }
+            acc
+        })
+        .collect();
+    let mut total = vec![[0f64; K]; d.c];
+    for part in partials {
+        for (x, y) in total.iter_mut().zip(part) {
+            for k in 0..K {
+                x[k] += y[k];
+            }
+        }
+    }
+    total
 }
 
 /// Batch mean and biased variance per channel (as burn's batch norm).

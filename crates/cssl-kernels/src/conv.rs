@@ -606,23 +606,30 @@ fn backward(
         .enumerate()
         .map(|(i, xc)| (xc, i))
         .zip(dy.par_chunks(nb * g.out_len()));
+    // Partial weight and bias gradients per chunk, added in chunk order so
+    // that the result does not depend on the scheduling (deterministic).
+    let sum = |partials: Vec<(Vec<f32>, Vec<f32>)>| partials.into_iter().fold(zeros(), add);
     if wanted.x {
         let mut dx = vec![0f32; x.len()];
-        let (dw, db) = chunks
+        let partials = chunks
             .zip(dx.par_chunks_mut(nb * g.in_len()))
-            .fold(zeros, |mut acc, ((xc, dyc), dxc)| {
+            .map(|((xc, dyc), dxc)| {
+                let mut acc = zeros();
                 chunk(xc, dyc, Some(dxc), &mut acc);
                 acc
             })
-            .reduce(zeros, add);
+            .collect();
+        let (dw, db) = sum(partials);
         (Some(dx), dw, db)
     } else {
-        let (dw, db) = chunks
-            .fold(zeros, |mut acc, (xc, dyc)| {
+        let partials = chunks
+            .map(|(xc, dyc)| {
+                let mut acc = zeros();
                 chunk(xc, dyc, None, &mut acc);
                 acc
             })
-            .reduce(zeros, add);
+            .collect();
+        let (dw, db) = sum(partials);
         (None, dw, db)
     }
 }

@@ -236,23 +236,27 @@ impl Backward<Flex, 3> for GroupNormBackward {
             a.1.iter_mut().zip(&b.1).for_each(|(x, y)| *x += y);
             a
         };
-        let (dgamma, dbeta) = if want_dx {
+        // Partial sums per sample, added in sample order (deterministic).
+        let partials: Vec<(Vec<f64>, Vec<f64>)> = if want_dx {
             dx.par_chunks_mut(d.row())
                 .enumerate()
-                .fold(zeros, |mut acc, (i, dxr)| {
+                .map(|(i, dxr)| {
+                    let mut acc = zeros();
                     per_sample(i, Some(dxr), &mut acc);
                     acc
                 })
-                .reduce(zeros, add)
+                .collect()
         } else {
             (0..d.n)
                 .into_par_iter()
-                .fold(zeros, |mut acc, i| {
+                .map(|i| {
+                    let mut acc = zeros();
                     per_sample(i, None, &mut acc);
                     acc
                 })
-                .reduce(zeros, add)
+                .collect()
         };
+        let (dgamma, dbeta) = partials.into_iter().fold(zeros(), add);
         let to_f32 = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
         if let Some(node) = node_x {
             grads.register::<Flex>(node.id, flex(dx, shape));

@@ -13,6 +13,10 @@ use burn::tensor::{Tensor, TensorData, Tolerance};
 
 type B = Autodiff<Flex>;
 
+/// Held by the tests that change the kernels' process-wide settings or
+/// need them to stay put.
+static SETTINGS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Deterministic values in `[lo, hi)`.
 fn values(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
     let mut s = seed
@@ -282,7 +286,8 @@ fn every_conv_path_matches_burn() {
         );
     };
     // These settings are process-wide: other tests running meanwhile take
-    // the other paths, which compute the same values.
+    // the other paths, which compute the same values (to rounding).
+    let _settings = SETTINGS.lock().unwrap_or_else(|e| e.into_inner());
     let cache = cssl_kernels::set_im2col_cache_limit(0);
     cases();
     cssl_kernels::set_im2col_cache_limit(cache);
@@ -370,4 +375,35 @@ fn a_chain_of_fused_nodes_matches_burn() {
     close(a.1, b.1);
     close(a.2, b.2);
     close(a.3, b.3);
+}
+
+/// The same inputs give bitwise the same outputs and gradients on every run:
+/// the parallel reductions add their partial sums in a fixed order.
+#[test]
+fn results_are_bitwise_reproducible() {
+    let _settings = SETTINGS.lock().unwrap_or_else(|e| e.into_inner());
+    let p = PaddingConfig2d::Explicit(1, 1, 1, 1);
+    let conv = conv_module([8, 16], [3, 3], 1, p, false, 40);
+    let bn = batch_norm_module(16);
+    let gn = group_norm_module(1, 16);
+    let x = tensor([64, 8, 12, 12], 41, -1.0, 1.0);
+    let run = || {
+        let x = x.clone().require_grad();
+        let h = cssl_kernels::conv2d(&conv, x.clone());
+        let y = cssl_kernels::group_norm(&gn, cssl_kernels::batch_norm(&bn, h));
+        let grads = y.clone().powi_scalar(2).sum().backward();
+        [
+            flat(y).into_data(),
+            flat(x.grad(&grads).unwrap()).into_data(),
+            flat(conv.weight.grad(&grads).unwrap()).into_data(),
+            bn.gamma.grad(&grads).unwrap().into_data(),
+            gn.gamma.as_ref().unwrap().grad(&grads).unwrap().into_data(),
+        ]
+    };
+    let first = run();
+    for _ in 0..3 {
+        for (a, b) in run().iter().zip(&first) {
+            assert_eq!(a.as_bytes(), b.as_bytes());
+        }
+    }
 }
