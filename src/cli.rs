@@ -164,7 +164,7 @@ fn default_helps() -> Vec<(&'static str, String)> {
         ("batch_size", o.batch_size.to_string()),
         (
             "train_subset",
-            format!("per method, sized for ten CPU minutes: {per_method}"),
+            format!("per method, so that a default run fits in ten CPU minutes: {per_method}"),
         ),
         ("probe_subset", o.probe_subset.to_string()),
         ("test_subset", o.test_subset.to_string()),

@@ -119,8 +119,8 @@ pub struct JobOptions {
 
 impl JobOptions {
     /// The defaults of `method` on `dataset`: 2 epochs of batches of 128 over
-    /// the method's [`MethodKind::cpu_train_images`] (sized so that
-    /// pretraining plus evaluation take about ten minutes on two CPU cores),
+    /// the method's [`MethodKind::cpu_train_images`] (so that pretraining
+    /// plus evaluation fit in ten minutes on two CPU cores),
     /// probes fit on 10,000 train images and scored on the whole test split,
     /// seed 42, run directory `runs/<method>-<dataset>`.
     pub fn for_method(method: MethodKind, dataset: Dataset) -> Self {

@@ -57,9 +57,9 @@ pub trait SslMethod: Sized {
     /// The model it builds.
     type Model<B: Backend>: Module<B> + SslModel<B>;
 
-    /// Train images the CPU default pretrains on by default, sized so that a
-    /// default run (2 epochs, pretraining and evaluation) takes about ten
-    /// minutes on two cores.
+    /// Train images the CPU default pretrains on by default, so that a
+    /// default run (2 epochs, pretraining and evaluation) fits in ten minutes
+    /// on two cores.
     const CPU_TRAIN_IMAGES: usize;
 
     /// The CPU default for images of `preset` with `channels` channels.
