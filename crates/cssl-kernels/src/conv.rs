@@ -486,12 +486,15 @@ fn forward(
                 .zip(cache.0.par_chunks_mut(nb * k * p))
                 .for_each(|((yc, xc), cols)| {
                     let l = cols.len() / k;
-                    with_scratch(0, g.c_out * l, |_, out| chunk(yc, xc, cols, out))
+                    let out_len = if g.direct() { 0 } else { g.c_out * l };
+                    with_scratch(0, out_len, |_, out| chunk(yc, xc, cols, out))
                 })
         }
         None => chunks.for_each(|(yc, xc)| {
             let l = xc.len() / g.in_len() * p;
-            with_scratch(k * l, g.c_out * l, |cols, out| chunk(yc, xc, cols, out))
+            // The direct path writes into `yc` and needs no `out` buffer.
+            let out_len = if g.direct() { 0 } else { g.c_out * l };
+            with_scratch(k * l, out_len, |cols, out| chunk(yc, xc, cols, out))
         }),
     }
     (y, cache)
@@ -513,8 +516,8 @@ fn backward(
     g: &Geometry,
     wanted: Wanted,
 ) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
-    let nb = g.chunk();
-    let nb_full = nb;
+    // Samples per chunk; the last chunk may hold fewer.
+    let chunk_samples = g.chunk();
     let (k, p) = (g.k(), g.p());
     let zeros = || (vec![0f32; g.c_out * k], vec![0f32; g.c_out]);
     let chunk = |(xc, i): (&[f32], usize),
@@ -550,7 +553,7 @@ fn backward(
         with_scratch(cols_len, k * l, |cols, dcols| {
             if wanted.w {
                 let cols: &[f32] = match cached {
-                    Some(c) => &c[i * nb_full * k * p..][..k * l],
+                    Some(c) => &c[i * chunk_samples * k * p..][..k * l],
                     None => {
                         im2col(xc, g, cols);
                         cols
@@ -602,17 +605,17 @@ fn backward(
         a
     };
     let chunks = x
-        .par_chunks(nb * g.in_len())
+        .par_chunks(chunk_samples * g.in_len())
         .enumerate()
         .map(|(i, xc)| (xc, i))
-        .zip(dy.par_chunks(nb * g.out_len()));
+        .zip(dy.par_chunks(chunk_samples * g.out_len()));
     // Partial weight and bias gradients per chunk, added in chunk order so
     // that the result does not depend on the scheduling (deterministic).
     let sum = |partials: Vec<(Vec<f32>, Vec<f32>)>| partials.into_iter().fold(zeros(), add);
     if wanted.x {
         let mut dx = vec![0f32; x.len()];
         let partials = chunks
-            .zip(dx.par_chunks_mut(nb * g.in_len()))
+            .zip(dx.par_chunks_mut(chunk_samples * g.in_len()))
             .map(|((xc, dyc), dxc)| {
                 let mut acc = zeros();
                 chunk(xc, dyc, Some(dxc), &mut acc);

@@ -81,6 +81,18 @@ fn forward(
     y
 }
 
+/// Statistics and normalised output of contiguous `x`: `(y, mean, invstd)`.
+fn normalize(
+    x: &[f32],
+    d: Dims,
+    eps: f64,
+    gamma: &[f32],
+    beta: &[f32],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (mean, invstd) = statistics(x, d, eps as f32);
+    (forward(x, d, gamma, beta, &mean, &invstd), mean, invstd)
+}
+
 /// The affine parameters as vectors, or `None` where the fused path does
 /// not apply (no affine, not f32).
 fn affine<B: burn::tensor::backend::Backend>(
@@ -105,9 +117,7 @@ pub(crate) fn inference<const D: usize>(
         beta.into_primitive().tensor(),
     );
     let x = x.into_primitive().tensor();
-    let xv = values(&x);
-    let (mean, invstd) = statistics(&xv, d, gn.epsilon as f32);
-    let y = forward(&xv, d, &values(&gamma), &values(&beta), &mean, &invstd);
+    let (y, _, _) = normalize(&values(&x), d, gn.epsilon, &values(&gamma), &values(&beta));
     Tensor::from_primitive(TensorPrimitive::Float(flex(y, shape)))
 }
 
@@ -127,10 +137,13 @@ pub(crate) fn train<const D: usize>(
     );
     let x = x.into_primitive().tensor();
     let gamma_v = values(&gamma.primitive).into_owned();
-    let xv = values(&x.primitive);
-    let (mean, invstd) = statistics(&xv, d, gn.epsilon as f32);
-    let y = forward(&xv, d, &gamma_v, &values(&beta.primitive), &mean, &invstd);
-    drop(xv);
+    let (y, mean, invstd) = normalize(
+        &values(&x.primitive),
+        d,
+        gn.epsilon,
+        &gamma_v,
+        &values(&beta.primitive),
+    );
     let y = flex(y, shape);
     let out = match GroupNormBackward
         .prepare::<NoCheckpointing>([x.node.clone(), gamma.node.clone(), beta.node.clone()])
