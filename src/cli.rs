@@ -3,8 +3,8 @@
 
 use crate::device::{on_device, OnBackend};
 use crate::job::{
-    evaluate_checkpoint, export_encoder, results_table, run_config, Dataset, JobReport, RunConfig,
-    Scores, TensorNames,
+    evaluate_checkpoint, export_encoder, results_table, run_config_with, Dataset, JobReport,
+    RunConfig, RunControl, Scores, TensorNames,
 };
 use burn::tensor::backend::AutodiffBackend;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
@@ -88,6 +88,24 @@ pub struct RunArgs {
     /// Device: `cpu`, or `cuda` / `cuda:N` (build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Continue the run in this directory from its newest checkpoint, with
+    /// its own config.json (same schedules, data order and augmentations).
+    #[arg(long, value_name = "RUN_DIR")]
+    resume: Option<PathBuf>,
+    /// Replace the run directory `--out` if it exists (it is cleared first).
+    #[arg(long)]
+    overwrite: bool,
+    /// Write a checkpoint at least every this many minutes (and at the end
+    /// of every epoch).
+    #[arg(long, default_value_t = 5.0)]
+    checkpoint_minutes: f64,
+    /// Also write a checkpoint every this many steps (0: off).
+    #[arg(long, default_value_t = 0)]
+    checkpoint_steps: usize,
+    /// Stop after this many steps as an interruption would (a checkpoint,
+    /// then exit code 130); `--resume` continues. For tests and budgets.
+    #[arg(long, hide = true)]
+    stop_after_steps: Option<usize>,
 }
 
 /// `cssl eval`.
@@ -102,6 +120,13 @@ pub struct EvalArgs {
     /// Score on this many test images (0 = all 10,000).
     #[arg(long, default_value_t = 0)]
     test_subset: usize,
+    /// Seed of the linear probe (default: the run's, which reproduces the
+    /// run's own figures).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Read the dataset from this directory instead of the run's.
+    #[arg(long)]
+    data: Option<PathBuf>,
     /// Device: `cpu`, or `cuda` / `cuda:N`.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -235,16 +260,26 @@ pub fn example_main(method: MethodKind) {
     }));
 }
 
+/// Prints `result`'s error and exits: 130 after an interruption (as a
+/// shell reports Ctrl-C), 1 for every other error.
 fn exit_on_error(result: Result<()>) {
     if let Err(e) = result {
         eprintln!("error: {e}");
-        std::process::exit(1);
+        let code = if matches!(e, CsslError::Interrupted { .. }) {
+            130
+        } else {
+            1
+        };
+        std::process::exit(code);
     }
 }
 
 /// The run config of `cssl pretrain`: `--config` (or the method's default)
 /// with the flags applied.
 pub fn run_config_from(args: &PretrainArgs) -> Result<RunConfig> {
+    if let Some(dir) = &args.run.resume {
+        return resumed_config(args, dir);
+    }
     let mut run = match &args.config {
         Some(path) => {
             let mut run = RunConfig::load(path)?;
@@ -261,17 +296,23 @@ pub fn run_config_from(args: &PretrainArgs) -> Result<RunConfig> {
                     ));
                 }
             }
-            // Never overwrite the run being replayed.
-            if args.run.out.is_none() && path.parent() == Some(run.options.out.as_path()) {
+            // Never write into the run being replayed.
+            if args.run.out.is_none() {
                 let mut out = run.options.out.clone().into_os_string();
                 out.push("-replay");
-                run.options.out = out.into();
+                run.options.out = free_dir(out.into());
             }
             run
         }
         None => {
             let method = args.method.unwrap_or_default();
-            RunConfig::default_for(method, args.run.dataset.unwrap_or_default())
+            let mut run = RunConfig::default_for(method, args.run.dataset.unwrap_or_default());
+            // The default directory is never clobbered: a second run of the
+            // same command gets `runs/<method>-<dataset>-2`.
+            if args.run.out.is_none() && !args.run.overwrite {
+                run.options.out = free_dir(run.options.out.clone());
+            }
+            run
         }
     };
     let a = &args.run;
@@ -296,22 +337,104 @@ pub fn run_config_from(args: &PretrainArgs) -> Result<RunConfig> {
     o.seed = a.seed.unwrap_or(o.seed);
     o.out = a.out.clone().unwrap_or(o.out.clone());
     o.raw_pixel_baseline &= !a.no_raw_baseline;
+    // A data directory resolves the same from any working directory later.
+    if let Some(d) = &o.data_dir {
+        o.data_dir = Some(std::path::absolute(d).map_err(|e| CsslError::io(d, e))?);
+    }
     Ok(run)
 }
 
-struct Pretrain<'a>(&'a RunConfig);
+/// `path`, or the first of `path-2`, `path-3`, ... that does not exist.
+fn free_dir(path: PathBuf) -> PathBuf {
+    if !path.exists() {
+        return path;
+    }
+    (2..)
+        .map(|i| {
+            let mut p = path.clone().into_os_string();
+            p.push(format!("-{i}"));
+            PathBuf::from(p)
+        })
+        .find(|p| !p.exists())
+        .expect("a free name")
+}
+
+/// The config of `--resume DIR`: the run's own, unchanged.
+fn resumed_config(args: &PretrainArgs, dir: &std::path::Path) -> Result<RunConfig> {
+    let a = &args.run;
+    let changed = [
+        ("--config", args.config.is_some()),
+        ("--dataset", a.dataset.is_some()),
+        ("--data", a.data.is_some()),
+        ("--epochs", a.epochs.is_some()),
+        ("--batch-size", a.batch_size.is_some()),
+        ("--train-subset", a.train_subset.is_some()),
+        ("--probe-subset", a.probe_subset.is_some()),
+        ("--test-subset", a.test_subset.is_some()),
+        ("--seed", a.seed.is_some()),
+        ("--out", a.out.is_some()),
+        ("--no-raw-baseline", a.no_raw_baseline),
+        ("--overwrite", a.overwrite),
+    ];
+    if let Some((flag, _)) = changed.iter().find(|(_, set)| *set) {
+        return Err(CsslError::config(
+            "resume",
+            format!(
+                "{flag} cannot be combined with --resume: a resumed run continues with its \
+                 own config.json ({})",
+                dir.join("config.json").display()
+            ),
+        ));
+    }
+    let mut run = RunConfig::load(&dir.join("config.json"))?;
+    if let Some(m) = args.method.filter(|m| *m != run.method.kind()) {
+        return Err(CsslError::config(
+            "method",
+            format!(
+                "--method {} but {} is a {} run",
+                m.name(),
+                dir.display(),
+                run.method.kind().name()
+            ),
+        ));
+    }
+    // The run lives where it is now, whatever its config says.
+    run.options.out = dir.to_path_buf();
+    Ok(run)
+}
+
+/// The run control of `args` (resume, overwrite, checkpoint cadence).
+fn run_control(args: &RunArgs) -> Result<RunControl> {
+    if !(args.checkpoint_minutes.is_finite() && args.checkpoint_minutes > 0.0) {
+        return Err(CsslError::config(
+            "checkpoint_minutes",
+            format!("{}: must be a positive number of minutes", args.checkpoint_minutes),
+        ));
+    }
+    Ok(RunControl {
+        resume: args.resume.is_some(),
+        overwrite: args.overwrite,
+        checkpoint_interval: std::time::Duration::from_secs_f64(args.checkpoint_minutes * 60.0),
+        checkpoint_steps: args.checkpoint_steps,
+        stop_after_steps: args.stop_after_steps,
+        ..RunControl::default()
+    })
+}
+
+struct Pretrain<'a>(&'a RunConfig, &'a RunControl);
 
 impl OnBackend for Pretrain<'_> {
     type Output = JobReport;
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<JobReport> {
-        run_config::<B>(self.0, &device)
+        run_config_with::<B>(self.0, self.1, &device)
     }
 }
 
 fn pretrain(args: PretrainArgs) -> Result<()> {
     let run = run_config_from(&args)?;
+    let control = run_control(&args.run)?;
     let start = std::time::Instant::now();
-    let r = on_device(&args.run.device, Pretrain(&run))?;
+    let r = on_device(&args.run.device, Pretrain(&run, &control))?;
     println!("\n{}", results_table(&r));
     println!(
         "pretraining {:.0}s + evaluation {:.0}s (total wall time {:.0}s); run directory: {}",
@@ -332,6 +455,8 @@ impl OnBackend for Eval<'_> {
             &self.0.checkpoint,
             self.0.probe_subset,
             self.0.test_subset,
+            self.0.data.as_deref(),
+            self.0.seed,
             &device,
         )
     }

@@ -166,18 +166,71 @@ impl RunConfig {
     /// # Errors
     /// The file cannot be read, or is not a run config (the message gives the
     /// line and column).
+    ///
+    /// A key the config does not have (a typo such as `widht`) is an error
+    /// naming its path, never silently ignored.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| CsslError::io(path, e))?;
-        serde_json::from_str(&text).map_err(|e| CsslError::Format {
+        let format_error = |e: serde_json::Error| CsslError::Format {
             path: path.into(),
             offset: byte_offset(&text, e.line(), e.column()),
             reason: format!("not a cssl run config: {e}"),
-        })
+        };
+        let config: Self = serde_json::from_str(&text).map_err(format_error)?;
+        let given: serde_json::Value = serde_json::from_str(&text).map_err(format_error)?;
+        let known = serde_json::to_value(&config)
+            .map_err(|e| CsslError::config("config", e.to_string()))?;
+        if let Some((key, expected)) = unknown_key(&given, &known, "") {
+            let name = key.rsplit('.').next().unwrap_or(&key);
+            let offset = text.find(&format!("\"{name}\"")).unwrap_or(0);
+            let line = text[..offset].matches('\n').count() + 1;
+            let column = offset - text[..offset].rfind('\n').map_or(0, |i| i + 1) + 1;
+            return Err(CsslError::Format {
+                path: path.into(),
+                offset: offset as u64,
+                reason: format!(
+                    "unknown key `{key}` at line {line} column {column} (a typo?); expected \
+                     one of: {expected}"
+                ),
+            });
+        }
+        Ok(config)
     }
 
     /// The schedule of pretraining on `train_images` images.
     pub fn schedule(&self, train_images: usize) -> RunSchedule {
         RunSchedule::new(train_images, self.options.batch_size, self.options.epochs)
+    }
+}
+
+/// The first key of `given` that `known` (the parsed config written back)
+/// does not have, with the keys that were possible there.
+fn unknown_key(
+    given: &serde_json::Value,
+    known: &serde_json::Value,
+    path: &str,
+) -> Option<(String, String)> {
+    use serde_json::Value;
+    match (given, known) {
+        (Value::Object(g), Value::Object(k)) => g.iter().find_map(|(key, v)| {
+            let p = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            match k.get(key) {
+                Some(kv) => unknown_key(v, kv, &p),
+                // An optional field given as null is simply absent.
+                None if v.is_null() => None,
+                None => Some((p, k.keys().cloned().collect::<Vec<_>>().join(", "))),
+            }
+        }),
+        (Value::Array(g), Value::Array(k)) => g
+            .iter()
+            .zip(k)
+            .enumerate()
+            .find_map(|(i, (gv, kv))| unknown_key(gv, kv, &format!("{path}[{i}]"))),
+        _ => None,
     }
 }
 

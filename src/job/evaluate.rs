@@ -3,7 +3,6 @@
 
 use super::config::{subset, RunConfig};
 use burn::module::Module;
-use burn::record::CompactRecorder;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use cssl_augment::EvalTransform;
 use cssl_core::{Augmentation, CsslError, Result};
@@ -14,6 +13,8 @@ use cssl_eval::{
 };
 use cssl_methods::{MethodConfig, MethodKind};
 use serde::{Deserialize, Serialize};
+use cssl_train::record::{load_record, read_records, record_info, Expect};
+use cssl_train::RunDir;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -51,9 +52,18 @@ pub struct JobReport {
     pub images: [usize; 3],
 }
 
-/// Linear probe and kNN on `train` / `test` features.
-pub fn score<B: AutodiffBackend>(train: &Features, test: &Features, device: &B::Device) -> Scores {
-    let probe = linear_probe::<B>(train, test, &LinearProbeConfig::new(), device);
+/// Linear probe and kNN on `train` / `test` features. The probe's
+/// initialisation and batch order come from `seed`, so the same features
+/// and seed give the same figures.
+pub fn score<B: AutodiffBackend>(
+    train: &Features,
+    test: &Features,
+    seed: u64,
+    device: &B::Device,
+) -> Scores {
+    B::seed(device, seed);
+    let config = LinearProbeConfig::new().with_seed(seed);
+    let probe = linear_probe::<B>(train, test, &config, device);
     let knn = knn_accuracy::<B::InnerBackend>(train, test, &KnnConfig::new(), device);
     Scores {
         linear_probe: probe.test_accuracy,
@@ -68,28 +78,32 @@ pub fn eval_transform(config: &MethodConfig) -> Arc<dyn Augmentation> {
     Arc::new(EvalTransform::for_view(&config.augmentation().views[0]))
 }
 
-/// Linear probe and kNN of `encoder`'s pooled features.
+/// Linear probe and kNN of `encoder`'s pooled features (probe seeded by
+/// `seed`).
 pub fn evaluate<B: AutodiffBackend>(
     encoder: &AnyEncoder<B::InnerBackend>,
     probe_train: &ImageDataset,
     test: &ImageDataset,
     transform: &Arc<dyn Augmentation>,
+    seed: u64,
     device: &B::Device,
 ) -> Scores {
     let tr = extract_features(encoder, probe_train, transform.clone(), 512, device);
     let te = extract_features(encoder, test, transform.clone(), 512, device);
-    score::<B>(&tr, &te, device)
+    score::<B>(&tr, &te, seed, device)
 }
 
-/// Linear probe and kNN of raw pixels.
+/// Linear probe and kNN of raw pixels (probe seeded by `seed`).
 pub fn evaluate_raw_pixels<B: AutodiffBackend>(
     probe_train: &ImageDataset,
     test: &ImageDataset,
+    seed: u64,
     device: &B::Device,
 ) -> Scores {
     score::<B>(
         &Features::raw_pixels(probe_train),
         &Features::raw_pixels(test),
+        seed,
         device,
     )
 }
@@ -115,56 +129,81 @@ pub fn results_table(r: &JobReport) -> String {
     t
 }
 
-/// A finished run's config and its trained encoder (`<dir>/encoder.mpk`).
+/// A finished run's config and its trained encoder (`<dir>/encoder.mpk`),
+/// checked against `records.json` before any tensor is used.
 ///
 /// # Errors
-/// A missing or unreadable `config.json`, a missing `encoder.mpk`, or a
-/// record that does not match the encoder the config describes.
+/// A missing or unreadable `config.json`; a missing `encoder.mpk` or
+/// `records.json`; an encoder record made from another encoder config than
+/// `config.json`'s (the message names the first differing field and both
+/// values); a truncated or altered record.
 pub fn load_encoder<B: Backend>(
     dir: &Path,
     device: &B::Device,
 ) -> Result<(RunConfig, AnyEncoder<B>)> {
-    let config = RunConfig::load(&dir.join("config.json"))?;
-    let path = dir.join("encoder.mpk");
+    let run = RunDir::open(dir)?;
+    let config = RunConfig::load(&run.file("config.json"))?;
+    let path = run.file("encoder.mpk");
     if !path.exists() {
         return Err(CsslError::io(
             &path,
             std::io::Error::new(
                 std::io::ErrorKind::NotFound,
-                "no trained encoder here (is this a finished cssl run directory?)",
+                "no trained encoder here (did the run finish training? `cssl pretrain \
+                 --resume` continues it)",
             ),
         ));
     }
-    let encoder = config
-        .method
-        .encoder()
-        .init::<B>(device)
-        .load_file(dir.join("encoder"), &CompactRecorder::new(), device)
-        .map_err(|e| {
-            CsslError::record(
-                &path,
-                format!("does not match the encoder in config.json: {e}"),
-            )
-        })?;
+    let records = read_records(dir)?;
+    let encoder_config = serde_json::to_value(config.method.encoder())
+        .map_err(|e| CsslError::config("method.encoder", e.to_string()))?;
+    let record = load_record::<B, <AnyEncoder<B> as Module<B>>::Record>(
+        &path,
+        record_info(&records, dir, "encoder.mpk")?,
+        Expect {
+            kind: "encoder",
+            made_from: &encoder_config,
+            described_by: "config.json",
+        },
+        device,
+    )?;
+    let encoder = config.method.encoder().init::<B>(device).load_record(record);
     Ok((config, encoder))
 }
 
 /// `cssl eval`: the linear probe and kNN of a finished run's encoder, with
-/// the run's evaluation view.
+/// the run's evaluation view, on the run's dataset (or `data`), the probe
+/// seeded by `seed` (the run's own seed reproduces the run's figures).
 pub fn evaluate_checkpoint<B: AutodiffBackend>(
     dir: &Path,
     probe_subset: usize,
     test_subset: usize,
+    data: Option<&Path>,
+    seed: Option<u64>,
     device: &B::Device,
 ) -> Result<Scores> {
     let (config, encoder) = load_encoder::<B::InnerBackend>(dir, device)?;
-    let data = config.dataset.load(config.options.data_dir.as_deref())?;
+    let splits = config
+        .dataset
+        .load(data.or(config.options.data_dir.as_deref()))?;
+    for (field, n, split) in [
+        ("probe_subset", probe_subset, &splits.train),
+        ("test_subset", test_subset, &splits.test),
+    ] {
+        if n > split.len() {
+            return Err(CsslError::config(
+                field,
+                format!("{n} images asked for, but the split holds {} (0 = all)", split.len()),
+            ));
+        }
+    }
     let transform = eval_transform(&config.method);
     Ok(evaluate::<B>(
         &encoder,
-        &subset(&data.train, probe_subset),
-        &subset(&data.test, test_subset),
+        &subset(&splits.train, probe_subset),
+        &subset(&splits.test, test_subset),
         &transform,
+        seed.unwrap_or(config.options.seed),
         device,
     ))
 }

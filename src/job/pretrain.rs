@@ -1,27 +1,76 @@
-//! Pretraining: checks every part against the data, builds the method's
+//! Pretraining: checks every field against the data, builds the method's
 //! model through the one dispatch ([`MethodConfig::with_model`]), trains it
-//! with burn-train, then evaluates it against its own random init and raw
-//! pixels and writes the run directory.
+//! with [`cssl_train::pretrain`] (checkpoints, clean stops, resume), then
+//! evaluates it against its own random init and raw pixels and writes the
+//! run directory.
+//!
+//! [`MethodConfig::with_model`]: cssl_methods::MethodConfig::with_model
 
 use super::config::{subset, RunConfig, Splits};
 use super::evaluate::{eval_transform, evaluate, evaluate_raw_pixels, JobReport};
-use burn::data::dataloader::DataLoaderBuilder;
 use burn::module::{AutodiffModule, Module};
 use burn::optim::AdamWConfig;
-use burn::record::CompactRecorder;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::AutodiffBackend;
 use burn::train::{InferenceStep, TrainStep};
 use cssl_core::{Augmentation, CsslError, Encoder, Result, ViewBatch};
-use cssl_data::{ImageDataset, MultiViewBatcher};
+use cssl_data::{ImageDataset, PrefetchLoader};
 use cssl_methods::{RunSchedule, SslModel, SslOutput, WithModel};
-use cssl_train::{pretrain, PretrainOptions, RunDir, WarmupCosineLr};
+use cssl_train::record::{save_record, Records};
+use cssl_train::{pretrain, PretrainOptions, RunDir, Training, WarmupCosineLr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Runs a full run config: checks every part against the data, pretrains,
-/// evaluates, and writes the run directory. Progress goes to standard
-/// output; the figures come back in the report.
+/// How a run starts and when it writes checkpoints (none of it changes
+/// what the run computes, so none of it is in `config.json`).
+#[derive(Clone, Debug)]
+pub struct RunControl {
+    /// Continue the run in `options.out` from its newest checkpoint.
+    pub resume: bool,
+    /// Clear an existing run directory first.
+    pub overwrite: bool,
+    /// Write a checkpoint at least this often (and at each epoch's end).
+    pub checkpoint_interval: Duration,
+    /// Also write one every this many steps (0: off).
+    pub checkpoint_steps: usize,
+    /// Stop (as if interrupted, with a checkpoint) after this many steps.
+    pub stop_after_steps: Option<usize>,
+    /// Time between progress lines.
+    pub progress_interval: Duration,
+}
+
+impl Default for RunControl {
+    /// A new run that refuses an existing directory, checkpoints every five
+    /// minutes and at each epoch's end, and prints progress every 10 s.
+    fn default() -> Self {
+        Self {
+            resume: false,
+            overwrite: false,
+            checkpoint_interval: Duration::from_secs(300),
+            checkpoint_steps: 0,
+            stop_after_steps: None,
+            progress_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Runs a full run config as a new run: checks every field, pretrains,
+/// evaluates, and writes the run directory (refused if it exists).
 pub fn run_config<B: AutodiffBackend>(run: &RunConfig, device: &B::Device) -> Result<JobReport> {
+    run_config_with::<B>(run, &RunControl::default(), device)
+}
+
+/// [`run_config`] with `control`: resume, overwrite, checkpoint cadence.
+///
+/// # Errors
+/// Any invalid field (named by its path) before anything is written; an
+/// existing run directory without `resume` / `overwrite`; data and record
+/// errors; [`CsslError::Diverged`] and [`CsslError::Interrupted`] from
+/// training (the run directory keeps its checkpoints).
+pub fn run_config_with<B: AutodiffBackend>(
+    run: &RunConfig,
+    control: &RunControl,
+    device: &B::Device,
+) -> Result<JobReport> {
     let options = &run.options;
     if options.epochs == 0 {
         return Err(CsslError::config("options.epochs", "must be at least 1"));
@@ -33,9 +82,38 @@ pub fn run_config<B: AutodiffBackend>(run: &RunConfig, device: &B::Device) -> Re
         ));
     }
     let data = run.dataset.load(options.data_dir.as_deref())?;
+    for (field, n, split) in [
+        ("options.train_subset", options.train_subset, &data.train),
+        ("options.probe_subset", options.probe_subset, &data.train),
+        ("options.test_subset", options.test_subset, &data.test),
+    ] {
+        if n > split.len() {
+            return Err(CsslError::config(
+                field,
+                format!("{n} images asked for, but the split holds {} (0 = all)", split.len()),
+            ));
+        }
+    }
     let train = subset(&data.train, options.train_subset);
+    if train.len() < options.batch_size {
+        return Err(CsslError::config(
+            "options.batch_size",
+            format!(
+                "{} is more than the {} training images: no full batch to train on",
+                options.batch_size,
+                train.len()
+            ),
+        ));
+    }
     let schedule = run.schedule(train.len());
     run.method.validate(data.train.shape(), &schedule)?;
+    let dir = if control.resume {
+        RunDir::open(&options.out)?
+    } else {
+        let dir = RunDir::create(&options.out, control.overwrite)?;
+        dir.write_json("config.json", run)?;
+        dir
+    };
     // The model's random init (the encoder first) comes from this seed.
     B::seed(device, options.seed);
     run.method.with_model::<B, _>(
@@ -43,6 +121,8 @@ pub fn run_config<B: AutodiffBackend>(run: &RunConfig, device: &B::Device) -> Re
         device,
         Pretraining {
             run,
+            control,
+            dir,
             device,
             data: &data,
             train,
@@ -54,6 +134,8 @@ pub fn run_config<B: AutodiffBackend>(run: &RunConfig, device: &B::Device) -> Re
 /// The pretraining work, for whichever model the config builds.
 struct Pretraining<'a, B: AutodiffBackend> {
     run: &'a RunConfig,
+    control: &'a RunControl,
+    dir: RunDir,
     device: &'a B::Device,
     data: &'a Splits,
     train: ImageDataset,
@@ -74,6 +156,8 @@ impl<B: AutodiffBackend> WithModel<B> for Pretraining<'_, B> {
     {
         let Self {
             run: run_config,
+            control,
+            dir: run,
             device,
             data,
             train,
@@ -84,8 +168,6 @@ impl<B: AutodiffBackend> WithModel<B> for Pretraining<'_, B> {
         let probe_train = subset(&data.train, options.probe_subset);
         let test = subset(&data.test, options.test_subset);
         let method = config.kind().name();
-        let run = RunDir::create(&options.out)?;
-        run.write_json("config.json", run_config)?;
         println!(
             "cssl: {method} on {}, {} train images, {} epochs of {} batches of {}, backend {}",
             run_config.dataset.name(),
@@ -98,48 +180,79 @@ impl<B: AutodiffBackend> WithModel<B> for Pretraining<'_, B> {
         let initial_encoder = model.valid().encoder().clone();
 
         let augmentation: Arc<dyn Augmentation> = Arc::new(config.augmentation().clone());
-        let train_loader =
-            DataLoaderBuilder::new(MultiViewBatcher::new(augmentation.clone(), options.seed))
-                .batch_size(options.batch_size)
-                .shuffle(options.seed)
-                .num_workers(1)
-                .build(train.clone());
-        // Validation: the method's loss on 512 test images, in eval mode.
-        let valid_loader = DataLoaderBuilder::new(MultiViewBatcher::new(
+        let train_loader = PrefetchLoader::new(
+            Arc::new(train.clone()),
             augmentation.clone(),
+            options.batch_size,
+            options.seed,
+        )
+        .with_workers(1)
+        .with_drop_last(true);
+        // Validation: the method's loss on 512 test images, in eval mode.
+        let valid_images = test.spread(512.min(test.len()));
+        let valid_loader = PrefetchLoader::new(
+            Arc::new(valid_images),
+            augmentation.clone(),
+            options.batch_size,
             options.seed ^ 0x5EED,
-        ))
-        .batch_size(options.batch_size)
-        .num_workers(1)
-        .build(test.spread(512.min(test.len())));
+        )
+        .with_workers(1)
+        .with_drop_last(test.len() >= options.batch_size);
 
         let optimizer = config.optimizer();
         let warmup = schedule.steps_of_epochs(optimizer.warmup_epochs);
-        let scheduler = WarmupCosineLr::new(optimizer.lr, warmup, schedule.total_steps);
+        let lr = WarmupCosineLr::new(optimizer.lr, warmup, schedule.total_steps);
         let optim = AdamWConfig::new()
             .with_weight_decay(optimizer.weight_decay as f32)
             .init();
+        let made_from = serde_json::to_value(config)
+            .map_err(|e| CsslError::config("method", e.to_string()))?;
 
-        let t0 = Instant::now();
         let trained = pretrain(
-            &run,
+            Training {
+                run: &run,
+                device,
+                train: &train_loader,
+                valid: &valid_loader,
+                lr,
+                options: PretrainOptions {
+                    epochs: options.epochs,
+                    seed: options.seed,
+                    views_per_item: augmentation.num_views(),
+                    progress_interval: control.progress_interval,
+                    checkpoint_interval: control.checkpoint_interval,
+                    checkpoint_steps: control.checkpoint_steps,
+                    stop_after_steps: control.stop_after_steps,
+                    resume: control.resume,
+                    method: method.to_string(),
+                    made_from: made_from.clone(),
+                },
+            },
             model,
             optim,
-            scheduler,
-            train_loader,
-            valid_loader,
-            &PretrainOptions {
-                epochs: options.epochs,
-                views_per_item: augmentation.num_views(),
-                progress_interval: Duration::from_secs(10),
-                resume_from: None,
-                monitors: config.monitors(),
-            },
-        );
-        let train_seconds = t0.elapsed().as_secs_f64();
-        save_module(trained.clone(), &run, "model")?;
+        )?;
+        let trained_model = trained.model;
+        let encoder_config = serde_json::to_value(config.encoder())
+            .map_err(|e| CsslError::config("method.encoder", e.to_string()))?;
+        let mut records = Records::new();
+        let info = save_record::<B::InnerBackend, _>(
+            trained_model.clone().into_record(),
+            &run.file("model.mpk"),
+            "model",
+            method,
+            made_from,
+        )?;
+        records.insert("model.mpk".into(), info);
         // The encoder alone, for `cssl eval` and `cssl export`.
-        save_module(trained.encoder().clone(), &run, "encoder")?;
+        let info = save_record::<B::InnerBackend, _>(
+            trained_model.encoder().clone().into_record(),
+            &run.file("encoder.mpk"),
+            "encoder",
+            method,
+            encoder_config,
+        )?;
+        records.insert("encoder.mpk".into(), info);
+        run.write_json("records.json", &records)?;
 
         println!(
             "evaluating: features of {} train and {} test images, linear probe, kNN (k=200)",
@@ -148,11 +261,14 @@ impl<B: AutodiffBackend> WithModel<B> for Pretraining<'_, B> {
         );
         let t1 = Instant::now();
         let transform = eval_transform(config);
-        let pretrained = evaluate::<B>(trained.encoder(), &probe_train, &test, &transform, device);
-        let random_init = evaluate::<B>(&initial_encoder, &probe_train, &test, &transform, device);
+        let seed = options.seed;
+        let encoder = trained_model.encoder();
+        let pretrained = evaluate::<B>(encoder, &probe_train, &test, &transform, seed, device);
+        let random_init =
+            evaluate::<B>(&initial_encoder, &probe_train, &test, &transform, seed, device);
         let raw_pixels = options
             .raw_pixel_baseline
-            .then(|| evaluate_raw_pixels::<B>(&probe_train, &test, device));
+            .then(|| evaluate_raw_pixels::<B>(&probe_train, &test, seed, device));
         let eval_seconds = t1.elapsed().as_secs_f64();
 
         let report = JobReport {
@@ -160,23 +276,16 @@ impl<B: AutodiffBackend> WithModel<B> for Pretraining<'_, B> {
             pretrained,
             random_init,
             raw_pixels,
-            feature_dim: trained.encoder().out_channels(),
+            feature_dim: encoder.out_channels(),
             raw_pixel_dim: {
                 let (c, h, w) = test.shape();
                 c * h * w
             },
-            train_seconds,
+            train_seconds: trained.train_seconds,
             eval_seconds,
             images: [train.len(), probe_train.len(), test.len()],
         };
         run.write_json("results.json", &report)?;
         Ok(report)
     }
-}
-
-/// Writes `module` to `<run>/<name>.mpk`.
-fn save_module<B: Backend, M: Module<B>>(module: M, run: &RunDir, name: &str) -> Result<()> {
-    module
-        .save_file(run.file(name), &CompactRecorder::new())
-        .map_err(|e| CsslError::record(run.file(&format!("{name}.mpk")), e.to_string()))
 }

@@ -39,6 +39,29 @@ pub enum CsslError {
         /// What is wrong and what is accepted.
         reason: String,
     },
+    /// Training stopped because it went wrong (a non-finite loss or
+    /// embedding): nothing after it is a result.
+    #[error("training stopped at step {step} (epoch {epoch}, batch {batch}): {reason}")]
+    Diverged {
+        /// Global optimiser step (1-based) that produced the value.
+        step: usize,
+        /// Epoch (1-based).
+        epoch: usize,
+        /// Batch within the epoch (1-based).
+        batch: usize,
+        /// What was seen and what was kept.
+        reason: String,
+    },
+    /// A signal (Ctrl-C, SIGTERM) stopped training after a finished step.
+    #[error("interrupted by {signal} after step {step}: {saved}")]
+    Interrupted {
+        /// `SIGINT` or `SIGTERM`.
+        signal: String,
+        /// Steps completed.
+        step: usize,
+        /// What was saved, and how to continue.
+        saved: String,
+    },
     /// Two parts do not fit together (e.g. a head whose input width is not the
     /// encoder's output width).
     #[error("shape mismatch in {what}: expected {expected}, got {got}")]

@@ -71,6 +71,20 @@ fn load_split(dir: &Path, prefix: &str) -> Result<ImageDataset> {
     let lp = find(dir, &format!("{prefix}-labels-idx1-ubyte"));
     let images = read_idx(&ip)?;
     let labels = read_idx(&lp)?;
+    if images.dims.len() == 1 {
+        return Err(CsslError::format(
+            &ip,
+            3,
+            "wrong file kind: this is an idx1 label file, where the images (idx3) were expected",
+        ));
+    }
+    if labels.dims.len() == 3 {
+        return Err(CsslError::format(
+            &lp,
+            3,
+            "wrong file kind: this is an idx3 image file, where the labels (idx1) were expected",
+        ));
+    }
     if images.dims.len() != 3 || images.dims[1] != 28 || images.dims[2] != 28 {
         return Err(CsslError::format(
             &ip,
@@ -96,6 +110,9 @@ fn load_split(dir: &Path, prefix: &str) -> Result<ImageDataset> {
                 ip.display()
             ),
         ));
+    }
+    if images.dims[0] == 0 {
+        return Err(CsslError::format(&ip, 4, "holds no images (the count is 0)"));
     }
     if let Some(i) = labels.data.iter().position(|&l| l >= 10) {
         return Err(CsslError::format(

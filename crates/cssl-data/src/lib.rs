@@ -39,7 +39,7 @@ mod seed;
 mod source;
 pub mod stl10;
 
-pub use batcher::{stack_views, LabeledBatch, LabeledBatcher, MultiViewBatcher};
+pub use batcher::{stack_views, view_batch, LabeledBatch, LabeledBatcher, MultiViewBatcher};
 pub use cifar::{Cifar10, Cifar100, Cifar100Labels};
 pub use dataset::{ImageDataset, Sample};
 pub use fashion_mnist::{FashionMnist, FASHION_MNIST_CLASSES};

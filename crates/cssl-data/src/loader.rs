@@ -41,6 +41,7 @@ pub struct PrefetchLoader {
     prefetch: usize,
     policy: CorruptPolicy,
     skipped: Arc<AtomicUsize>,
+    drop_last: bool,
 }
 
 impl PrefetchLoader {
@@ -61,7 +62,16 @@ impl PrefetchLoader {
             prefetch: 2,
             policy: CorruptPolicy::Stop,
             skipped: Arc::new(AtomicUsize::new(0)),
+            drop_last: false,
         }
+    }
+
+    /// Leave out the last batch of an epoch when it is smaller than the
+    /// others (what contrastive methods want: no tiny batch with almost no
+    /// negatives, and every batch-norm batch the same size).
+    pub fn with_drop_last(mut self, drop_last: bool) -> Self {
+        self.drop_last = drop_last;
+        self
     }
 
     /// Worker threads (at least 1).
@@ -87,9 +97,18 @@ impl PrefetchLoader {
         self.skipped.load(Ordering::Relaxed)
     }
 
+    /// Images per batch.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
     /// Batches per epoch.
     pub fn num_batches(&self) -> usize {
-        self.source.len().div_ceil(self.batch_size)
+        if self.drop_last {
+            self.source.len() / self.batch_size
+        } else {
+            self.source.len().div_ceil(self.batch_size)
+        }
     }
 
     /// The image order of `epoch`.
@@ -136,15 +155,23 @@ impl PrefetchLoader {
 
     /// The batches of `epoch`, built in the background.
     pub fn epoch(&self, epoch: u64) -> EpochBatches {
+        self.epoch_from(epoch, 0)
+    }
+
+    /// The batches of `epoch` from batch number `first` on: the same batches
+    /// [`epoch`](Self::epoch) yields after its first `first` (resuming a run
+    /// in the middle of an epoch), without building the skipped ones.
+    pub fn epoch_from(&self, epoch: u64, first: usize) -> EpochBatches {
         let order = Arc::new(self.order(epoch));
         let n = self.num_batches();
+        let first = first.min(n);
         let receivers = (0..self.workers)
             .map(|w| {
                 let (tx, rx) = sync_channel(self.prefetch);
                 let me = self.clone();
                 let order = order.clone();
                 std::thread::spawn(move || {
-                    for b in (w..n).step_by(me.workers) {
+                    for b in (first + w..n).step_by(me.workers) {
                         let idx =
                             &order[b * me.batch_size..((b + 1) * me.batch_size).min(order.len())];
                         let result = me.build(epoch, b, idx);
@@ -161,7 +188,7 @@ impl PrefetchLoader {
         EpochBatches {
             receivers,
             next: 0,
-            total: n,
+            total: n - first,
             failed: false,
         }
     }
@@ -263,6 +290,22 @@ mod tests {
         let next = collect(&base.clone().with_workers(2), 1);
         assert_ne!(one[0].indices, next[0].indices);
         assert_eq!(collect(&base.with_workers(2), 0), one);
+    }
+
+    #[test]
+    fn resuming_mid_epoch_yields_the_rest_of_the_same_batches() {
+        let base = PrefetchLoader::new(data(103), Arc::new(Crops), 10, 7).with_drop_last(true);
+        assert_eq!(base.num_batches(), 10);
+        let all = collect(&base, 3);
+        assert_eq!(all.len(), 10);
+        assert!(all.iter().all(|b| b.indices.len() == 10));
+        for workers in [1, 3] {
+            let l = base.clone().with_workers(workers);
+            let rest: Vec<CpuBatch> = l.epoch_from(3, 4).map(|b| b.unwrap()).collect();
+            assert_eq!(rest, all[4..], "{workers} workers");
+            assert_eq!(l.epoch_from(3, 10).count(), 0);
+            assert_eq!(l.epoch_from(3, 99).count(), 0);
+        }
     }
 
     struct Flaky(Arc<dyn ImageSource>);

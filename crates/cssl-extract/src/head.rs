@@ -30,6 +30,28 @@ pub struct ProjectionHeadConfig {
 }
 
 impl ProjectionHeadConfig {
+    /// Checks that every width and the depth are at least 1; `field` names
+    /// the head in errors (e.g. `extraction.projector`).
+    ///
+    /// # Errors
+    /// The first zero field, by its path.
+    pub fn validate(&self, field: &str) -> cssl_core::Result<()> {
+        for (name, v) in [
+            ("input_dim", self.input_dim),
+            ("hidden_dim", self.hidden_dim),
+            ("output_dim", self.output_dim),
+            ("num_layers", self.num_layers),
+        ] {
+            if v == 0 {
+                return Err(cssl_core::CsslError::config(
+                    format!("{field}.{name}"),
+                    "must be at least 1",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// SimCLR's head: `input`-2048(BN, ReLU)-128.
     pub fn simclr(input_dim: usize) -> Self {
         Self::new(input_dim)

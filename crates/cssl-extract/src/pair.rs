@@ -31,6 +31,9 @@ impl PairExtractionConfig {
 
     /// Checks that the head reads an encoder of `encoder_dim` channels.
     pub fn validate(&self, encoder_dim: usize) -> cssl_core::Result<()> {
+        if let Self::Projection(head) = self {
+            head.validate("extraction.Projection")?;
+        }
         match self {
             Self::Projection(head) if head.input_dim != encoder_dim => {
                 Err(cssl_core::CsslError::Shape {

@@ -192,6 +192,20 @@ pub fn check_views_fit_encoder(
     image: (usize, usize, usize),
 ) -> cssl_core::Result<()> {
     encoder.validate()?;
+    for (v, view) in augmentation.views.iter().enumerate() {
+        let n = &view.normalize;
+        for (name, len) in [("mean", n.mean.len()), ("std", n.std.len())] {
+            if len != 1 && len != image.0 {
+                return Err(CsslError::config(
+                    format!("augmentation.views[{v}].normalize.{name}"),
+                    format!(
+                        "{len} values for {} channel(s): give one per channel (or one for all)",
+                        image.0
+                    ),
+                ));
+            }
+        }
+    }
     for v in 0..augmentation.num_views() {
         let shape = augmentation.view_shape(v, image);
         encoder.check_view(shape).map_err(|e| match e {
@@ -201,6 +215,32 @@ pub fn check_views_fit_encoder(
             ),
             e => e,
         })?;
+    }
+    Ok(())
+}
+
+/// Checks that every view of `augmentation` has one shape for a `image`
+/// input (methods that encode the views as one batch need it).
+///
+/// # Errors
+/// The first view whose shape differs from view 0's, by its field path.
+pub fn check_views_share_a_shape(
+    augmentation: &MultiViewAugmentation,
+    image: (usize, usize, usize),
+) -> cssl_core::Result<()> {
+    let first = augmentation.view_shape(0, image);
+    for v in 1..augmentation.num_views() {
+        let shape = augmentation.view_shape(v, image);
+        if shape != first {
+            return Err(CsslError::config(
+                format!("augmentation.views[{v}]"),
+                format!(
+                    "gives {shape:?} (channels, height, width) views but view 0 gives \
+                     {first:?}; this method encodes its views as one batch, so they must \
+                     have one size"
+                ),
+            ));
+        }
     }
     Ok(())
 }

@@ -135,6 +135,8 @@ pub struct PredictorExtractionConfig {
 impl PredictorExtractionConfig {
     /// Checks the widths against an encoder of `encoder_dim` channels.
     pub fn validate(&self, encoder_dim: usize) -> cssl_core::Result<()> {
+        self.projector.validate("extraction.projector")?;
+        self.predictor.validate("extraction.predictor")?;
         same_dim(
             "extraction.projector.input_dim (the encoder's output channels)",
             encoder_dim,
@@ -251,6 +253,7 @@ pub struct MocoExtractionConfig {
 impl MocoExtractionConfig {
     /// Checks widths and the queue against the encoder and the schedule.
     pub fn validate(&self, encoder_dim: usize, schedule: &RunSchedule) -> cssl_core::Result<()> {
+        self.head.validate("extraction.head")?;
         same_dim(
             "extraction.head.input_dim (the encoder's output channels)",
             encoder_dim,
@@ -338,6 +341,7 @@ pub struct SwavExtractionConfig {
 impl SwavExtractionConfig {
     /// Checks widths against an encoder of `encoder_dim` channels.
     pub fn validate(&self, encoder_dim: usize) -> cssl_core::Result<()> {
+        self.head.validate("extraction.head")?;
         same_dim(
             "extraction.head.input_dim (the encoder's output channels)",
             encoder_dim,

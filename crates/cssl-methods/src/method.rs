@@ -19,16 +19,18 @@ use serde::{Deserialize, Serialize};
 pub struct RunSchedule {
     /// Images per batch.
     pub batch_size: usize,
-    /// Optimiser steps per epoch (the last batch may be smaller).
+    /// Optimiser steps per epoch: full batches only (a last, smaller batch
+    /// is left out, so every batch has the same number of negatives and
+    /// batch-norm statistics over the same count).
     pub steps_per_epoch: usize,
     /// Optimiser steps in the whole run.
     pub total_steps: usize,
 }
 
 impl RunSchedule {
-    /// `epochs` passes over `images` images in batches of `batch_size`.
+    /// `epochs` passes over `images` images in full batches of `batch_size`.
     pub fn new(images: usize, batch_size: usize, epochs: usize) -> Self {
-        let steps_per_epoch = images.div_ceil(batch_size.max(1));
+        let steps_per_epoch = images / batch_size.max(1);
         Self {
             batch_size,
             steps_per_epoch,
@@ -61,6 +63,11 @@ pub trait SslMethod: Sized {
     /// default run (2 epochs, pretraining and evaluation) fits in ten minutes
     /// on two cores.
     const CPU_TRAIN_IMAGES: usize;
+
+    /// Whether the views go through the encoder as one batch (so that they
+    /// must share one size). SwAV groups its crops by size and MoCo encodes
+    /// queries and keys apart: they say `false`.
+    const ENCODES_VIEWS_TOGETHER: bool = true;
 
     /// The CPU default for images of `preset` with `channels` channels.
     fn cpu_default(preset: &DatasetPreset, channels: usize) -> Self;
@@ -151,6 +158,14 @@ macro_rules! methods {
                     $(Self::$variant => MethodConfig::$variant(
                         <$config as $crate::SslMethod>::paper(preset, channels),
                     ),)*
+                }
+            }
+
+            /// Whether the views go through the encoder as one batch
+            /// ([`SslMethod::ENCODES_VIEWS_TOGETHER`](crate::SslMethod::ENCODES_VIEWS_TOGETHER)).
+            pub fn encodes_views_together(self) -> bool {
+                match self {
+                    $(Self::$variant => <$config as $crate::SslMethod>::ENCODES_VIEWS_TOGETHER,)*
                 }
             }
 
@@ -253,6 +268,10 @@ macro_rules! methods {
                 match self {
                     $(Self::$variant(c) => $crate::SslMethod::validate(c, schedule),)*
                 }?;
+                self.optimizer().validate()?;
+                if self.kind().encodes_views_together() {
+                    $crate::check_views_share_a_shape(self.augmentation(), image)?;
+                }
                 $crate::check_views_fit_encoder(self.augmentation(), self.encoder(), image)
             }
 

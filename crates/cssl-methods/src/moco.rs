@@ -52,6 +52,7 @@ impl SslMethod for MocoConfig {
     type Model<B: Backend> = Moco<B>;
 
     const CPU_TRAIN_IMAGES: usize = 25_000;
+    const ENCODES_VIEWS_TOGETHER: bool = false;
 
     /// The paper's recipe: ResNet-50, head 2048-2048-128 without batch norm,
     /// queue 65,536, m = 0.999 (constant), t = 0.2, SGD 0.03 (cssl: AdamW),

@@ -18,3 +18,57 @@ pub struct OptimizerConfig {
     #[config(default = 10.0)]
     pub warmup_epochs: f64,
 }
+
+impl OptimizerConfig {
+    /// Checks the ranges: a finite learning rate above zero, a finite
+    /// weight decay and warm-up of at least zero.
+    ///
+    /// # Errors
+    /// The field (`optimizer.lr`, ...) and the rule it breaks.
+    pub fn validate(&self) -> cssl_core::Result<()> {
+        let check = |field: &str, v: f64, ok: bool, rule: &str| {
+            if ok && v.is_finite() {
+                Ok(())
+            } else {
+                Err(cssl_core::CsslError::config(
+                    format!("optimizer.{field}"),
+                    format!("{v}: must be {rule}"),
+                ))
+            }
+        };
+        check("lr", self.lr, self.lr > 0.0, "finite and above 0")?;
+        check(
+            "weight_decay",
+            self.weight_decay,
+            self.weight_decay >= 0.0,
+            "finite and at least 0",
+        )?;
+        check(
+            "warmup_epochs",
+            self.warmup_epochs,
+            self.warmup_epochs >= 0.0,
+            "finite and at least 0",
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_range_values_name_their_field() {
+        assert!(OptimizerConfig::new().validate().is_ok());
+        for (c, field) in [
+            (OptimizerConfig::new().with_lr(0.0), "optimizer.lr"),
+            (OptimizerConfig::new().with_lr(-1e-3), "optimizer.lr"),
+            (OptimizerConfig::new().with_lr(f64::INFINITY), "optimizer.lr"),
+            (OptimizerConfig::new().with_lr(f64::NAN), "optimizer.lr"),
+            (OptimizerConfig::new().with_weight_decay(-1.0), "optimizer.weight_decay"),
+            (OptimizerConfig::new().with_warmup_epochs(-0.5), "optimizer.warmup_epochs"),
+        ] {
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(field), "{err}");
+        }
+    }
+}

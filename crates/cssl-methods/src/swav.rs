@@ -48,6 +48,7 @@ impl SslMethod for SwavConfig {
     type Model<B: Backend> = Swav<B>;
 
     const CPU_TRAIN_IMAGES: usize = 18_000;
+    const ENCODES_VIEWS_TOGETHER: bool = false;
 
     /// The paper's recipe: ResNet-50, head 2048-2048-128, 3,000 prototypes
     /// frozen for the first epoch, multi-crop 2 large crops at the preset's

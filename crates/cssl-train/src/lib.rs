@@ -1,28 +1,30 @@
 //! # cssl-train
 //!
-//! burn-train glue for self-supervised pretraining:
+//! The training loop of self-supervised pretraining, built to never lose a
+//! run:
 //!
-//! - [`WarmupCosineLr`]: linear warm-up, then cosine decay (burn 0.21's
-//!   composed schedulers run in parallel, not one after another).
-//! - [`CsvMetricLogger`]: one `metrics.csv` row per epoch and split.
-//! - [`ProgressRenderer`]: plain, periodic progress lines (epoch, items, loss,
-//!   learning rate, views/s, ETA) that read well in a terminal or a log file.
-//! - [`MonitorMetric`]: the collapse monitors of [`SslOutput`](cssl_methods::SslOutput) (embedding spread for every method, extra ones per method).
-//! - [`RunDir`]: the run directory (`config.json`, `metrics.csv`, `model.mpk`,
-//!   `results.json`, burn's `checkpoint/`).
-//! - [`pretrain`]: runs burn-train's learner with all of the above.
+//! - [`pretrain`]: steps a method's burn `TrainStep` (its `optimize` hook
+//!   moves EMA targets, queues and prototypes), checks every loss for
+//!   non-finite values, writes checkpoints by time, by step count and at
+//!   each epoch's end, stops cleanly on SIGINT / SIGTERM, and resumes
+//!   bitwise where it stopped.
+//! - [`WarmupCosineLr`]: linear warm-up, then cosine decay.
+//! - [`RunDir`]: the run directory, never clobbered; every file written
+//!   aside and renamed into place.
+//! - [`record`]: weight files that say what they were made from, checked
+//!   before any tensor is used.
+//! - [`Checkpoints`], [`TrainState`]: resumable state on disk.
 #![warn(missing_docs)]
 
+mod checkpoint;
 mod fit;
-mod logger;
-mod metric;
-mod renderer;
+pub mod record;
 mod run;
 mod schedule;
+mod signal;
 
-pub use fit::{pretrain, PretrainOptions};
-pub use logger::CsvMetricLogger;
-pub use metric::{MonitorMetric, EMBEDDING_STD};
-pub use renderer::ProgressRenderer;
-pub use run::RunDir;
+pub use checkpoint::{Checkpoints, MetricsRow, TrainState};
+pub use fit::{pretrain, PretrainOptions, Pretrained, Training, EMBEDDING_STD, LEARNING_RATE, LOSS};
+pub use run::{write_atomic, write_json, RunDir};
 pub use schedule::WarmupCosineLr;
+pub use signal::{clear_stop, install_stop_handler, request_stop, stop_requested};

@@ -1,0 +1,183 @@
+//! Resumable training state: `checkpoint/step-NNNNNNNN/` holds the model,
+//! the optimiser state and `state.json` (epoch, batch, step, the epoch's
+//! running metric sums, the metric rows so far, the records' checksums).
+//!
+//! A checkpoint is written into `step-N.partial/` and renamed into place
+//! when complete, so a crash never leaves a half checkpoint that looks
+//! whole; the last two are kept.
+
+use crate::record::Records;
+use crate::run::{write_json, RunDir};
+use cssl_core::{CsslError, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// One `metrics.csv` row: the mean of each metric over an epoch of one split.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricsRow {
+    /// Epoch, 1-based.
+    pub epoch: usize,
+    /// `train` or `valid`.
+    pub split: String,
+    /// Metric name -> epoch mean.
+    pub values: BTreeMap<String, f64>,
+}
+
+/// Where training stands; saved in each checkpoint's `state.json`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Epochs finished.
+    pub epoch: usize,
+    /// Batches of the next epoch already trained on.
+    pub batch: usize,
+    /// Optimiser steps taken.
+    pub step: usize,
+    /// The current epoch's running sums: metric -> (sum, batches).
+    pub sums: BTreeMap<String, (f64, usize)>,
+    /// Every finished epoch's rows.
+    pub rows: Vec<MetricsRow>,
+    /// Seconds spent training so far (all sessions).
+    pub train_seconds: f64,
+    /// `model.mpk` and `optimizer.mpk` of this checkpoint.
+    pub records: Records,
+}
+
+/// The checkpoints of a run directory.
+#[derive(Clone, Debug)]
+pub struct Checkpoints {
+    dir: PathBuf,
+}
+
+/// How many finished checkpoints are kept.
+const KEEP: usize = 2;
+
+impl Checkpoints {
+    /// `run`'s `checkpoint/`.
+    pub fn of(run: &RunDir) -> Self {
+        Self {
+            dir: run.file("checkpoint"),
+        }
+    }
+
+    /// The directory of the checkpoint after `step` steps.
+    pub fn path(&self, step: usize) -> PathBuf {
+        self.dir.join(format!("step-{step:08}"))
+    }
+
+    /// Finished checkpoints, newest first.
+    pub fn list(&self) -> Vec<(usize, PathBuf)> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut found: Vec<(usize, PathBuf)> = entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let step = name.strip_prefix("step-")?.parse().ok()?;
+                Some((step, e.path()))
+            })
+            .collect();
+        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found
+    }
+
+    /// Writes a checkpoint: `write` fills the given directory with the
+    /// records and returns their descriptions; then `state.json`; then the
+    /// directory is renamed into place and older checkpoints are removed.
+    pub fn save(
+        &self,
+        state: &TrainState,
+        write: impl FnOnce(&Path) -> Result<Records>,
+    ) -> Result<PathBuf> {
+        let done = self.path(state.step);
+        let partial = done.with_extension("partial");
+        for stale in [&partial, &done] {
+            if stale.exists() {
+                std::fs::remove_dir_all(stale).map_err(|e| CsslError::io(stale, e))?;
+            }
+        }
+        std::fs::create_dir_all(&partial).map_err(|e| CsslError::io(&partial, e))?;
+        let records = write(&partial)?;
+        let state = TrainState {
+            records,
+            ..state.clone()
+        };
+        write_json(&partial.join("state.json"), &state)?;
+        std::fs::rename(&partial, &done).map_err(|e| CsslError::io(&done, e))?;
+        for (_, old) in self.list().into_iter().skip(KEEP) {
+            // A checkpoint that cannot be removed costs disk, not correctness.
+            let _ = std::fs::remove_dir_all(old);
+        }
+        Ok(done)
+    }
+
+    /// The newest finished checkpoint's state and directory.
+    ///
+    /// # Errors
+    /// No finished checkpoint, or an unreadable `state.json`.
+    pub fn latest(&self) -> Result<(TrainState, PathBuf)> {
+        let Some((_, dir)) = self.list().into_iter().next() else {
+            return Err(CsslError::io(
+                &self.dir,
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no finished checkpoint to resume from (the run stopped before its first \
+                     checkpoint; start it again with --overwrite)",
+                ),
+            ));
+        };
+        let path = dir.join("state.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| CsslError::io(&path, e))?;
+        let state = serde_json::from_str(&text).map_err(|e| {
+            CsslError::record(
+                &path,
+                format!(
+                    "not a cssl training state: {e} (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ),
+            )
+        })?;
+        Ok((state, dir))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_appear_whole_and_the_last_two_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::create(dir.path().join("run"), false).unwrap();
+        let c = Checkpoints::of(&run);
+        assert!(c.latest().unwrap_err().to_string().contains("no finished checkpoint"));
+        for step in [3, 6, 9] {
+            let state = TrainState {
+                step,
+                ..Default::default()
+            };
+            c.save(&state, |d| {
+                std::fs::write(d.join("model.mpk"), [step as u8]).unwrap();
+                Ok(Records::new())
+            })
+            .unwrap();
+        }
+        let steps: Vec<usize> = c.list().iter().map(|(s, _)| *s).collect();
+        assert_eq!(steps, [9, 6]);
+        let (state, path) = c.latest().unwrap();
+        assert_eq!(state.step, 9);
+        assert_eq!(std::fs::read(path.join("model.mpk")).unwrap(), [9]);
+        // A checkpoint whose writing failed is never listed.
+        let failed = c.save(
+            &TrainState {
+                step: 12,
+                ..Default::default()
+            },
+            |_| Err(CsslError::config("disk", "full")),
+        );
+        assert!(failed.is_err());
+        assert_eq!(c.latest().unwrap().0.step, 9);
+    }
+}
