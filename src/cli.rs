@@ -114,12 +114,13 @@ pub struct EvalArgs {
     /// A finished run directory (with config.json and encoder.mpk).
     #[arg(long)]
     checkpoint: PathBuf,
-    /// Fit the probes on this many train images (0 = all 60,000).
-    #[arg(long, default_value_t = 10_000)]
-    probe_subset: usize,
-    /// Score on this many test images (0 = all 10,000).
-    #[arg(long, default_value_t = 0)]
-    test_subset: usize,
+    /// Fit the probes on this many train images, 0 = all (default: the
+    /// run's own, which reproduces its figures).
+    #[arg(long)]
+    probe_subset: Option<usize>,
+    /// Score on this many test images, 0 = all (default: the run's own).
+    #[arg(long)]
+    test_subset: Option<usize>,
     /// Seed of the linear probe (default: the run's, which reproduces the
     /// run's own figures).
     #[arg(long)]
@@ -408,7 +409,10 @@ fn run_control(args: &RunArgs) -> Result<RunControl> {
     if !(args.checkpoint_minutes.is_finite() && args.checkpoint_minutes > 0.0) {
         return Err(CsslError::config(
             "checkpoint_minutes",
-            format!("{}: must be a positive number of minutes", args.checkpoint_minutes),
+            format!(
+                "{}: must be a positive number of minutes",
+                args.checkpoint_minutes
+            ),
         ));
     }
     Ok(RunControl {

@@ -10,6 +10,20 @@ use cssl::job::{import_encoder, load_encoder, RunConfig, TensorNames};
 use std::path::Path;
 use std::process::Command;
 
+/// Runs `cssl args` and returns (exit code, stdout + stderr).
+fn cssl_status(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cssl"))
+        .args(args)
+        .output()
+        .expect("the cssl binary runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
 fn cssl(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_cssl"))
         .args(args)
@@ -97,18 +111,31 @@ fn a_runs_config_replays_the_same_first_epoch_loss() {
 fn eval_scores_a_finished_run_and_export_writes_a_loadable_encoder() {
     let dir = tempfile::tempdir().unwrap();
     let run = tiny_run(dir.path(), "yadim");
-    let text = cssl(&[
+    // Three calls, one answer: the run's own figures (same subsets, same seed).
+    let evals: Vec<String> = (0..3)
+        .map(|_| cssl(&["eval", "--checkpoint", run.to_str().unwrap()]))
+        .collect();
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
+    let own = format!(
+        "linear probe {:.2}%, kNN {:.2}%",
+        100.0 * results["pretrained"]["linear_probe"].as_f64().unwrap(),
+        100.0 * results["pretrained"]["knn"].as_f64().unwrap()
+    );
+    for text in &evals {
+        assert!(text.contains(&own), "{text} vs the run's {own}");
+    }
+    // Another seed is another probe initialisation and order.
+    let other = cssl(&[
         "eval",
         "--checkpoint",
         run.to_str().unwrap(),
-        "--probe-subset",
-        "200",
-        "--test-subset",
-        "200",
+        "--seed",
+        "1234",
     ]);
     assert!(
-        text.contains("linear probe") && text.contains("kNN"),
-        "{text}"
+        other.contains("linear probe") && other.contains("kNN"),
+        "{other}"
     );
 
     let file = dir.path().join("export/backbone.safetensors");
@@ -311,4 +338,118 @@ fn examples_flags_run_cifar10_from_a_data_directory() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("--data"), "{err}");
+}
+
+#[test]
+fn an_existing_run_is_refused_and_overwrite_replaces_it_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = tiny_run(dir.path(), "simclr");
+    let before = std::fs::read(run.join("encoder.mpk")).unwrap();
+    let args = [
+        "pretrain",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--train-subset",
+        "64",
+        "--probe-subset",
+        "100",
+        "--test-subset",
+        "100",
+        "--no-raw-baseline",
+        "--out",
+        run.to_str().unwrap(),
+    ];
+    let (code, text) = cssl_status(&args);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("--resume") && text.contains("--overwrite"),
+        "{text}"
+    );
+    assert_eq!(std::fs::read(run.join("encoder.mpk")).unwrap(), before);
+    // A stale file of the old run does not survive --overwrite.
+    std::fs::write(run.join("stale.txt"), "old").unwrap();
+    let mut again = args.to_vec();
+    again.push("--overwrite");
+    cssl(&again);
+    assert!(!run.join("stale.txt").exists());
+    assert_ne!(std::fs::read(run.join("encoder.mpk")).unwrap(), before);
+}
+
+#[test]
+fn a_config_with_an_unknown_key_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = tiny_run(dir.path(), "simclr");
+    let text = std::fs::read_to_string(run.join("config.json"))
+        .unwrap()
+        .replacen("\"base_width\":", "\"widht\": 2, \"base_width\":", 1);
+    let typo = dir.path().join("typo.json");
+    std::fs::write(&typo, text).unwrap();
+    let (code, err) = cssl_status(&["pretrain", "--config", typo.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("unknown key `method.simclr.encoder.ResNet.widht`") && err.contains("line"),
+        "{err}"
+    );
+}
+
+/// Ctrl-C (SIGINT) during training: the step finishes, a checkpoint is
+/// written, the program says how to resume and exits with 130; `--resume`
+/// then finishes the run.
+#[cfg(unix)]
+#[test]
+fn sigint_saves_a_checkpoint_and_resume_finishes_the_run() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("interrupted");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cssl"))
+        .args([
+            "pretrain",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--train-subset",
+            "6400",
+            "--probe-subset",
+            "200",
+            "--test-subset",
+            "200",
+            "--no-raw-baseline",
+            "--out",
+            run.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until training has started, then interrupt.
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let header = lines.next().unwrap().unwrap();
+    assert!(header.starts_with("cssl: simclr"), "{header}");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("interrupted by SIGINT") && err.contains("--resume"),
+        "{err}"
+    );
+    assert!(!run.join("encoder.mpk").exists());
+    let checkpoints = std::fs::read_dir(run.join("checkpoint")).unwrap().count();
+    assert_eq!(checkpoints, 1);
+    let text = cssl(&["pretrain", "--resume", run.to_str().unwrap()]);
+    assert!(
+        text.contains("resuming") && text.contains("linear probe"),
+        "{text}"
+    );
+    assert!(run.join("results.json").exists());
 }

@@ -12,9 +12,9 @@ use cssl_eval::{
     extract_features, knn_accuracy, linear_probe, Features, KnnConfig, LinearProbeConfig,
 };
 use cssl_methods::{MethodConfig, MethodKind};
-use serde::{Deserialize, Serialize};
 use cssl_train::record::{load_record, read_records, record_info, Expect};
 use cssl_train::RunDir;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -167,22 +167,29 @@ pub fn load_encoder<B: Backend>(
         },
         device,
     )?;
-    let encoder = config.method.encoder().init::<B>(device).load_record(record);
+    let encoder = config
+        .method
+        .encoder()
+        .init::<B>(device)
+        .load_record(record);
     Ok((config, encoder))
 }
 
 /// `cssl eval`: the linear probe and kNN of a finished run's encoder, with
-/// the run's evaluation view, on the run's dataset (or `data`), the probe
-/// seeded by `seed` (the run's own seed reproduces the run's figures).
+/// the run's evaluation view, on the run's dataset (or `data`) and subsets
+/// (or the ones given), the probe seeded by `seed` (default: the run's);
+/// with every default, the figures equal the run's own `results.json`.
 pub fn evaluate_checkpoint<B: AutodiffBackend>(
     dir: &Path,
-    probe_subset: usize,
-    test_subset: usize,
+    probe_subset: Option<usize>,
+    test_subset: Option<usize>,
     data: Option<&Path>,
     seed: Option<u64>,
     device: &B::Device,
 ) -> Result<Scores> {
     let (config, encoder) = load_encoder::<B::InnerBackend>(dir, device)?;
+    let probe_subset = probe_subset.unwrap_or(config.options.probe_subset);
+    let test_subset = test_subset.unwrap_or(config.options.test_subset);
     let splits = config
         .dataset
         .load(data.or(config.options.data_dir.as_deref()))?;
@@ -193,7 +200,10 @@ pub fn evaluate_checkpoint<B: AutodiffBackend>(
         if n > split.len() {
             return Err(CsslError::config(
                 field,
-                format!("{n} images asked for, but the split holds {} (0 = all)", split.len()),
+                format!(
+                    "{n} images asked for, but the split holds {} (0 = all)",
+                    split.len()
+                ),
             ));
         }
     }

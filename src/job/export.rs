@@ -143,7 +143,14 @@ pub fn export_encoder(
     }
     let encoder_json = serde_json::to_string(config.method.encoder())
         .map_err(|e| CsslError::config("encoder", e.to_string()))?;
-    let mut store = store(out, names, true)
+    // Written aside and renamed into place: an interrupted export leaves no
+    // half file under `out`.
+    let partial = {
+        let mut p = out.as_os_str().to_owned();
+        p.push(".partial");
+        PathBuf::from(p)
+    };
+    let mut store = store(&partial, names, true)
         .overwrite(true)
         .metadata("cssl_method", config.method.kind().name())
         .metadata("cssl_encoder", config.method.encoder().kind())
@@ -158,6 +165,7 @@ pub fn export_encoder(
     encoder
         .save_into(&mut store)
         .map_err(|e| CsslError::record(out, format!("SafeTensors export: {e}")))?;
+    std::fs::rename(&partial, out).map_err(|e| CsslError::io(out, e))?;
     let reference = if reference > 0 {
         let data = config.dataset.load(config.options.data_dir.as_deref())?;
         let test = subset(&data.test, reference.min(data.test.len()));

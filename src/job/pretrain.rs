@@ -90,7 +90,10 @@ pub fn run_config_with<B: AutodiffBackend>(
         if n > split.len() {
             return Err(CsslError::config(
                 field,
-                format!("{n} images asked for, but the split holds {} (0 = all)", split.len()),
+                format!(
+                    "{n} images asked for, but the split holds {} (0 = all)",
+                    split.len()
+                ),
             ));
         }
     }
@@ -205,8 +208,8 @@ impl<B: AutodiffBackend> WithModel<B> for Pretraining<'_, B> {
         let optim = AdamWConfig::new()
             .with_weight_decay(optimizer.weight_decay as f32)
             .init();
-        let made_from = serde_json::to_value(config)
-            .map_err(|e| CsslError::config("method", e.to_string()))?;
+        let made_from =
+            serde_json::to_value(config).map_err(|e| CsslError::config("method", e.to_string()))?;
 
         let trained = pretrain(
             Training {
@@ -231,6 +234,9 @@ impl<B: AutodiffBackend> WithModel<B> for Pretraining<'_, B> {
             model,
             optim,
         )?;
+        // Training is over: Ctrl-C during the evaluation ends the program at
+        // once (`--resume` re-evaluates the saved model).
+        cssl_train::restore_default_signals();
         let trained_model = trained.model;
         let encoder_config = serde_json::to_value(config.encoder())
             .map_err(|e| CsslError::config("method.encoder", e.to_string()))?;
@@ -264,8 +270,14 @@ impl<B: AutodiffBackend> WithModel<B> for Pretraining<'_, B> {
         let seed = options.seed;
         let encoder = trained_model.encoder();
         let pretrained = evaluate::<B>(encoder, &probe_train, &test, &transform, seed, device);
-        let random_init =
-            evaluate::<B>(&initial_encoder, &probe_train, &test, &transform, seed, device);
+        let random_init = evaluate::<B>(
+            &initial_encoder,
+            &probe_train,
+            &test,
+            &transform,
+            seed,
+            device,
+        );
         let raw_pixels = options
             .raw_pixel_baseline
             .then(|| evaluate_raw_pixels::<B>(&probe_train, &test, seed, device));

@@ -112,7 +112,11 @@ fn load_split(dir: &Path, prefix: &str) -> Result<ImageDataset> {
         ));
     }
     if images.dims[0] == 0 {
-        return Err(CsslError::format(&ip, 4, "holds no images (the count is 0)"));
+        return Err(CsslError::format(
+            &ip,
+            4,
+            "holds no images (the count is 0)",
+        ));
     }
     if let Some(i) = labels.data.iter().position(|&l| l >= 10) {
         return Err(CsslError::format(

@@ -55,7 +55,8 @@ method::methods! {
 }
 
 pub use common::{
-    check_views_fit_encoder, check_views_share_a_shape, fashion_mnist_encoder, small_resnet, validate_augmentation,
+    check_views_fit_encoder, check_views_share_a_shape, fashion_mnist_encoder, small_resnet,
+    validate_augmentation,
 };
 pub use extraction::{
     AmdimExtractionConfig, CpcExtractionConfig, MocoExtractionConfig, MomentumTarget,

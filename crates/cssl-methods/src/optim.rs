@@ -62,10 +62,19 @@ mod tests {
         for (c, field) in [
             (OptimizerConfig::new().with_lr(0.0), "optimizer.lr"),
             (OptimizerConfig::new().with_lr(-1e-3), "optimizer.lr"),
-            (OptimizerConfig::new().with_lr(f64::INFINITY), "optimizer.lr"),
+            (
+                OptimizerConfig::new().with_lr(f64::INFINITY),
+                "optimizer.lr",
+            ),
             (OptimizerConfig::new().with_lr(f64::NAN), "optimizer.lr"),
-            (OptimizerConfig::new().with_weight_decay(-1.0), "optimizer.weight_decay"),
-            (OptimizerConfig::new().with_warmup_epochs(-0.5), "optimizer.warmup_epochs"),
+            (
+                OptimizerConfig::new().with_weight_decay(-1.0),
+                "optimizer.weight_decay",
+            ),
+            (
+                OptimizerConfig::new().with_warmup_epochs(-0.5),
+                "optimizer.warmup_epochs",
+            ),
         ] {
             let err = c.validate().unwrap_err().to_string();
             assert!(err.contains(field), "{err}");

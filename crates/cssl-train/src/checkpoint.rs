@@ -152,7 +152,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let run = RunDir::create(dir.path().join("run"), false).unwrap();
         let c = Checkpoints::of(&run);
-        assert!(c.latest().unwrap_err().to_string().contains("no finished checkpoint"));
+        assert!(c
+            .latest()
+            .unwrap_err()
+            .to_string()
+            .contains("no finished checkpoint"));
         for step in [3, 6, 9] {
             let state = TrainState {
                 step,

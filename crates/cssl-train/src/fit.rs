@@ -8,7 +8,7 @@ use crate::record::{load_record, record_info, save_record, Expect, Records};
 use crate::run::{write_atomic, RunDir};
 use crate::schedule::WarmupCosineLr;
 use crate::signal::{clear_stop, install_stop_handler, stop_requested};
-use burn::module::{AutodiffModule};
+use burn::module::AutodiffModule;
 use burn::optim::Optimizer;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ElementConversion;
@@ -96,7 +96,11 @@ pub struct Pretrained<M> {
 /// last good checkpoint stays); [`CsslError::Interrupted`] after SIGINT /
 /// SIGTERM or `stop_after_steps` (a checkpoint of the last finished step
 /// was written); data, record and file errors.
-pub fn pretrain<B, M, O>(t: Training<'_, B>, mut model: M, mut optim: O) -> Result<Pretrained<M::InnerModule>>
+pub fn pretrain<B, M, O>(
+    t: Training<'_, B>,
+    mut model: M,
+    mut optim: O,
+) -> Result<Pretrained<M::InnerModule>>
 where
     B: AutodiffBackend,
     M: TrainStep<Input = ViewBatch<B>, Output = SslOutput<B>> + AutodiffModule<B> + 'static,
@@ -214,7 +218,10 @@ where
             model = model.optimize(&mut optim, lr, output.grads);
             state.step = step;
             state.batch += 1;
-            for (name, v) in values.iter().chain(std::iter::once(&(LEARNING_RATE.to_string(), lr))) {
+            for (name, v) in values
+                .iter()
+                .chain(std::iter::once(&(LEARNING_RATE.to_string(), lr)))
+            {
                 let e = state.sums.entry(name.clone()).or_insert((0.0, 0));
                 e.0 += v;
                 e.1 += 1;
@@ -295,7 +302,11 @@ fn scalars<B: burn::tensor::backend::Backend>(item: SslOutput<B>) -> Vec<(String
         (LOSS.to_string(), value(s.loss)),
         (EMBEDDING_STD.to_string(), value(s.embedding_std)),
     ];
-    out.extend(s.monitors.into_iter().map(|(n, v)| (n.to_string(), value(v))));
+    out.extend(
+        s.monitors
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), value(v))),
+    );
     out
 }
 
@@ -304,7 +315,9 @@ fn non_finite(values: &[(String, f64)]) -> Option<String> {
     let pick = |name: &str| values.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
     match (pick(LOSS), pick(EMBEDDING_STD)) {
         (Some(l), _) if !l.is_finite() => Some(format!("the loss is {l}")),
-        (_, Some(e)) if !e.is_finite() => Some(format!("the embeddings are not finite (spread {e})")),
+        (_, Some(e)) if !e.is_finite() => {
+            Some(format!("the embeddings are not finite (spread {e})"))
+        }
         _ => None,
     }
 }
@@ -371,7 +384,12 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(o: &PretrainOptions, steps_per_epoch: usize, batch_size: usize, start_step: usize) -> Self {
+    fn new(
+        o: &PretrainOptions,
+        steps_per_epoch: usize,
+        batch_size: usize,
+        start_step: usize,
+    ) -> Self {
         let now = Instant::now();
         Self {
             interval: o.progress_interval,
@@ -393,7 +411,10 @@ impl Progress {
         let steps = (state.step - self.start_step) as f64;
         let per_step = secs / steps.max(1.0);
         let left = (self.epochs * self.steps_per_epoch).saturating_sub(state.step) as f64;
-        let loss = values.iter().find(|(n, _)| n == LOSS).map_or(f64::NAN, |v| v.1);
+        let loss = values
+            .iter()
+            .find(|(n, _)| n == LOSS)
+            .map_or(f64::NAN, |v| v.1);
         let mean = state
             .sums
             .get(LOSS)

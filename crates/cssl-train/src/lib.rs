@@ -24,7 +24,11 @@ mod schedule;
 mod signal;
 
 pub use checkpoint::{Checkpoints, MetricsRow, TrainState};
-pub use fit::{pretrain, PretrainOptions, Pretrained, Training, EMBEDDING_STD, LEARNING_RATE, LOSS};
+pub use fit::{
+    pretrain, PretrainOptions, Pretrained, Training, EMBEDDING_STD, LEARNING_RATE, LOSS,
+};
 pub use run::{write_atomic, write_json, RunDir};
 pub use schedule::WarmupCosineLr;
-pub use signal::{clear_stop, install_stop_handler, request_stop, stop_requested};
+pub use signal::{
+    clear_stop, install_stop_handler, request_stop, restore_default_signals, stop_requested,
+};

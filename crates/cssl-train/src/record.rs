@@ -83,25 +83,25 @@ pub fn load_record<B: Backend, R: Record<B>>(
     if info.kind != expect.kind {
         return Err(CsslError::record(
             path,
-            format!("holds the `{}` record, not the `{}` one", info.kind, expect.kind),
+            format!(
+                "holds the `{}` record, not the `{}` one",
+                info.kind, expect.kind
+            ),
         ));
     }
     if let Some((field, made, described)) = first_difference(&info.made_from, expect.made_from) {
-        return Err(CsslError::record(
-            path,
-            {
-                let what = if field.is_empty() {
-                    format!("the {}", expect.kind)
-                } else {
-                    format!("`{field}`")
-                };
-                format!(
-                    "was made from another config than {0}: {what} is {made} in the record \
+        return Err(CsslError::record(path, {
+            let what = if field.is_empty() {
+                format!("the {}", expect.kind)
+            } else {
+                format!("`{field}`")
+            };
+            format!(
+                "was made from another config than {0}: {what} is {made} in the record \
                      but {described} in {0}",
-                    expect.described_by
-                )
-            },
-        ));
+                expect.described_by
+            )
+        }));
     }
     let bytes = std::fs::read(path).map_err(|e| CsslError::io(path, e))?;
     if (bytes.len() as u64) < info.bytes {
@@ -122,9 +122,16 @@ pub fn load_record<B: Backend, R: Record<B>>(
         ));
     }
     let device = device.clone();
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || Recorder::<B>::load::<R>(&Bytes::default(), bytes, &device)))
-        .map_err(|_| CsslError::record(path, format!("does not decode as a cssl {}", expect.kind)))?
-        .map_err(|e| CsslError::record(path, format!("does not decode as a cssl {}: {e}", expect.kind)))
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        Recorder::<B>::load::<R>(&Bytes::default(), bytes, &device)
+    }))
+    .map_err(|_| CsslError::record(path, format!("does not decode as a cssl {}", expect.kind)))?
+    .map_err(|e| {
+        CsslError::record(
+            path,
+            format!("does not decode as a cssl {}: {e}", expect.kind),
+        )
+    })
 }
 
 /// Reads `records.json` in `dir`.
@@ -143,7 +150,14 @@ pub fn read_records(dir: &Path) -> Result<Records> {
         )
     })?;
     serde_json::from_str(&text).map_err(|e| {
-        CsslError::record(&path, format!("not a cssl record list: {e} (line {}, column {})", e.line(), e.column()))
+        CsslError::record(
+            &path,
+            format!(
+                "not a cssl record list: {e} (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
+        )
     })
 }
 
@@ -174,7 +188,11 @@ pub fn first_difference(
             }
             (Value::Object(x), Value::Object(y)) => {
                 for (k, va) in x {
-                    let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
                     match y.get(k) {
                         Some(vb) => {
                             if let Some(d) = walk(va, vb, &p) {
@@ -184,12 +202,14 @@ pub fn first_difference(
                         None => return Some((p, va.to_string(), "absent".into())),
                     }
                 }
-                y.keys()
-                    .find(|k| !x.contains_key(*k))
-                    .map(|k| {
-                        let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
-                        (p, "absent".into(), y[k].to_string())
-                    })
+                y.keys().find(|k| !x.contains_key(*k)).map(|k| {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    (p, "absent".into(), y[k].to_string())
+                })
             }
             (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
                 .iter()
@@ -243,29 +263,62 @@ mod tests {
         let made = json!({"linear": [3, 2]});
         let m = cssl_core::materialize(LinearConfig::new(3, 2).init::<Flex>(&device));
         let path = dir.path().join("m.mpk");
-        let info = save_record::<Flex, _>(m.clone().into_record(), &path, "model", "test", made.clone()).unwrap();
-        let ok = Expect { kind: "model", made_from: &made, described_by: "config.json" };
-        let r = load_record::<Flex, <Linear<Flex> as Module<Flex>>::Record>(&path, &info, ok, &device).unwrap();
+        let info = save_record::<Flex, _>(
+            m.clone().into_record(),
+            &path,
+            "model",
+            "test",
+            made.clone(),
+        )
+        .unwrap();
+        let ok = Expect {
+            kind: "model",
+            made_from: &made,
+            described_by: "config.json",
+        };
+        let r =
+            load_record::<Flex, <Linear<Flex> as Module<Flex>>::Record>(&path, &info, ok, &device)
+                .unwrap();
         let back = LinearConfig::new(3, 2).init::<Flex>(&device).load_record(r);
-        back.weight.val().into_data().assert_eq(&m.weight.val().into_data(), true);
+        back.weight
+            .val()
+            .into_data()
+            .assert_eq(&m.weight.val().into_data(), true);
 
-        let load = |expect: Expect<'_>| {
-            match load_record::<Flex, <Linear<Flex> as Module<Flex>>::Record>(&path, &info, expect, &device) {
+        let load =
+            |expect: Expect<'_>| match load_record::<Flex, <Linear<Flex> as Module<Flex>>::Record>(
+                &path, &info, expect, &device,
+            ) {
                 Ok(_) => panic!("loaded"),
                 Err(e) => e.to_string(),
-            }
-        };
-        let err = load(Expect { kind: "encoder", ..ok });
-        assert!(err.contains("holds the `model` record, not the `encoder` one"), "{err}");
+            };
+        let err = load(Expect {
+            kind: "encoder",
+            ..ok
+        });
+        assert!(
+            err.contains("holds the `model` record, not the `encoder` one"),
+            "{err}"
+        );
         let other = json!({"linear": [3, 4]});
-        let err = load(Expect { made_from: &other, ..ok });
-        assert!(err.contains("`linear[1]` is 2 in the record but 4 in config.json"), "{err}");
+        let err = load(Expect {
+            made_from: &other,
+            ..ok
+        });
+        assert!(
+            err.contains("`linear[1]` is 2 in the record but 4 in config.json"),
+            "{err}"
+        );
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
         assert!(load(ok).contains("truncated"), "{}", load(ok));
         let mut flipped = bytes.clone();
         flipped[bytes.len() / 2] ^= 1;
         std::fs::write(&path, &flipped).unwrap();
-        assert!(load(ok).contains("altered or from another run"), "{}", load(ok));
+        assert!(
+            load(ok).contains("altered or from another run"),
+            "{}",
+            load(ok)
+        );
     }
 }

@@ -133,7 +133,10 @@ mod tests {
         run.write_json("config.json", &1).unwrap();
         std::fs::write(run.file("metrics.csv"), "old").unwrap();
         let err = RunDir::create(&out, false).unwrap_err().to_string();
-        assert!(err.contains("--resume") && err.contains("--overwrite"), "{err}");
+        assert!(
+            err.contains("--resume") && err.contains("--overwrite"),
+            "{err}"
+        );
         assert!(run.file("metrics.csv").exists());
         RunDir::create(&out, true).unwrap();
         assert!(!run.file("metrics.csv").exists() && !run.file("config.json").exists());
@@ -154,7 +157,12 @@ mod tests {
         let p = dir.path().join("x.json");
         write_json(&p, &vec![1, 2]).unwrap();
         write_json(&p, &vec![3]).unwrap();
-        assert_eq!(std::fs::read_to_string(&p).unwrap().replace(char::is_whitespace, ""), "[3]");
+        assert_eq!(
+            std::fs::read_to_string(&p)
+                .unwrap()
+                .replace(char::is_whitespace, ""),
+            "[3]"
+        );
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

@@ -28,6 +28,16 @@ pub fn install_stop_handler() {
     }
 }
 
+/// Gives SIGINT and SIGTERM back their default action (end the process):
+/// after training, nothing is left that a clean stop would save.
+pub fn restore_default_signals() {
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+        libc::signal(libc::SIGTERM, libc::SIG_DFL);
+    }
+}
+
 /// Asks training to stop after the current step, as SIGINT would.
 pub fn request_stop() {
     STOP.store(REQUESTED, Ordering::SeqCst);
