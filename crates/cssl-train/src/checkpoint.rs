@@ -78,7 +78,7 @@ impl Checkpoints {
                 Some((step, e.path()))
             })
             .collect();
-        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.sort_by_key(|c| std::cmp::Reverse(c.0));
         found
     }
 
