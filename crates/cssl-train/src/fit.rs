@@ -199,11 +199,7 @@ where
             let values = scalars(output.item);
             if let Some(reason) = non_finite(&values) {
                 let kept = match &last_checkpoint_path {
-                    Some(p) => format!(
-                        "the last good checkpoint is {} (resume from it with a smaller \
-                         learning rate by editing its config, or start again)",
-                        p.display()
-                    ),
+                    Some(p) => format!("the last good checkpoint is {}", p.display()),
                     None => "no checkpoint had been written yet".into(),
                 };
                 return Err(CsslError::Diverged {
@@ -211,7 +207,8 @@ where
                     epoch: epoch + 1,
                     batch: state.batch + 1,
                     reason: format!(
-                        "{reason} at learning rate {lr:.3e}; {kept}; nothing was evaluated"
+                        "{reason} at learning rate {lr:.3e}; {kept}; nothing was evaluated \
+                         (a lower optimizer.lr, or a longer warm-up, usually helps)"
                     ),
                 });
             }
