@@ -128,6 +128,13 @@ pub struct EvalArgs {
     /// Read the dataset from this directory instead of the run's.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Batches of clean images that re-estimate batch norm's statistics
+    /// before features are extracted, 0 = off (default: the run's).
+    #[arg(long)]
+    bn_batches: Option<usize>,
+    /// Also score raw pixels under the same probe and kNN.
+    #[arg(long)]
+    raw_pixels: bool,
     /// Device: `cpu`, or `cuda` / `cuda:N`.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -186,7 +193,15 @@ fn default_helps() -> Vec<(&'static str, String)> {
     vec![
         ("method", method.name().to_string()),
         ("dataset", dataset.name().to_string()),
-        ("epochs", o.epochs.to_string()),
+        (
+            "epochs",
+            format!(
+                "per method: {}",
+                MethodKind::ALL
+                    .map(|m| format!("{} {}", m.name(), m.cpu_epochs()))
+                    .join(", ")
+            ),
+        ),
         ("batch_size", o.batch_size.to_string()),
         (
             "train_subset",
@@ -453,27 +468,36 @@ fn pretrain(args: PretrainArgs) -> Result<()> {
 struct Eval<'a>(&'a EvalArgs);
 
 impl OnBackend for Eval<'_> {
-    type Output = Scores;
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Scores> {
+    type Output = (Scores, Option<Scores>);
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<(Scores, Option<Scores>)> {
         evaluate_checkpoint::<B>(
             &self.0.checkpoint,
             self.0.probe_subset,
             self.0.test_subset,
             self.0.data.as_deref(),
             self.0.seed,
+            self.0.bn_batches,
+            self.0.raw_pixels,
             &device,
         )
     }
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
-    let s = on_device(&args.device, Eval(&args))?;
+    let (s, raw) = on_device(&args.device, Eval(&args))?;
     println!(
         "{}: linear probe {:.2}%, kNN {:.2}%",
         args.checkpoint.display(),
         100.0 * s.linear_probe,
         100.0 * s.knn
     );
+    if let Some(r) = raw {
+        println!(
+            "raw pixels: linear probe {:.2}%, kNN {:.2}%",
+            100.0 * r.linear_probe,
+            100.0 * r.knn
+        );
+    }
     Ok(())
 }
 

@@ -150,7 +150,7 @@ fn a_diverging_run_stops_at_the_first_non_finite_loss_and_reports_nothing() {
     let out = dir.path().join("diverges");
     let mut run = tiny(MethodKind::Simclr, &out);
     run.method.optimizer_mut().lr = 1e30;
-    run.method.optimizer_mut().warmup_epochs = 0.0;
+    run.method.optimizer_mut().warmup = cssl::methods::Span::Epochs(0.0);
     let control = RunControl {
         checkpoint_steps: 1,
         ..RunControl::default()

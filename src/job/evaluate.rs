@@ -9,7 +9,8 @@ use cssl_core::{Augmentation, CsslError, Result};
 use cssl_data::ImageDataset;
 use cssl_encoders::AnyEncoder;
 use cssl_eval::{
-    extract_features, knn_accuracy, linear_probe, Features, KnnConfig, LinearProbeConfig,
+    extract_features, knn_accuracy, linear_probe_search, recalibrate_batch_norm, Features,
+    KnnConfig, ProbeSearchConfig,
 };
 use cssl_methods::{MethodConfig, MethodKind};
 use cssl_train::record::{load_record, read_records, record_info, Expect};
@@ -27,6 +28,12 @@ pub struct Scores {
     pub linear_probe_train: f64,
     /// Weighted kNN (k = 200, cosine), test split.
     pub knn: f64,
+    /// The linear probe's learning rate, chosen on held-out train features.
+    #[serde(default)]
+    pub probe_lr: Option<f64>,
+    /// The linear probe's L2 penalty, chosen likewise.
+    #[serde(default)]
+    pub probe_weight_decay: Option<f64>,
 }
 
 /// What a run measured; written to `results.json`.
@@ -52,23 +59,26 @@ pub struct JobReport {
     pub images: [usize; 3],
 }
 
-/// Linear probe and kNN on `train` / `test` features. The probe's
-/// initialisation and batch order come from `seed`, so the same features
-/// and seed give the same figures.
+/// Linear probe (fitted by a held-out search over learning rate and L2
+/// penalty) and kNN on `train` / `test` features. The probe's held-out part,
+/// initialisation and batch order come from `settings.seed`, so the same
+/// features and seed give the same figures.
 pub fn score<B: AutodiffBackend>(
     train: &Features,
     test: &Features,
-    seed: u64,
+    settings: &EvalSettings,
     device: &B::Device,
 ) -> Scores {
-    B::seed(device, seed);
-    let config = LinearProbeConfig::new().with_seed(seed);
-    let probe = linear_probe::<B>(train, test, &config, device);
+    let seed = settings.seed;
+    let search = linear_probe_search::<B>(train, test, &settings.probe, seed, device);
+    let probe = search.probe;
     let knn = knn_accuracy::<B::InnerBackend>(train, test, &KnnConfig::new(), device);
     Scores {
         linear_probe: probe.test_accuracy,
         linear_probe_train: probe.train_accuracy,
         knn,
+        probe_lr: Some(search.lr),
+        probe_weight_decay: Some(search.weight_decay),
     }
 }
 
@@ -78,32 +88,59 @@ pub fn eval_transform(config: &MethodConfig) -> Arc<dyn Augmentation> {
     Arc::new(EvalTransform::for_view(&config.augmentation().views[0]))
 }
 
-/// Linear probe and kNN of `encoder`'s pooled features (probe seeded by
-/// `seed`).
+/// How an encoder is evaluated.
+#[derive(Clone, Debug)]
+pub struct EvalSettings {
+    /// The linear probe's search (see [`linear_probe_search`]).
+    pub probe: ProbeSearchConfig,
+    /// Seed of the linear probe's initialisation and batch order.
+    pub seed: u64,
+    /// Batches of 256 clean probe-train images that re-estimate batch
+    /// norm's running statistics before features are extracted (0: keep the
+    /// statistics of the training views). See
+    /// [`recalibrate_batch_norm`].
+    pub bn_batches: usize,
+}
+
+/// Linear probe and kNN of `encoder`'s pooled features.
 pub fn evaluate<B: AutodiffBackend>(
     encoder: &AnyEncoder<B::InnerBackend>,
     probe_train: &ImageDataset,
     test: &ImageDataset,
     transform: &Arc<dyn Augmentation>,
-    seed: u64,
+    settings: &EvalSettings,
     device: &B::Device,
 ) -> Scores {
+    let recalibrated;
+    let encoder = if settings.bn_batches > 0 {
+        recalibrated = recalibrate_batch_norm::<B, AnyEncoder<B>>(
+            encoder.clone(),
+            probe_train,
+            transform.clone(),
+            settings.bn_batches,
+            256,
+            device,
+        );
+        &recalibrated
+    } else {
+        encoder
+    };
     let tr = extract_features(encoder, probe_train, transform.clone(), 512, device);
     let te = extract_features(encoder, test, transform.clone(), 512, device);
-    score::<B>(&tr, &te, seed, device)
+    score::<B>(&tr, &te, settings, device)
 }
 
-/// Linear probe and kNN of raw pixels (probe seeded by `seed`).
+/// Linear probe and kNN of raw pixels.
 pub fn evaluate_raw_pixels<B: AutodiffBackend>(
     probe_train: &ImageDataset,
     test: &ImageDataset,
-    seed: u64,
+    settings: &EvalSettings,
     device: &B::Device,
 ) -> Scores {
     score::<B>(
         &Features::raw_pixels(probe_train),
         &Features::raw_pixels(test),
-        seed,
+        settings,
         device,
     )
 }
@@ -185,8 +222,10 @@ pub fn evaluate_checkpoint<B: AutodiffBackend>(
     test_subset: Option<usize>,
     data: Option<&Path>,
     seed: Option<u64>,
+    bn_batches: Option<usize>,
+    raw_pixels: bool,
     device: &B::Device,
-) -> Result<Scores> {
+) -> Result<(Scores, Option<Scores>)> {
     let (config, encoder) = load_encoder::<B::InnerBackend>(dir, device)?;
     let probe_subset = probe_subset.unwrap_or(config.options.probe_subset);
     let test_subset = test_subset.unwrap_or(config.options.test_subset);
@@ -208,12 +247,16 @@ pub fn evaluate_checkpoint<B: AutodiffBackend>(
         }
     }
     let transform = eval_transform(&config.method);
-    Ok(evaluate::<B>(
-        &encoder,
-        &subset(&splits.train, probe_subset),
-        &subset(&splits.test, test_subset),
-        &transform,
-        seed.unwrap_or(config.options.seed),
-        device,
-    ))
+    let settings = EvalSettings {
+        probe: config.options.probe.clone(),
+        seed: seed.unwrap_or(config.options.seed),
+        bn_batches: bn_batches.unwrap_or(config.options.eval_bn_batches),
+    };
+    let (train, test) = (
+        subset(&splits.train, probe_subset),
+        subset(&splits.test, test_subset),
+    );
+    let scores = evaluate::<B>(&encoder, &train, &test, &transform, &settings, device);
+    let raw = raw_pixels.then(|| evaluate_raw_pixels::<B>(&train, &test, &settings, device));
+    Ok((scores, raw))
 }

@@ -7,7 +7,7 @@
 //! [`MethodConfig::with_model`]: cssl_methods::MethodConfig::with_model
 
 use super::config::{subset, RunConfig, Splits};
-use super::evaluate::{eval_transform, evaluate, evaluate_raw_pixels, JobReport};
+use super::evaluate::{eval_transform, evaluate, evaluate_raw_pixels, EvalSettings, JobReport};
 use burn::module::{AutodiffModule, Module};
 use burn::optim::AdamWConfig;
 use burn::tensor::backend::AutodiffBackend;
@@ -203,7 +203,7 @@ impl<B: AutodiffBackend> WithModel<B> for Pretraining<'_, B> {
         .with_drop_last(test.len() >= options.batch_size);
 
         let optimizer = config.optimizer();
-        let warmup = schedule.steps_of_epochs(optimizer.warmup_epochs);
+        let warmup = optimizer.warmup.steps(&schedule);
         let lr = WarmupCosineLr::new(optimizer.lr, warmup, schedule.total_steps);
         let optim = AdamWConfig::new()
             .with_weight_decay(optimizer.weight_decay as f32)
@@ -268,19 +268,24 @@ impl<B: AutodiffBackend> WithModel<B> for Pretraining<'_, B> {
         let t1 = Instant::now();
         let transform = eval_transform(config);
         let seed = options.seed;
+        let settings = EvalSettings {
+            probe: options.probe.clone(),
+            seed,
+            bn_batches: options.eval_bn_batches,
+        };
         let encoder = trained_model.encoder();
-        let pretrained = evaluate::<B>(encoder, &probe_train, &test, &transform, seed, device);
+        let pretrained = evaluate::<B>(encoder, &probe_train, &test, &transform, &settings, device);
         let random_init = evaluate::<B>(
             &initial_encoder,
             &probe_train,
             &test,
             &transform,
-            seed,
+            &settings,
             device,
         );
         let raw_pixels = options
             .raw_pixel_baseline
-            .then(|| evaluate_raw_pixels::<B>(&probe_train, &test, seed, device));
+            .then(|| evaluate_raw_pixels::<B>(&probe_train, &test, &settings, device));
         let eval_seconds = t1.elapsed().as_secs_f64();
 
         let report = JobReport {

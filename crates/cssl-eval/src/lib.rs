@@ -27,6 +27,9 @@ mod features;
 mod knn;
 mod probe;
 
-pub use features::{extract_features, Features};
+pub use features::{extract_features, recalibrate_batch_norm, Features};
 pub use knn::{knn_accuracy, KnnConfig};
-pub use probe::{linear_probe, LinearProbeConfig, ProbeResult};
+pub use probe::{
+    linear_probe, linear_probe_search, LinearProbeConfig, ProbeResult, ProbeSearchConfig,
+    ProbeSearchResult,
+};

@@ -5,6 +5,7 @@
 //! similarity = dot / sqrt(dim); loss = NCE with `tclip * tanh(s / tclip)`
 //! plus `5e-2 * mean(s^2)`.
 
+use crate::Span;
 use crate::output::embedding_std;
 use crate::{AmdimExtractionConfig, OptimizerConfig, RunSchedule, SslMethod, SslOutput};
 use burn::config::Config;
@@ -67,7 +68,7 @@ impl SslMethod for AmdimConfig {
             AmdimExtractionConfig::new(),
             SimilarityConfig::ScaledDot,
             AmdimNceLossConfig::new(),
-            OptimizerConfig::new().with_lr(5e-4).with_warmup_epochs(1.0),
+            OptimizerConfig::new().with_lr(5e-4).with_warmup(Span::Epochs(1.0)),
         )
     }
 

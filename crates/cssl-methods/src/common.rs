@@ -1,6 +1,7 @@
 //! What every method config shares: the CPU encoder for Fashion-MNIST and the
 //! augmentation check that prefixes error fields with `augmentation.`.
 
+use crate::Span;
 use crate::{embedding_std, SslOutput};
 use burn::tensor::{backend::Backend, Tensor};
 use cssl_augment::{DatasetPreset, MultiViewAugmentation};
@@ -29,11 +30,12 @@ pub(crate) fn small_head(input_dim: usize) -> ProjectionHeadConfig {
 /// Width of the CPU defaults' compared embeddings.
 pub(crate) const SMALL_EMBEDDING: usize = 64;
 
-/// The CPU defaults' optimiser: AdamW 2e-3 after one warm-up epoch.
+/// The CPU defaults' optimiser: AdamW 2e-3 after a warm-up over the first
+/// tenth of the run (whatever its length).
 pub(crate) fn cpu_optimizer() -> crate::OptimizerConfig {
     crate::OptimizerConfig::new()
         .with_lr(2e-3)
-        .with_warmup_epochs(1.0)
+        .with_warmup(Span::Fraction(0.1))
 }
 
 /// [`small_resnet`] for Fashion-MNIST's one channel.
@@ -157,7 +159,7 @@ pub(crate) fn amdim_paper_optimizer() -> crate::OptimizerConfig {
     crate::OptimizerConfig::new()
         .with_lr(2e-4)
         .with_weight_decay(1e-5)
-        .with_warmup_epochs(0.0)
+        .with_warmup(Span::Epochs(0.0))
 }
 
 /// Validates a pipeline as a method's `augmentation` field; with `views`, also

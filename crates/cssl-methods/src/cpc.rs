@@ -5,6 +5,7 @@
 //! predicts the patch vectors `k` rows below; similarity = dot;
 //! loss = InfoNCE against every patch vector of the batch.
 
+use crate::Span;
 use crate::output::embedding_std;
 use crate::extraction::CpcExtraction;
 use crate::{CpcExtractionConfig, OptimizerConfig, RunSchedule, SslMethod, SslOutput};
@@ -56,15 +57,15 @@ impl SslMethod for CpcConfig {
             OptimizerConfig::new()
                 .with_lr(4e-4)
                 .with_weight_decay(1e-5)
-                .with_warmup_epochs(0.0),
+                .with_warmup(Span::Epochs(0.0)),
         )
     }
 
     /// The CPU default: the preset's patch grid (Fashion-MNIST: 8 px patches
     /// overlapping by 4, a 6 x 6 grid), a layer-norm ResNet-18 at 1/8 width
     /// (8-64 channels) with the CIFAR stem per patch, context hidden 128,
-    /// targets of 64 dims, up to 3 rows ahead, AdamW 2e-3 with one warm-up
-    /// epoch.
+    /// targets of 64 dims, up to 3 rows ahead, AdamW 2e-3 warmed up over a
+    /// tenth of the run.
     fn cpu_default(preset: &DatasetPreset, channels: usize) -> Self {
         let resnet = ResNetConfig::resnet18(channels)
             .with_base_width(8)

@@ -18,6 +18,7 @@
 
 use crate::common::same_dim;
 use crate::RunSchedule;
+use crate::Span;
 use burn::config::Config;
 use burn::module::Module;
 use burn::optim::GradientsParams;
@@ -130,6 +131,12 @@ pub struct PredictorExtractionConfig {
     pub predictor: ProjectionHeadConfig,
     /// The momentum target's settings; `None`: no target network.
     pub momentum: Option<MomentumConfig>,
+    /// Run each view through the networks on its own, so that batch norm
+    /// normalises each view with its own statistics (the reference BYOL and
+    /// SimSiam code does; the two views' pipelines differ on purpose). With
+    /// `false` both views form one batch.
+    #[config(default = false)]
+    pub separate_views: bool,
 }
 
 impl PredictorExtractionConfig {
@@ -180,6 +187,7 @@ impl PredictorExtractionConfig {
             projector,
             predictor: self.predictor.init(device),
             target,
+            separate_views: self.separate_views,
         }
     }
 }
@@ -190,6 +198,7 @@ pub struct PredictorExtraction<B: Backend> {
     projector: ProjectionHead<B>,
     predictor: ProjectionHead<B>,
     target: Option<MomentumTarget<B>>,
+    separate_views: bool,
 }
 
 impl<B: Backend> PredictorExtraction<B> {
@@ -206,11 +215,25 @@ impl<B: Backend> PredictorExtraction<B> {
         similarity: &S,
     ) -> (Tensor<B, 1>, Tensor<B, 1>, Tensor<B, 2>) {
         let n = x.dims()[0] / 2;
-        let z = self.projector.forward(encoder.encode(x.clone()).pooled());
-        let p = self.predictor.forward(z.clone());
-        let t = match &self.target {
-            Some(target) => target.forward(x),
-            None => z.clone().detach(),
+        let branches = |x: Tensor<B, 4>| {
+            let z = self.projector.forward(encoder.encode(x.clone()).pooled());
+            let p = self.predictor.forward(z.clone());
+            let t = match &self.target {
+                Some(target) => target.forward(x),
+                None => z.clone().detach(),
+            };
+            (z, p, t)
+        };
+        let (z, p, t) = if self.separate_views {
+            let (z1, p1, t1) = branches(x.clone().narrow(0, 0, n));
+            let (z2, p2, t2) = branches(x.narrow(0, n, n));
+            (
+                Tensor::cat(vec![z1, z2], 0),
+                Tensor::cat(vec![p1, p2], 0),
+                Tensor::cat(vec![t1, t2], 0),
+            )
+        } else {
+            branches(x)
         };
         let d = p.dims()[1];
         let half = |m: &Tensor<B, 2>, k: usize| m.clone().slice([k * n..(k + 1) * n, 0..d]);
@@ -332,10 +355,10 @@ pub struct SwavExtractionConfig {
     pub head: ProjectionHeadConfig,
     /// The prototypes.
     pub prototypes: PrototypesConfig,
-    /// Epochs (fractions allowed) during which the prototypes stay frozen,
-    /// measured on the run's schedule (paper: 1 epoch of 100-800).
-    #[config(default = 1.0)]
-    pub freeze_prototypes_epochs: f64,
+    /// How long the prototypes stay frozen at the start (paper: 1 epoch
+    /// of 100-800, `{"epochs": 1.0}`; or a fraction of the run).
+    #[config(default = "Span::Epochs(1.0)")]
+    pub freeze_prototypes: Span,
 }
 
 impl SwavExtractionConfig {
@@ -352,17 +375,12 @@ impl SwavExtractionConfig {
             self.head.output_dim,
             self.prototypes.dim,
         )?;
-        if !(self.freeze_prototypes_epochs >= 0.0) {
-            return Err(CsslError::config(
-                "extraction.freeze_prototypes_epochs",
-                format!("{}: must be >= 0", self.freeze_prototypes_epochs),
-            ));
-        }
-        Ok(())
+        self.freeze_prototypes
+            .validate("extraction.freeze_prototypes")
     }
 
     /// Builds head and prototypes; the freeze lasts
-    /// `freeze_prototypes_epochs` of `schedule`'s epochs.
+    /// `freeze_prototypes` of `schedule`.
     pub fn init<B: Backend>(
         &self,
         schedule: &RunSchedule,
@@ -372,7 +390,7 @@ impl SwavExtractionConfig {
             head: self.head.init(device),
             prototypes: self.prototypes.init(device),
             steps: StepCounter::new(device),
-            freeze_steps: schedule.steps_of_epochs(self.freeze_prototypes_epochs),
+            freeze_steps: self.freeze_prototypes.steps(schedule),
         }
     }
 }

@@ -44,6 +44,49 @@ impl RunSchedule {
     }
 }
 
+/// A stretch of a run: in epochs (the papers' unit, right for the papers'
+/// 100-1000-epoch runs) or as a fraction of all its steps (right for runs
+/// of any length: 5% of a 300-step run is 15 steps, of a 300k-step run
+/// 15k). Written `{"epochs": 10.0}` or `{"fraction": 0.05}`.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Span {
+    /// This many epochs (fractions allowed).
+    Epochs(f64),
+    /// This fraction of the run's steps, in `[0, 1]`.
+    Fraction(f64),
+}
+
+impl Span {
+    /// Steps of `schedule` the span covers, rounded, at most the whole run.
+    pub fn steps(&self, schedule: &RunSchedule) -> usize {
+        let steps = match *self {
+            Span::Epochs(e) => schedule.steps_of_epochs(e),
+            Span::Fraction(f) => (f * schedule.total_steps as f64).round() as usize,
+        };
+        steps.min(schedule.total_steps)
+    }
+
+    /// Checks the range; `field` names the span in errors.
+    ///
+    /// # Errors
+    /// A negative or non-finite length, or a fraction above 1.
+    pub fn validate(&self, field: &str) -> cssl_core::Result<()> {
+        let ok = match *self {
+            Span::Epochs(e) => e.is_finite() && e >= 0.0,
+            Span::Fraction(f) => (0.0..=1.0).contains(&f),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(cssl_core::CsslError::config(
+                field,
+                format!("{self:?}: epochs must be finite and at least 0, a fraction in [0, 1]"),
+            ))
+        }
+    }
+}
+
 /// A pretraining model that exposes the encoder it trains (what evaluation
 /// and export keep).
 pub trait SslModel<B: Backend> {
@@ -63,6 +106,9 @@ pub trait SslMethod: Sized {
     /// default run (2 epochs, pretraining and evaluation) fits in ten minutes
     /// on two cores.
     const CPU_TRAIN_IMAGES: usize;
+
+    /// Epochs of a default CPU run over [`Self::CPU_TRAIN_IMAGES`] images.
+    const CPU_EPOCHS: usize = 2;
 
     /// Whether the views go through the encoder as one batch (so that they
     /// must share one size). SwAV groups its crops by size and MoCo encodes
@@ -158,6 +204,13 @@ macro_rules! methods {
                     $(Self::$variant => MethodConfig::$variant(
                         <$config as $crate::SslMethod>::paper(preset, channels),
                     ),)*
+                }
+            }
+
+            /// Epochs of a default CPU run ([`SslMethod::CPU_EPOCHS`](crate::SslMethod::CPU_EPOCHS)).
+            pub fn cpu_epochs(self) -> usize {
+                match self {
+                    $(Self::$variant => <$config as $crate::SslMethod>::CPU_EPOCHS,)*
                 }
             }
 

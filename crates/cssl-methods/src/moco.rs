@@ -51,7 +51,8 @@ pub struct MocoConfig {
 impl SslMethod for MocoConfig {
     type Model<B: Backend> = Moco<B>;
 
-    const CPU_TRAIN_IMAGES: usize = 25_000;
+    const CPU_TRAIN_IMAGES: usize = 60_000;
+    const CPU_EPOCHS: usize = 4;
     const ENCODES_VIEWS_TOGETHER: bool = false;
 
     /// The paper's recipe: ResNet-50, head 2048-2048-128 without batch norm,

@@ -1,3 +1,4 @@
+use crate::Span;
 use burn::config::Config;
 
 /// The optimiser and learning-rate schedule of a method: AdamW with a linear
@@ -14,14 +15,15 @@ pub struct OptimizerConfig {
     /// Decoupled weight decay.
     #[config(default = 1e-6)]
     pub weight_decay: f64,
-    /// Warm-up length in epochs (fractions allowed); SimCLR: 10 of 100+.
-    #[config(default = 10.0)]
-    pub warmup_epochs: f64,
+    /// Linear warm-up: SimCLR's 10 epochs of 100+ (`{"epochs": 10.0}`), or a
+    /// fraction of the run (`{"fraction": 0.05}`).
+    #[config(default = "Span::Epochs(10.0)")]
+    pub warmup: Span,
 }
 
 impl OptimizerConfig {
     /// Checks the ranges: a finite learning rate above zero, a finite
-    /// weight decay and warm-up of at least zero.
+    /// weight decay of at least zero, a valid warm-up span.
     ///
     /// # Errors
     /// The field (`optimizer.lr`, ...) and the rule it breaks.
@@ -43,12 +45,7 @@ impl OptimizerConfig {
             self.weight_decay >= 0.0,
             "finite and at least 0",
         )?;
-        check(
-            "warmup_epochs",
-            self.warmup_epochs,
-            self.warmup_epochs >= 0.0,
-            "finite and at least 0",
-        )
+        self.warmup.validate("optimizer.warmup")
     }
 }
 
@@ -72,8 +69,12 @@ mod tests {
                 "optimizer.weight_decay",
             ),
             (
-                OptimizerConfig::new().with_warmup_epochs(-0.5),
-                "optimizer.warmup_epochs",
+                OptimizerConfig::new().with_warmup(Span::Epochs(-0.5)),
+                "optimizer.warmup",
+            ),
+            (
+                OptimizerConfig::new().with_warmup(Span::Fraction(1.5)),
+                "optimizer.warmup",
             ),
         ] {
             let err = c.validate().unwrap_err().to_string();

@@ -6,7 +6,7 @@
 //! loss = swapped prediction (its temperature divides the scores).
 //!
 //! After every optimiser step the prototypes are L2-renormalised; during the
-//! first `extraction.freeze_prototypes_epochs` of the run their gradient is
+//! first `extraction.freeze_prototypes` of the run their gradient is
 //! dropped (frozen), as in the paper. The step counter behind the freeze is
 //! saved with checkpoints. A loss stuck at `ln K` means a uniform assignment
 //! (collapse).
@@ -47,7 +47,8 @@ pub struct SwavConfig {
 impl SslMethod for SwavConfig {
     type Model<B: Backend> = Swav<B>;
 
-    const CPU_TRAIN_IMAGES: usize = 18_000;
+    const CPU_TRAIN_IMAGES: usize = 40_000;
+    const CPU_EPOCHS: usize = 2;
     const ENCODES_VIEWS_TOGETHER: bool = false;
 
     /// The paper's recipe: ResNet-50, head 2048-2048-128, 3,000 prototypes

@@ -13,6 +13,7 @@
 //! YADIM shares SimCLR's extraction type: SimCLR with
 //! [`PairExtractionConfig::LastMap`] compares last maps as YADIM does.
 
+use crate::Span;
 use crate::common::pair_forward;
 use crate::{OptimizerConfig, PairExtractionConfig, RunSchedule, SslMethod, SslOutput};
 use burn::config::Config;
@@ -74,7 +75,7 @@ impl SslMethod for YadimConfig {
             PairExtractionConfig::LastMap,
             SimilarityConfig::ScaledDot,
             PairLossConfig::AmdimNce(AmdimNceLossConfig::new()),
-            OptimizerConfig::new().with_lr(2e-4).with_warmup_epochs(1.0),
+            OptimizerConfig::new().with_lr(2e-4).with_warmup(Span::Epochs(1.0)),
         )
     }
 

@@ -104,7 +104,7 @@ fn train(config: &MethodConfig, n: usize) -> Vec<f32> {
     let mut config = config.clone();
     // No frozen prototypes: let SwAV's prototypes train in three steps too.
     if let MethodConfig::Swav(c) = &mut config {
-        c.extraction.freeze_prototypes_epochs = 0.0;
+        c.extraction.freeze_prototypes = cssl_methods::Span::Epochs(0.0);
     }
     config
         .validate(FASHION, &schedule(n))
