@@ -90,8 +90,10 @@ edit $cfg 'c["method"]["simclr"]["optimizer"]["lr"] = -0.001'
 row "negative learning rate" "$BIN" pretrain --config $cfg.new --out r12
 edit $cfg 'c["method"]["simclr"]["optimizer"]["lr"] = 0'
 row "zero learning rate" "$BIN" pretrain --config $cfg.new --out r13
-edit $cfg 'c["method"]["simclr"]["optimizer"]["warmup_epochs"] = -1'
+edit $cfg 'c["method"]["simclr"]["optimizer"]["warmup"] = {"epochs": -1}'
 row "negative warm-up" "$BIN" pretrain --config $cfg.new --out r14
+edit $cfg 'c["method"]["simclr"]["optimizer"]["warmup"] = {"fraction": 1.5}'
+row "warm-up fraction above 1" "$BIN" pretrain --config $cfg.new --out r14b
 edit $cfg 'c["method"]["simclr"]["optimizer"]["weight_decay"] = -1'
 row "negative weight decay" "$BIN" pretrain --config $cfg.new --out r15
 edit $cfg 'c["method"]["simclr"]["extraction"]["Projection"]["output_dim"] = 0'

@@ -3,8 +3,8 @@
 
 use crate::device::{on_device, OnBackend};
 use crate::job::{
-    evaluate_checkpoint, export_encoder, results_table, run_config_with, Dataset, JobReport,
-    RunConfig, RunControl, Scores, TensorNames,
+    evaluate_checkpoint, export_encoder, results_table, run_config_with, Dataset, EvalOverrides,
+    JobReport, RunConfig, RunControl, Scores, TensorNames,
 };
 use burn::tensor::backend::AutodiffBackend;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
@@ -470,16 +470,16 @@ struct Eval<'a>(&'a EvalArgs);
 impl OnBackend for Eval<'_> {
     type Output = (Scores, Option<Scores>);
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<(Scores, Option<Scores>)> {
-        evaluate_checkpoint::<B>(
-            &self.0.checkpoint,
-            self.0.probe_subset,
-            self.0.test_subset,
-            self.0.data.as_deref(),
-            self.0.seed,
-            self.0.bn_batches,
-            self.0.raw_pixels,
-            &device,
-        )
+        let a = self.0;
+        let overrides = EvalOverrides {
+            probe_subset: a.probe_subset,
+            test_subset: a.test_subset,
+            data: a.data.clone(),
+            seed: a.seed,
+            bn_batches: a.bn_batches,
+            raw_pixels: a.raw_pixels,
+        };
+        evaluate_checkpoint::<B>(&a.checkpoint, &overrides, &device)
     }
 }
 

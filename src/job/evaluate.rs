@@ -212,20 +212,42 @@ pub fn load_encoder<B: Backend>(
     Ok((config, encoder))
 }
 
+/// What `cssl eval` may change about a run's own evaluation; `None` keeps
+/// the run's value.
+#[derive(Clone, Debug, Default)]
+pub struct EvalOverrides {
+    /// Probe-train images (0 = all).
+    pub probe_subset: Option<usize>,
+    /// Test images (0 = all).
+    pub test_subset: Option<usize>,
+    /// The dataset's directory.
+    pub data: Option<std::path::PathBuf>,
+    /// The probe's seed.
+    pub seed: Option<u64>,
+    /// Batches that re-estimate batch norm's statistics (0 = off).
+    pub bn_batches: Option<usize>,
+    /// Also score raw pixels.
+    pub raw_pixels: bool,
+}
+
 /// `cssl eval`: the linear probe and kNN of a finished run's encoder, with
-/// the run's evaluation view, on the run's dataset (or `data`) and subsets
-/// (or the ones given), the probe seeded by `seed` (default: the run's);
-/// with every default, the figures equal the run's own `results.json`.
+/// the run's evaluation view, dataset, subsets, seed and batch-norm
+/// re-estimation unless `overrides` says otherwise; with no override, the
+/// figures equal the run's own `results.json`.
 pub fn evaluate_checkpoint<B: AutodiffBackend>(
     dir: &Path,
-    probe_subset: Option<usize>,
-    test_subset: Option<usize>,
-    data: Option<&Path>,
-    seed: Option<u64>,
-    bn_batches: Option<usize>,
-    raw_pixels: bool,
+    overrides: &EvalOverrides,
     device: &B::Device,
 ) -> Result<(Scores, Option<Scores>)> {
+    let EvalOverrides {
+        probe_subset,
+        test_subset,
+        data,
+        seed,
+        bn_batches,
+        raw_pixels,
+    } = overrides.clone();
+    let data = data.as_deref();
     let (config, encoder) = load_encoder::<B::InnerBackend>(dir, device)?;
     let probe_subset = probe_subset.unwrap_or(config.options.probe_subset);
     let test_subset = test_subset.unwrap_or(config.options.test_subset);

@@ -14,7 +14,7 @@ pub mod pretrain;
 pub use config::{subset, Dataset, JobOptions, RunConfig, Splits};
 pub use evaluate::{
     eval_transform, evaluate, evaluate_checkpoint, evaluate_raw_pixels, load_encoder,
-    results_table, EvalSettings, JobReport, Scores,
+    results_table, EvalOverrides, EvalSettings, JobReport, Scores,
 };
 pub use export::{export_encoder, import_encoder, Export, TensorNames};
 pub use pretrain::{run_config, run_config_with, RunControl};

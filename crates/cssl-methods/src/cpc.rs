@@ -137,7 +137,8 @@ pub struct Cpc<B: Backend> {
     loss: CpcInfoNceLoss,
 }
 impl<B: Backend> Cpc<B> {
-    /// The InfoNCE loss averaged over prediction steps `1..=max_steps`.
+    /// The InfoNCE loss averaged over prediction steps
+    /// `first_step..=max_steps`.
     ///
     /// # Shapes
     /// `batch.views`: one `[N, C, rows * patch, cols * patch]` tiled grid.
@@ -157,8 +158,9 @@ impl<B: Backend> Cpc<B> {
         );
         let (preds, targets) = self.extraction.context.forward(grid.clone());
         let steps = self.extraction.max_steps.min(rows - 1);
+        let first = self.extraction.first_step.min(steps);
         let all = cpc_targets(targets);
-        let loss = (1..=steps)
+        let loss = (first..=steps)
             .map(|k| {
                 let (from, positives) = cpc_predictions(preds.clone(), k);
                 self.loss
@@ -166,7 +168,7 @@ impl<B: Backend> Cpc<B> {
             })
             .reduce(|a, b| a + b)
             .expect("at least one step")
-            / steps as f64;
+            / (steps - first + 1) as f64;
         let [n, d, r, c] = grid.dims();
         let patches = grid.permute([0, 2, 3, 1]).reshape([n * r * c, d]);
         SslOutput::new(loss, embedding_std(patches))
@@ -180,5 +182,20 @@ mod tests {
     #[test]
     fn pins_the_first_step_loss() {
         crate::common::testing::assert_first_step_loss(crate::MethodKind::Cpc, 7.049_83);
+    }
+
+    #[test]
+    fn the_first_prediction_step_lies_within_the_steps() {
+        let mut c = super::CpcConfig::fashion_mnist();
+        assert!(c.extraction.validate(c.encoder.out_channels()).is_ok());
+        for bad in [0, c.extraction.max_steps + 1] {
+            c.extraction.first_step = bad;
+            let err = c
+                .extraction
+                .validate(c.encoder.out_channels())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("extraction.first_step"), "{err}");
+        }
     }
 }

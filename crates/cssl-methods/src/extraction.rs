@@ -434,8 +434,14 @@ impl<B: Backend> SwavExtraction<B> {
 pub struct CpcExtractionConfig {
     /// The context network (its `channels` = the encoder's output channels).
     pub context: CpcContextConfig,
-    /// Predict `1..=max_steps` rows below (fewer when the grid is short).
+    /// Predict `first_step..=max_steps` rows below (fewer when the grid is
+    /// short).
     pub max_steps: usize,
+    /// The nearest row predicted. With overlapping patches (8 px at stride
+    /// 4) the next row shares half its pixels with the context's last row,
+    /// so predicting it can be solved from the overlap; bolts starts at 2.
+    #[config(default = 1)]
+    pub first_step: usize,
 }
 
 impl CpcExtractionConfig {
@@ -452,6 +458,15 @@ impl CpcExtractionConfig {
                 "must be at least 1",
             ));
         }
+        if self.first_step == 0 || self.first_step > self.max_steps {
+            return Err(CsslError::config(
+                "extraction.first_step",
+                format!(
+                    "{}: must be in 1..=max_steps ({})",
+                    self.first_step, self.max_steps
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -460,6 +475,7 @@ impl CpcExtractionConfig {
         CpcExtraction {
             context: self.context.init(device),
             max_steps: self.max_steps,
+            first_step: self.first_step,
         }
     }
 }
@@ -471,6 +487,8 @@ pub struct CpcExtraction<B: Backend> {
     pub context: CpcContext<B>,
     /// Rows ahead predicted at most.
     pub max_steps: usize,
+    /// Rows ahead predicted at least.
+    pub first_step: usize,
 }
 
 /// AMDIM's extraction: the 1-5, 1-7 and 5-5 comparisons between the two
