@@ -24,17 +24,10 @@ fn cssl_status(args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// Runs `cssl args`, which must succeed, and returns stdout + stderr.
 fn cssl(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_cssl"))
-        .args(args)
-        .output()
-        .expect("the cssl binary runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "cssl {args:?} failed:\n{text}");
+    let (code, text) = cssl_status(args);
+    assert_eq!(code, 0, "cssl {args:?} failed:\n{text}");
     text
 }
 
