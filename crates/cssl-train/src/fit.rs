@@ -143,13 +143,21 @@ where
             t.device,
         )?;
         optim = optim.load_record(record);
-        println!(
-            "resuming {} at step {} of {total_steps} (epoch {}, batch {} of {steps_per_epoch})",
-            t.run.path().display(),
-            saved.step,
-            saved.epoch + 1,
-            saved.batch
-        );
+        if saved.epoch >= o.epochs {
+            println!(
+                "{}: training had finished (step {} of {total_steps}); evaluating again",
+                t.run.path().display(),
+                saved.step
+            );
+        } else {
+            println!(
+                "resuming {} at step {} of {total_steps} (epoch {}, batch {} of {steps_per_epoch})",
+                t.run.path().display(),
+                saved.step,
+                saved.epoch + 1,
+                saved.batch
+            );
+        }
         resumed_at = Some(saved.step);
         state = saved;
     }
