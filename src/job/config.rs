@@ -268,6 +268,21 @@ fn byte_offset(text: &str, line: usize, column: usize) -> u64 {
     (start + column.saturating_sub(1)) as u64
 }
 
+/// Checks that `n` images (0 = all) can be taken from `split`; `field`
+/// names the option in the error.
+pub fn check_subset(field: &str, n: usize, split: &ImageDataset) -> Result<()> {
+    if n > split.len() {
+        return Err(CsslError::config(
+            field,
+            format!(
+                "{n} images asked for, but the split holds {} (0 = all)",
+                split.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// `data` itself for `n == 0`, else `n` images spread evenly over it.
 pub fn subset(data: &ImageDataset, n: usize) -> ImageDataset {
     if n == 0 {

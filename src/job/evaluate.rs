@@ -1,7 +1,7 @@
 //! Evaluation: linear probe and kNN on frozen, pooled features of an encoder
 //! (and of raw pixels), and `cssl eval` of a finished run.
 
-use super::config::{subset, RunConfig};
+use super::config::{check_subset, subset, RunConfig};
 use burn::module::Module;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use cssl_augment::EvalTransform;
@@ -258,15 +258,7 @@ pub fn evaluate_checkpoint<B: AutodiffBackend>(
         ("probe_subset", probe_subset, &splits.train),
         ("test_subset", test_subset, &splits.test),
     ] {
-        if n > split.len() {
-            return Err(CsslError::config(
-                field,
-                format!(
-                    "{n} images asked for, but the split holds {} (0 = all)",
-                    split.len()
-                ),
-            ));
-        }
+        check_subset(field, n, split)?;
     }
     let transform = eval_transform(&config.method);
     let settings = EvalSettings {

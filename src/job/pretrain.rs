@@ -6,7 +6,7 @@
 //!
 //! [`MethodConfig::with_model`]: cssl_methods::MethodConfig::with_model
 
-use super::config::{subset, RunConfig, Splits};
+use super::config::{check_subset, subset, RunConfig, Splits};
 use super::evaluate::{eval_transform, evaluate, evaluate_raw_pixels, EvalSettings, JobReport};
 use burn::module::{AutodiffModule, Module};
 use burn::optim::AdamWConfig;
@@ -87,15 +87,7 @@ pub fn run_config_with<B: AutodiffBackend>(
         ("options.probe_subset", options.probe_subset, &data.train),
         ("options.test_subset", options.test_subset, &data.test),
     ] {
-        if n > split.len() {
-            return Err(CsslError::config(
-                field,
-                format!(
-                    "{n} images asked for, but the split holds {} (0 = all)",
-                    split.len()
-                ),
-            ));
-        }
+        check_subset(field, n, split)?;
     }
     let train = subset(&data.train, options.train_subset);
     if train.len() < options.batch_size {
@@ -193,6 +185,7 @@ impl<B: AutodiffBackend> WithModel<B> for Pretraining<'_, B> {
         .with_drop_last(true);
         // Validation: the method's loss on 512 test images, in eval mode.
         let valid_images = test.spread(512.min(test.len()));
+        let valid_full_batch = valid_images.len() >= options.batch_size;
         let valid_loader = PrefetchLoader::new(
             Arc::new(valid_images),
             augmentation.clone(),
@@ -200,7 +193,7 @@ impl<B: AutodiffBackend> WithModel<B> for Pretraining<'_, B> {
             options.seed ^ 0x5EED,
         )
         .with_workers(1)
-        .with_drop_last(test.len() >= options.batch_size);
+        .with_drop_last(valid_full_batch);
 
         let optimizer = config.optimizer();
         let warmup = optimizer.warmup.steps(&schedule);

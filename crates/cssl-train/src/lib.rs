@@ -29,6 +29,4 @@ pub use fit::{
 };
 pub use run::{write_atomic, write_json, RunDir};
 pub use schedule::WarmupCosineLr;
-pub use signal::{
-    clear_stop, install_stop_handler, request_stop, restore_default_signals, stop_requested,
-};
+pub use signal::{clear_stop, install_stop_handler, restore_default_signals, stop_requested};

@@ -178,13 +178,12 @@ pub fn first_difference(
 ) -> Option<(String, String, String)> {
     use serde_json::Value;
     fn walk(a: &Value, b: &Value, path: &str) -> Option<(String, String, String)> {
-        let here = |p: &str| p.to_string();
         match (a, b) {
             // Two different enum variants (`{"ResNet": ..}` vs `{"Amdim": ..}`).
             (Value::Object(x), Value::Object(y))
                 if x.len() == 1 && y.len() == 1 && x.keys().next() != y.keys().next() =>
             {
-                Some((here(path), short(a), short(b)))
+                Some((path.to_string(), short(a), short(b)))
             }
             (Value::Object(x), Value::Object(y)) => {
                 for (k, va) in x {
@@ -217,7 +216,7 @@ pub fn first_difference(
                 .enumerate()
                 .find_map(|(i, (va, vb))| walk(va, vb, &format!("{path}[{i}]"))),
             _ if a == b => None,
-            _ => Some((here(path), short(a), short(b))),
+            _ => Some((path.to_string(), short(a), short(b))),
         }
     }
     walk(a, b, "")

@@ -7,9 +7,6 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 static STOP: AtomicI32 = AtomicI32::new(0);
 
-/// The signal number [`request_stop`] records (SIGINT's on Unix).
-const REQUESTED: i32 = 2;
-
 #[cfg(unix)]
 extern "C" fn on_signal(signal: libc::c_int) {
     // Only async-signal-safe calls here: an atomic swap and `_exit`.
@@ -36,11 +33,6 @@ pub fn restore_default_signals() {
         libc::signal(libc::SIGINT, libc::SIG_DFL);
         libc::signal(libc::SIGTERM, libc::SIG_DFL);
     }
-}
-
-/// Asks training to stop after the current step, as SIGINT would.
-pub fn request_stop() {
-    STOP.store(REQUESTED, Ordering::SeqCst);
 }
 
 /// Clears a stop request (before a new run in the same process).
