@@ -41,6 +41,23 @@ pub struct TrainState {
     pub train_seconds: f64,
     /// `model.mpk` and `optimizer.mpk` of this checkpoint.
     pub records: Records,
+    /// The training curve so far (`steps.csv`): one point per window of
+    /// steps.
+    #[serde(default)]
+    pub curve: Vec<CurvePoint>,
+    /// The running sums of the curve's current window.
+    #[serde(default)]
+    pub window: BTreeMap<String, (f64, usize)>,
+}
+
+/// One point of the training curve: the mean of each metric over the steps
+/// since the previous point.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CurvePoint {
+    /// The last step of the window (1-based).
+    pub step: usize,
+    /// Metric name -> mean over the window.
+    pub values: BTreeMap<String, f64>,
 }
 
 /// The checkpoints of a run directory.

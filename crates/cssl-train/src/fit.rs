@@ -3,7 +3,8 @@
 //! optimiser step), driven step by step so that a run can stop anywhere and
 //! continue bitwise where it stopped.
 
-use crate::checkpoint::{Checkpoints, MetricsRow, TrainState};
+use crate::checkpoint::{Checkpoints, CurvePoint, MetricsRow, TrainState};
+use crate::plots::{write_steps_csv, write_training_plot, CURVE_POINTS};
 use crate::record::{load_record, record_info, save_record, Expect, Records};
 use crate::run::{write_atomic, RunDir};
 use crate::schedule::WarmupCosineLr;
@@ -83,7 +84,8 @@ pub struct Pretrained<M> {
 
 /// Trains `model` with `optim` for `options.epochs` epochs (or what is left
 /// of them after the newest checkpoint, with `options.resume`). Writes
-/// `metrics.csv` (one row per epoch and split) and `checkpoint/`.
+/// `metrics.csv` (one row per epoch and split), `steps.csv` (the training
+/// curve), `training.png` (its plot) and `checkpoint/`.
 ///
 /// Each step: the learning rate of the step, the backend seeded with
 /// `(seed, step)`, `TrainStep::step`, a check that the loss and embeddings
@@ -171,8 +173,21 @@ where
     let mut last_checkpoint = Instant::now();
     let mut last_checkpoint_path: Option<PathBuf> = checkpoints.list().first().map(|c| c.1.clone());
 
+    let curve_every = (total_steps / CURVE_POINTS).max(1);
+    let plot_title = format!("{}: {}", o.method, t.run.path().display());
+    let write_curves = |state: &TrainState| -> Result<()> {
+        write_steps_csv(t.run, &state.curve, steps_per_epoch)?;
+        write_training_plot(
+            t.run,
+            &plot_title,
+            &state.curve,
+            &state.rows,
+            steps_per_epoch,
+        )
+    };
     let save = |state: &mut TrainState, model: &M, optim: &O| -> Result<PathBuf> {
         state.train_seconds = seconds_before + session_start.elapsed().as_secs_f64();
+        write_curves(state)?;
         checkpoints.save(state, |dir| {
             let mut records = Records::new();
             let info = save_record::<B, _>(
@@ -227,9 +242,18 @@ where
                 .iter()
                 .chain(std::iter::once(&(LEARNING_RATE.to_string(), lr)))
             {
-                let e = state.sums.entry(name.clone()).or_insert((0.0, 0));
-                e.0 += v;
-                e.1 += 1;
+                for sums in [&mut state.sums, &mut state.window] {
+                    let e = sums.entry(name.clone()).or_insert((0.0, 0));
+                    e.0 += v;
+                    e.1 += 1;
+                }
+            }
+            if step % curve_every == 0 || step == total_steps {
+                let values = std::mem::take(&mut state.window)
+                    .into_iter()
+                    .map(|(k, (s, n))| (k, s / n.max(1) as f64))
+                    .collect();
+                state.curve.push(CurvePoint { step, values });
             }
             progress.step(&state, &values, lr);
 
@@ -271,6 +295,7 @@ where
         state.batch = 0;
         state.sums.clear();
         write_metrics(t.run, &state.rows)?;
+        // (`save` redraws steps.csv and training.png.)
         last_checkpoint_path = Some(save(&mut state, &model, &optim)?);
         last_checkpoint = Instant::now();
         let budget = o.stop_after_steps.is_some_and(|n| state.step >= n);

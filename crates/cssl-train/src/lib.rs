@@ -14,19 +14,23 @@
 //! - [`record`]: weight files that say what they were made from, checked
 //!   before any tensor is used.
 //! - [`Checkpoints`], [`TrainState`]: resumable state on disk.
+//! - [`training_plot`]: `training.png`, the run's curves, redrawn at each
+//!   epoch's end.
 #![warn(missing_docs)]
 
 mod checkpoint;
 mod fit;
+mod plots;
 pub mod record;
 mod run;
 mod schedule;
 mod signal;
 
-pub use checkpoint::{Checkpoints, MetricsRow, TrainState};
+pub use checkpoint::{Checkpoints, CurvePoint, MetricsRow, TrainState};
 pub use fit::{
     pretrain, PretrainOptions, Pretrained, Training, EMBEDDING_STD, LEARNING_RATE, LOSS,
 };
+pub use plots::{read_steps_csv, training_plot, CURVE_POINTS};
 pub use run::{write_atomic, write_json, RunDir};
 pub use schedule::WarmupCosineLr;
 pub use signal::{clear_stop, install_stop_handler, restore_default_signals, stop_requested};
