@@ -33,6 +33,52 @@ enum Command {
     Eval(EvalArgs),
     /// Write a finished run's encoder alone as SafeTensors.
     Export(ExportArgs),
+    /// Run an ablation study: cells (a base method with one characteristic
+    /// replaced) over seeds, with 95% intervals, tables and plots; re-running
+    /// skips finished cells and resumes an interrupted one.
+    Ablate(AblateArgs),
+}
+
+/// `cssl ablate`.
+#[derive(Args, Debug)]
+pub struct AblateArgs {
+    /// A study file (TOML), or a shipped study: augmentation, encoder,
+    /// extraction, similarity, methods, tiny.
+    study: String,
+    /// Study directory (results.jsonl, cell runs, tables, plots) [default:
+    /// runs/ablate-<name>].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Run seeds 1..=N instead of the study's.
+    #[arg(long)]
+    seeds: Option<usize>,
+    /// Override the study's epochs per cell.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Override the study's train images per cell.
+    #[arg(long)]
+    train_subset: Option<usize>,
+    /// Override the study's dataset (the cells' defaults follow it).
+    #[arg(long, value_parser = dataset_parser())]
+    dataset: Option<Dataset>,
+    /// Read the dataset from this directory.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Device of every cell: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Only these cells (comma-separated labels).
+    #[arg(long, value_delimiter = ',')]
+    cells: Vec<String>,
+    /// Forget this study directory's results and runs and start over.
+    #[arg(long)]
+    force: bool,
+    /// Check every cell's config against the data; train nothing.
+    #[arg(long)]
+    check: bool,
+    /// Price of one hour of this machine: adds a price per cell to the cost table.
+    #[arg(long)]
+    price_per_hour: Option<f64>,
 }
 
 /// `cssl pretrain`.
@@ -254,6 +300,7 @@ pub fn main() {
         Some(Command::Pretrain(args)) => pretrain(args),
         Some(Command::Eval(args)) => eval(args),
         Some(Command::Export(args)) => export(args),
+        Some(Command::Ablate(args)) => ablate(args),
     };
     exit_on_error(result);
 }
@@ -499,6 +546,26 @@ fn eval(args: EvalArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn ablate(args: AblateArgs) -> Result<()> {
+    let program = std::env::current_exe().map_err(|e| CsslError::io("cssl", e))?;
+    crate::ablate::ablate(&crate::ablate::AblateOptions {
+        study: args.study,
+        out: args.out,
+        seeds: args.seeds,
+        epochs: args.epochs,
+        train_subset: args.train_subset,
+        dataset: args.dataset,
+        data: args.data,
+        device: args.device,
+        cells: args.cells,
+        force: args.force,
+        check: args.check,
+        price_per_hour: args.price_per_hour,
+        program,
+    })
+    .map(|_| ())
 }
 
 fn export(args: ExportArgs) -> Result<()> {

@@ -57,6 +57,7 @@ pub use cssl_losses as losses;
 pub use cssl_methods as methods;
 pub use cssl_train as train;
 
+pub mod ablate;
 pub mod cli;
 pub mod device;
 pub mod job;

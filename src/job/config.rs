@@ -229,7 +229,7 @@ impl RunConfig {
 
 /// The first key of `given` that `known` (the parsed config written back)
 /// does not have, with the keys that were possible there.
-fn unknown_key(
+pub(crate) fn unknown_key(
     given: &serde_json::Value,
     known: &serde_json::Value,
     path: &str,

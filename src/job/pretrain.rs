@@ -71,6 +71,53 @@ pub fn run_config_with<B: AutodiffBackend>(
     control: &RunControl,
     device: &B::Device,
 ) -> Result<JobReport> {
+    let Checked {
+        data,
+        train,
+        schedule,
+    } = check(run)?;
+    let options = &run.options;
+    let dir = if control.resume {
+        RunDir::open(&options.out)?
+    } else {
+        let dir = RunDir::create(&options.out, control.overwrite)?;
+        dir.write_json("config.json", run)?;
+        dir
+    };
+    // The model's random init (the encoder first) comes from this seed.
+    B::seed(device, options.seed);
+    run.method.with_model::<B, _>(
+        &schedule,
+        device,
+        Pretraining {
+            run,
+            control,
+            dir,
+            device,
+            data: &data,
+            train,
+            schedule,
+        },
+    )?
+}
+
+/// A run config that passed every check, with what the checks loaded.
+struct Checked {
+    data: Splits,
+    train: ImageDataset,
+    schedule: RunSchedule,
+}
+
+/// Checks every field of `run` against its data (the dataset is loaded)
+/// without writing anything: what `cssl pretrain` refuses, this refuses.
+///
+/// # Errors
+/// The first invalid field, named by its path, or a data error.
+pub fn check_run_config(run: &RunConfig) -> Result<()> {
+    check(run).map(|_| ())
+}
+
+fn check(run: &RunConfig) -> Result<Checked> {
     let options = &run.options;
     if options.epochs == 0 {
         return Err(CsslError::config("options.epochs", "must be at least 1"));
@@ -102,28 +149,11 @@ pub fn run_config_with<B: AutodiffBackend>(
     }
     let schedule = run.schedule(train.len());
     run.method.validate(data.train.shape(), &schedule)?;
-    let dir = if control.resume {
-        RunDir::open(&options.out)?
-    } else {
-        let dir = RunDir::create(&options.out, control.overwrite)?;
-        dir.write_json("config.json", run)?;
-        dir
-    };
-    // The model's random init (the encoder first) comes from this seed.
-    B::seed(device, options.seed);
-    run.method.with_model::<B, _>(
-        &schedule,
-        device,
-        Pretraining {
-            run,
-            control,
-            dir,
-            device,
-            data: &data,
-            train,
-            schedule,
-        },
-    )?
+    Ok(Checked {
+        data,
+        train,
+        schedule,
+    })
 }
 
 /// The pretraining work, for whichever model the config builds.
