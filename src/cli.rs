@@ -148,6 +148,11 @@ pub struct RunArgs {
     /// Also write a checkpoint every this many steps (0: off).
     #[arg(long, default_value_t = 0)]
     checkpoint_steps: usize,
+    /// Online kNN at every epoch's end (a `kNN accuracy` column in
+    /// metrics.csv and the progress line): this many train images are the
+    /// bank, half as many test images the queries; 0 turns it off.
+    #[arg(long, default_value_t = 2000)]
+    online_knn: usize,
     /// Stop after this many steps as an interruption would (a checkpoint,
     /// then exit code 130); `--resume` continues. For tests and budgets.
     #[arg(long, hide = true)]
@@ -483,6 +488,7 @@ fn run_control(args: &RunArgs) -> Result<RunControl> {
         checkpoint_interval: std::time::Duration::from_secs_f64(args.checkpoint_minutes * 60.0),
         checkpoint_steps: args.checkpoint_steps,
         stop_after_steps: args.stop_after_steps,
+        online_knn: args.online_knn,
         ..RunControl::default()
     })
 }

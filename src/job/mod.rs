@@ -17,4 +17,4 @@ pub use evaluate::{
     results_table, EvalOverrides, EvalSettings, JobReport, Scores,
 };
 pub use export::{export_encoder, import_encoder, Export, TensorNames};
-pub use pretrain::{check_run_config, run_config, run_config_with, RunControl};
+pub use pretrain::{check_run_config, run_config, run_config_with, RunControl, ONLINE_KNN};

@@ -14,6 +14,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::train::{InferenceStep, TrainStep};
 use cssl_core::{Augmentation, CsslError, Encoder, Result, ViewBatch};
 use cssl_data::{ImageDataset, PrefetchLoader};
+use cssl_eval::{extract_features, knn_accuracy, KnnConfig};
 use cssl_methods::{RunSchedule, SslModel, SslOutput, WithModel};
 use cssl_train::record::{save_record, Records};
 use cssl_train::{pretrain, PretrainOptions, RunDir, Training, WarmupCosineLr};
@@ -36,11 +37,21 @@ pub struct RunControl {
     pub stop_after_steps: Option<usize>,
     /// Time between progress lines.
     pub progress_interval: Duration,
+    /// Online kNN at every epoch's end: this many train images (spread over
+    /// the split) are the bank, half as many test images the queries; the
+    /// accuracy is the `valid` rows' `kNN accuracy` in `metrics.csv`
+    /// (0: off). It reads the model only, so the run computes the same.
+    pub online_knn: usize,
 }
+
+/// The `metrics.csv` column of the online kNN accuracy.
+pub const ONLINE_KNN: &str = "kNN accuracy";
 
 impl Default for RunControl {
     /// A new run that refuses an existing directory, checkpoints every five
-    /// minutes and at each epoch's end, and prints progress every 10 s.
+    /// minutes and at each epoch's end, prints progress every 10 s, and
+    /// scores an online kNN (2,000 train, 1,000 test images) at each epoch's
+    /// end.
     fn default() -> Self {
         Self {
             resume: false,
@@ -49,6 +60,7 @@ impl Default for RunControl {
             checkpoint_steps: 0,
             stop_after_steps: None,
             progress_interval: Duration::from_secs(10),
+            online_knn: 2_000,
         }
     }
 }
@@ -234,6 +246,25 @@ impl<B: AutodiffBackend> WithModel<B> for Pretraining<'_, B> {
         let made_from =
             serde_json::to_value(config).map_err(|e| CsslError::config("method", e.to_string()))?;
 
+        // Online kNN: bank and queries spread over the splits, the run's
+        // evaluation transform, batch-norm statistics as training left them.
+        let online = (control.online_knn > 0).then(|| {
+            let bank = data.train.spread(control.online_knn.min(data.train.len()));
+            let queries = data
+                .test
+                .spread((control.online_knn / 2).clamp(1, data.test.len()));
+            (bank, queries, eval_transform(config))
+        });
+        let mut on_epoch = |model: &M::InnerModule| -> Result<Vec<(String, f64)>> {
+            let Some((bank, queries, transform)) = &online else {
+                return Ok(Vec::new());
+            };
+            let encoder = model.encoder();
+            let tr = extract_features(encoder, bank, transform.clone(), 256, device);
+            let te = extract_features(encoder, queries, transform.clone(), 256, device);
+            let knn = knn_accuracy::<B::InnerBackend>(&tr, &te, &KnnConfig::new(), device);
+            Ok(vec![(ONLINE_KNN.to_string(), knn)])
+        };
         let trained = pretrain(
             Training {
                 run: &run,
@@ -256,6 +287,7 @@ impl<B: AutodiffBackend> WithModel<B> for Pretraining<'_, B> {
             },
             model,
             optim,
+            &mut on_epoch,
         )?;
         // Training is over: Ctrl-C during the evaluation ends the program at
         // once (`--resume` re-evaluates the saved model).

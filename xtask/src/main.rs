@@ -1,4 +1,7 @@
 //! `cargo xtask bench`: throughput figures of this machine.
+//! `cargo xtask ablate STUDY [flags]`: builds the release `cssl` program
+//! (with `--features cuda` when a cell device is CUDA) and runs
+//! `cssl ablate STUDY [flags]` (see `cssl ablate --help`).
 //!
 //! - augmentation: views/s on one core, then on every core, for every
 //!   method's pipeline on 32 px RGB images (and the main job's 28 px gray one);
@@ -86,6 +89,14 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         warmup: usize,
     },
+    /// Run an ablation study: builds the release `cssl` program, then runs
+    /// `cssl ablate <ARGS>` (a study name or file, then its flags; see
+    /// `cssl ablate --help`).
+    Ablate {
+        /// The study and `cssl ablate`'s flags.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        args: Vec<String>,
+    },
     /// Print loader throughput (1 and 2 workers, 32 and 96 px) and the peak
     /// memory of streaming an STL-10-sized unlabeled file (written, then deleted).
     BenchLoader {
@@ -140,6 +151,7 @@ fn main() {
                 )
             }
             Command::BenchLoader { dir, unlabeled } => return bench_loader(&dir, unlabeled),
+            Command::Ablate { args } => return ablate(&args),
         };
     let data = FashionMnist::embedded().unwrap_or_else(|e| {
         eprintln!("error: {e}");
@@ -301,6 +313,45 @@ const TORCH_SCRIPT: &str = concat!(
 
 /// cssl's and PyTorch's views/s for the main job's SimCLR step, in
 /// alternating rounds on the same cores, and their ratio.
+/// `cargo xtask ablate`: build `cssl` in release (CUDA when asked for),
+/// then hand over to `cssl ablate`, exiting with its code.
+fn ablate(args: &[String]) {
+    let cuda = args
+        .windows(2)
+        .any(|w| w[0] == "--device" && w[1].starts_with("cuda"))
+        || args.iter().any(|a| a.starts_with("--device=cuda"));
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = std::process::Command::new(cargo);
+    build
+        .current_dir(&root)
+        .args(["build", "--release", "--bin", "cssl"]);
+    if cuda {
+        build.args(["--features", "cuda"]);
+    }
+    let built = build.status().map(|s| s.success()).unwrap_or(false);
+    if !built {
+        eprintln!("error: building the cssl program failed (see above)");
+        std::process::exit(1);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let program = target.join("release").join("cssl");
+    let status = std::process::Command::new(&program)
+        .arg("ablate")
+        .args(args)
+        .status()
+        .unwrap_or_else(|e| {
+            eprintln!("error: {}: {e}", program.display());
+            std::process::exit(1)
+        });
+    std::process::exit(status.code().unwrap_or(1));
+}
+
 fn compare_torch(
     data: &ImageDataset,
     python: &str,

@@ -27,7 +27,6 @@ use std::path::Path;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rgb(pub u8, pub u8, pub u8);
 
-const WHITE: Rgb = Rgb(255, 255, 255);
 const BLACK: Rgb = Rgb(20, 20, 20);
 const GRID: Rgb = Rgb(225, 225, 225);
 const AXIS: Rgb = Rgb(90, 90, 90);
@@ -315,12 +314,47 @@ impl LineChart {
             .filter(|(x, y)| x.is_finite() && y.is_finite() && (!self.log_y || *y > 0.0))
             .map(|&(x, y)| (x, ty(y)))
             .collect();
-        let plot = Rect {
-            x: area.x + 90.0,
-            y: area.y + 16.0 + th * 2.5,
-            w: (area.w - 110.0).max(10.0),
-            h: (area.h - 16.0 - th * 2.5 - th * 3.5).max(10.0),
+        // Legend entries: one per name and colour, for series with points.
+        let mut entries: Vec<(String, Rgb)> = Vec::new();
+        for (i, s) in self.series.iter().enumerate() {
+            let color = PALETTE[s.color.unwrap_or(i) % PALETTE.len()];
+            if !s.name.is_empty()
+                && !s.points.is_empty()
+                && !entries.iter().any(|(n, c)| *n == s.name && *c == color)
+            {
+                entries.push((s.name.clone(), color));
+            }
+        }
+        // Laid out left to right under the title, wrapping.
+        let (left, width) = (area.x + 90.0, (area.w - 110.0).max(10.0));
+        let mut placed = Vec::new();
+        let (mut lx, mut row) = (0.0, 0usize);
+        for (name, color) in &entries {
+            let w = Canvas::text_width(name, SCALE) + 40.0;
+            if lx > 0.0 && lx + w > width {
+                lx = 0.0;
+                row += 1;
+            }
+            placed.push((left + lx, row, name.clone(), *color));
+            lx += w;
+        }
+        let band = if entries.is_empty() {
+            0.0
+        } else {
+            (row + 1) as f64 * (th + 6.0)
         };
+        let top = area.y + 16.0 + th * 2.5 + band;
+        let plot = Rect {
+            x: left,
+            y: top,
+            w: width,
+            h: (area.y + area.h - top - th * 3.5).max(10.0),
+        };
+        for (x, r, name, color) in &placed {
+            let y = area.y + 16.0 + th * 1.5 + *r as f64 * (th + 6.0);
+            canvas.fill_rect(x + 0.0, y + 2.0, x + 20.0, y + th - 2.0, *color);
+            canvas.text(x + 26.0, y, name, BLACK, SCALE);
+        }
         if !self.y_label.is_empty() {
             canvas.text(area.x + 8.0, plot.y - th - 6.0, &self.y_label, AXIS, SCALE);
         }
@@ -348,6 +382,11 @@ impl LineChart {
         if x1 <= x0 {
             x0 -= 0.5;
             x1 += 0.5;
+        } else {
+            // Room for the markers at both ends.
+            let pad = (x1 - x0) * 0.02;
+            x0 -= pad;
+            x1 += pad;
         }
         let pad = if y1 > y0 {
             (y1 - y0) * 0.05
@@ -405,29 +444,6 @@ impl LineChart {
                     canvas.fill_rect(p.0 - 3.0, p.1 - 3.0, p.0 + 3.0, p.1 + 3.0, color);
                 }
                 prev = Some(p);
-            }
-        }
-        // Legend (top right, one entry per name and colour).
-        let mut entries: Vec<(String, Rgb)> = Vec::new();
-        for (i, s) in self.series.iter().enumerate() {
-            let color = PALETTE[s.color.unwrap_or(i) % PALETTE.len()];
-            if !s.name.is_empty() && !entries.iter().any(|(n, c)| *n == s.name && *c == color) {
-                entries.push((s.name.clone(), color));
-            }
-        }
-        if !entries.is_empty() {
-            let w = entries
-                .iter()
-                .map(|(n, _)| Canvas::text_width(n, SCALE))
-                .fold(0.0, f64::max)
-                + 40.0;
-            let h = entries.len() as f64 * (th + 6.0) + 8.0;
-            let (lx, ly) = (plot.x + plot.w - w - 6.0, plot.y + 6.0);
-            canvas.fill_rect(lx, ly, lx + w, ly + h, WHITE);
-            for (k, (name, color)) in entries.iter().enumerate() {
-                let y = ly + 6.0 + k as f64 * (th + 6.0);
-                canvas.fill_rect(lx + 6.0, y + 2.0, lx + 26.0, y + th - 2.0, *color);
-                canvas.text(lx + 32.0, y, name, BLACK, SCALE);
             }
         }
     }

@@ -83,7 +83,10 @@ pub struct Pretrained<M> {
 }
 
 /// Trains `model` with `optim` for `options.epochs` epochs (or what is left
-/// of them after the newest checkpoint, with `options.resume`). Writes
+/// of them after the newest checkpoint, with `options.resume`). At each
+/// epoch's end `on_epoch` gets the model in eval mode and returns metrics
+/// for the epoch's `valid` row (an online kNN accuracy, say; it must not
+/// draw from the backend's random generator). Writes
 /// `metrics.csv` (one row per epoch and split), `steps.csv` (the training
 /// curve), `training.png` (its plot) and `checkpoint/`.
 ///
@@ -102,6 +105,7 @@ pub fn pretrain<B, M, O>(
     t: Training<'_, B>,
     mut model: M,
     mut optim: O,
+    on_epoch: &mut dyn FnMut(&M::InnerModule) -> Result<Vec<(String, f64)>>,
 ) -> Result<Pretrained<M::InnerModule>>
 where
     B: AutodiffBackend,
@@ -287,7 +291,10 @@ where
                 .collect(),
         };
         let train_row = row("train", &state.sums);
-        let valid_row = row("valid", &validate::<B, M>(&model, t.valid, t.device)?);
+        let inner = model.valid();
+        let mut valid_row = row("valid", &validate::<B, M>(&inner, t.valid, t.device)?);
+        valid_row.values.extend(on_epoch(&inner)?);
+        drop(inner);
         progress.epoch_end(&train_row, &valid_row);
         state.rows.push(train_row);
         state.rows.push(valid_row);
@@ -354,7 +361,7 @@ fn non_finite(values: &[(String, f64)]) -> Option<String> {
 
 /// The method's loss and monitors over the validation batches, in eval mode.
 fn validate<B, M>(
-    model: &M,
+    inner: &M::InnerModule,
     valid: &PrefetchLoader,
     device: &B::Device,
 ) -> Result<BTreeMap<String, (f64, usize)>>
@@ -364,7 +371,6 @@ where
     M::InnerModule:
         InferenceStep<Input = ViewBatch<B::InnerBackend>, Output = SslOutput<B::InnerBackend>>,
 {
-    let inner = model.valid();
     let mut sums = BTreeMap::new();
     for batch in valid.epoch(0) {
         let batch = batch?;
