@@ -43,7 +43,7 @@ enum Command {
 #[derive(Args, Debug)]
 pub struct AblateArgs {
     /// A study file (TOML), or a shipped study: augmentation, encoder,
-    /// extraction, similarity, methods, tiny.
+    /// extraction, similarity, methods, optimizer, tiny.
     study: String,
     /// Study directory (results.jsonl, cell runs, tables, plots) [default:
     /// runs/ablate-<name>].

@@ -144,6 +144,43 @@ fn a_run_stopped_mid_epoch_or_between_epochs_resumes_bitwise() {
 }
 
 #[test]
+fn lars_and_sgd_runs_train_and_resume_bitwise() {
+    use cssl::methods::OptimizerKind;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Default::default();
+    let dir = tempfile::tempdir().unwrap();
+    for (method, rule, lr) in [
+        (MethodKind::Simclr, OptimizerKind::lars(), 0.3),
+        (MethodKind::Moco, OptimizerKind::sgd(), 0.03),
+    ] {
+        let config = |out: &Path| {
+            let mut run = tiny(method, out);
+            let o = run.method.optimizer_mut();
+            o.kind = rule.clone();
+            o.lr = lr;
+            o.lr_per_256 = true;
+            run
+        };
+        let whole = dir.path().join(format!("{}-whole", rule.name()));
+        let full = run_config::<B>(&config(&whole), &device).unwrap();
+        assert!(full.pretrained.linear_probe > 0.0);
+        let out = dir.path().join(format!("{}-stop", rule.name()));
+        let stopped = RunControl {
+            stop_after_steps: Some(3),
+            ..RunControl::default()
+        };
+        assert!(run_config_with::<B>(&config(&out), &stopped, &device).is_err());
+        let resume = RunControl {
+            resume: true,
+            ..RunControl::default()
+        };
+        let resumed = run_config_with::<B>(&config(&out), &resume, &device).unwrap();
+        assert_eq!(weights(&whole), weights(&out), "{}", rule.name());
+        same_scores(&full, &resumed);
+    }
+}
+
+#[test]
 fn a_diverging_run_stops_at_the_first_non_finite_loss_and_reports_nothing() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();

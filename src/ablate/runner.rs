@@ -290,7 +290,7 @@ pub fn ablate(opts: &AblateOptions) -> Result<Report> {
             .iter()
             .find(|d| d.cell == run.label && d.seed == run.seed)
         {
-            if prev.fingerprint != print {
+            if prev.fingerprint != print && !same_config_as_written(run, &print) {
                 return Err(CsslError::config(
                     "study",
                     format!(
@@ -334,6 +334,21 @@ pub fn ablate(opts: &AblateOptions) -> Result<Report> {
         out.display()
     );
     Ok(report)
+}
+
+/// Whether the config the runner wrote for `run` when it ran (its
+/// `seed-N.json`), read by this version of cssl, is the cell's config now:
+/// a result recorded before a config gained a field with a default keeps
+/// counting.
+fn same_config_as_written(run: &CellRun, fingerprint_now: &str) -> bool {
+    let Ok(config) = &run.config else {
+        return false;
+    };
+    let written = config.options.out.with_extension("json");
+    std::fs::read_to_string(&written)
+        .ok()
+        .and_then(|text| serde_json::from_str::<RunConfig>(&text).ok())
+        .is_some_and(|old| fingerprint(&old) == fingerprint_now)
 }
 
 /// Makes `out` a study directory: created if missing; with `force`, its

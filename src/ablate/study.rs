@@ -43,7 +43,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The studies shipped in `ablations/` (name, TOML text).
-pub const SHIPPED: [(&str, &str); 6] = [
+pub const SHIPPED: [(&str, &str); 7] = [
     (
         "augmentation",
         include_str!("../../ablations/augmentation.toml"),
@@ -58,6 +58,7 @@ pub const SHIPPED: [(&str, &str); 6] = [
         include_str!("../../ablations/similarity.toml"),
     ),
     ("methods", include_str!("../../ablations/methods.toml")),
+    ("optimizer", include_str!("../../ablations/optimizer.toml")),
     ("tiny", include_str!("../../ablations/tiny.toml")),
 ];
 

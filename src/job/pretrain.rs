@@ -9,7 +9,6 @@
 use super::config::{check_subset, subset, RunConfig, Splits};
 use super::evaluate::{eval_transform, evaluate, evaluate_raw_pixels, EvalSettings, JobReport};
 use burn::module::{AutodiffModule, Module};
-use burn::optim::AdamWConfig;
 use burn::tensor::backend::AutodiffBackend;
 use burn::train::{InferenceStep, TrainStep};
 use cssl_core::{Augmentation, CsslError, Encoder, Result, ViewBatch};
@@ -239,10 +238,12 @@ impl<B: AutodiffBackend> WithModel<B> for Pretraining<'_, B> {
 
         let optimizer = config.optimizer();
         let warmup = optimizer.warmup.steps(&schedule);
-        let lr = WarmupCosineLr::new(optimizer.lr, warmup, schedule.total_steps);
-        let optim = AdamWConfig::new()
-            .with_weight_decay(optimizer.weight_decay as f32)
-            .init();
+        let lr = WarmupCosineLr::new(
+            optimizer.effective_lr(options.batch_size),
+            warmup,
+            schedule.total_steps,
+        );
+        let optim = cssl_train::optimizer::<B, M>(optimizer);
         let made_from =
             serde_json::to_value(config).map_err(|e| CsslError::config("method", e.to_string()))?;
 

@@ -66,7 +66,12 @@ impl SslMethod for ByolConfig {
             .with_separate_views(true),
             SimilarityConfig::unit_cosine(),
             RegressionLossConfig::Byol,
-            OptimizerConfig::new(),
+            // LARS, lr 0.2 per 256 images, wd 1.5e-6, 10 warm-up epochs.
+            OptimizerConfig::new()
+                .with_kind(crate::OptimizerKind::lars())
+                .with_lr(0.2)
+                .with_lr_per_256(true)
+                .with_weight_decay(1.5e-6),
         )
     }
 

@@ -54,7 +54,9 @@ impl SslMethod for CpcConfig {
             CpcExtractionConfig::new(CpcContextConfig::new(width), 5),
             SimilarityConfig::Dot,
             CpcInfoNceLossConfig::new(),
+            // Adam, betas (0.8, 0.999), lr 4e-4, wd 1e-5.
             OptimizerConfig::new()
+                .with_kind(crate::OptimizerKind::adam_08())
                 .with_lr(4e-4)
                 .with_weight_decay(1e-5)
                 .with_warmup(Span::Epochs(0.0)),

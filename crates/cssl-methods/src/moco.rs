@@ -76,7 +76,13 @@ impl SslMethod for MocoConfig {
             ),
             SimilarityConfig::Cosine(CosineSimilarityConfig::new().with_temperature(0.2)),
             InfoNceLossConfig::new(),
-            OptimizerConfig::new().with_lr(0.03).with_weight_decay(1e-4),
+            // SGD, momentum 0.9, lr 0.03 per 256 images, wd 1e-4, cosine, no warm-up.
+            OptimizerConfig::new()
+                .with_kind(crate::OptimizerKind::sgd())
+                .with_lr(0.03)
+                .with_lr_per_256(true)
+                .with_weight_decay(1e-4)
+                .with_warmup(crate::Span::Epochs(0.0)),
         )
     }
 

@@ -56,7 +56,11 @@ impl SslMethod for SimClrConfig {
             PairExtractionConfig::Projection(head),
             SimilarityConfig::Cosine(CosineSimilarityConfig::new()),
             PairLossConfig::NtXent(NtXentLossConfig::new()),
-            OptimizerConfig::new(),
+            // LARS, lr 0.3 per 256 images, wd 1e-6, 10 warm-up epochs.
+            OptimizerConfig::new()
+                .with_kind(crate::OptimizerKind::lars())
+                .with_lr(0.3)
+                .with_lr_per_256(true),
         )
     }
 

@@ -77,8 +77,11 @@ impl SslMethod for SimSiamConfig {
             preset,
             ResNetConfig::resnet50(channels),
             2048,
+            // SGD, momentum 0.9, lr 0.05 per 256 images, wd 1e-4, cosine.
             OptimizerConfig::new()
-                .with_lr(0.05 * 512.0 / 256.0)
+                .with_kind(crate::OptimizerKind::sgd())
+                .with_lr(0.05)
+                .with_lr_per_256(true)
                 .with_weight_decay(1e-4)
                 .with_warmup(Span::Epochs(0.0)),
         )

@@ -70,7 +70,12 @@ impl SslMethod for SwavConfig {
             SwavExtractionConfig::new(head, PrototypesConfig::new(128)),
             SimilarityConfig::unit_cosine(),
             SwavLossConfig::new(),
-            OptimizerConfig::new(),
+            // LARS, lr 4.8 at batch 4096 (0.3 per 256 images), wd 1e-6,
+            // 10 warm-up epochs.
+            OptimizerConfig::new()
+                .with_kind(crate::OptimizerKind::lars())
+                .with_lr(0.3)
+                .with_lr_per_256(true),
         )
     }
 

@@ -9,6 +9,8 @@
 //!   each epoch's end, stops cleanly on SIGINT / SIGTERM, and resumes
 //!   bitwise where it stopped.
 //! - [`WarmupCosineLr`]: linear warm-up, then cosine decay.
+//! - [`optimizer`]: the methods' optimisers (AdamW, SGD with momentum,
+//!   LARS) as one burn optimiser.
 //! - [`RunDir`]: the run directory, never clobbered; every file written
 //!   aside and renamed into place.
 //! - [`record`]: weight files that say what they were made from, checked
@@ -20,6 +22,7 @@
 
 mod checkpoint;
 mod fit;
+pub mod optim;
 mod plots;
 pub mod record;
 mod run;
@@ -30,6 +33,7 @@ pub use checkpoint::{Checkpoints, CurvePoint, MetricsRow, TrainState};
 pub use fit::{
     pretrain, PretrainOptions, Pretrained, Training, EMBEDDING_STD, LEARNING_RATE, LOSS,
 };
+pub use optim::{optimizer, AnyOptimizer};
 pub use plots::{read_steps_csv, training_plot, CURVE_POINTS};
 pub use run::{write_atomic, write_json, RunDir};
 pub use schedule::WarmupCosineLr;
