@@ -452,7 +452,9 @@ fn run_cell(
             }
         }
         args.extend(["--device".into(), opts.device.clone()]);
+        // No online kNN: a cell is scored once, at its end.
         args.extend(["--checkpoint-minutes".into(), "2".into()]);
+        args.extend(["--online-knn".into(), "0".into()]);
         let (code, rss) = spawn(&opts.program, &args, &log_file)?;
         peak = Some(rss);
         if code == 130 || cssl_train::stop_requested().is_some() {
