@@ -102,8 +102,10 @@ pub struct RunArgs {
     #[arg(long, value_parser = dataset_parser())]
     dataset: Option<Dataset>,
     /// Read the dataset's files from this directory: Fashion-MNIST's four idx
-    /// files (gzipped or not; default: the embedded copy), or CIFAR-10's
-    /// `cifar-10-batches-bin/`.
+    /// files (gzipped or not; default: the embedded copy), CIFAR-10's
+    /// `cifar-10-batches-bin/`, CIFAR-100's `cifar-100-binary/`, STL-10's
+    /// `stl10_binary/` (pretraining on `unlabeled_X.bin`, streamed), or a
+    /// folder with `train/<class>/`, `test/<class>/` and `unlabeled/`.
     #[arg(long)]
     data: Option<PathBuf>,
     /// Pretraining epochs.

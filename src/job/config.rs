@@ -2,11 +2,14 @@
 
 use cssl_augment::DatasetPreset;
 use cssl_core::{CsslError, Result};
-use cssl_data::{Cifar10, FashionMnist, ImageDataset};
+use cssl_data::{
+    Cifar10, Cifar100, Cifar100Labels, FashionMnist, ImageDataset, ImageFolder, ImageSource, Stl10,
+};
 use cssl_eval::ProbeSearchConfig;
 use cssl_methods::{MethodConfig, MethodKind, RunSchedule};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The datasets the job runs on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,34 +21,60 @@ pub enum Dataset {
     /// CIFAR-10 (`--data DIR`: `cifar-10-batches-bin/`).
     #[serde(rename = "cifar10")]
     Cifar10,
+    /// CIFAR-100, fine labels (`--data DIR`: `cifar-100-binary/`).
+    #[serde(rename = "cifar100")]
+    Cifar100,
+    /// STL-10 (`--data DIR`: `stl10_binary/`): pretrains on the unlabeled
+    /// split, streamed from disk (on the labeled train split when
+    /// `unlabeled_X.bin` is absent), probes on train and test.
+    #[serde(rename = "stl10")]
+    Stl10,
+    /// Image folders (`--data DIR`): pretrains on `DIR/unlabeled/` (any
+    /// nesting; on `DIR/train/` when absent), probes on `DIR/train/<class>/`
+    /// and `DIR/test/<class>/`, JPEG or PNG, every labeled image of one size.
+    #[serde(rename = "folder")]
+    Folder,
 }
 
 impl Dataset {
     /// Every dataset the job reads.
-    pub const ALL: [Dataset; 2] = [Self::FashionMnist, Self::Cifar10];
+    pub const ALL: [Dataset; 5] = [
+        Self::FashionMnist,
+        Self::Cifar10,
+        Self::Cifar100,
+        Self::Stl10,
+        Self::Folder,
+    ];
 
     /// The name in `config.json` and `--dataset`.
     pub fn name(self) -> &'static str {
         match self {
             Self::FashionMnist => "fashion-mnist",
             Self::Cifar10 => "cifar10",
+            Self::Cifar100 => "cifar100",
+            Self::Stl10 => "stl10",
+            Self::Folder => "folder",
         }
     }
 
-    /// Images in the train split.
-    pub fn train_images(self) -> usize {
+    /// Images the job pretrains on when all are taken (`None`: known only
+    /// once the files are read).
+    pub fn train_images(self) -> Option<usize> {
         match self {
-            Self::FashionMnist => 60_000,
-            Self::Cifar10 => 50_000,
+            Self::FashionMnist => Some(60_000),
+            Self::Cifar10 | Self::Cifar100 => Some(50_000),
+            Self::Stl10 => Some(100_000),
+            Self::Folder => None,
         }
     }
 
     /// The augmentation preset and channel count, for
-    /// [`MethodKind::cpu_default`].
+    /// [`MethodKind::cpu_default`] (folders: STL-10's, 64 px crops).
     pub fn preset(self) -> (DatasetPreset, usize) {
         match self {
             Self::FashionMnist => (DatasetPreset::fashion_mnist(), 1),
-            Self::Cifar10 => (DatasetPreset::cifar(), 3),
+            Self::Cifar10 | Self::Cifar100 => (DatasetPreset::cifar(), 3),
+            Self::Stl10 | Self::Folder => (DatasetPreset::stl10(), 3),
         }
     }
 
@@ -53,25 +82,105 @@ impl Dataset {
     /// `dir` is `None`.
     ///
     /// # Errors
-    /// CIFAR-10 without a directory (it is not shipped), or any reader error
-    /// naming the file.
+    /// A dataset that is not shipped without a directory, or any reader
+    /// error naming the file.
     pub fn load(self, dir: Option<&Path>) -> Result<Splits> {
-        let (train, test) = match (self, dir) {
-            (Self::FashionMnist, None) => FashionMnist::embedded().map(|d| (d.train, d.test))?,
-            (Self::FashionMnist, Some(dir)) => {
-                FashionMnist::load(dir).map(|d| (d.train, d.test))?
-            }
-            (Self::Cifar10, Some(dir)) => Cifar10::load(dir).map(|d| (d.train, d.test))?,
-            (Self::Cifar10, None) => {
-                return Err(CsslError::config(
+        let Some(dir) = dir else {
+            return match self {
+                Self::FashionMnist => {
+                    FashionMnist::embedded().map(|d| Splits::labeled(d.train, d.test))
+                }
+                _ => Err(CsslError::config(
                     "data",
-                    "CIFAR-10 is not shipped: pass --data DIR, the directory with \
-                     data_batch_1.bin .. data_batch_5.bin and test_batch.bin",
+                    format!(
+                        "{} is not shipped: pass --data DIR ({})",
+                        self.name(),
+                        self.expected_files()
+                    ),
+                )),
+            };
+        };
+        match self {
+            Self::FashionMnist => FashionMnist::load(dir).map(|d| Splits::labeled(d.train, d.test)),
+            Self::Cifar10 => Cifar10::load(dir).map(|d| Splits::labeled(d.train, d.test)),
+            Self::Cifar100 => {
+                Cifar100::load(dir, Cifar100Labels::Fine).map(|d| Splits::labeled(d.train, d.test))
+            }
+            Self::Stl10 => {
+                let d = Stl10::load(dir)?;
+                let unlabeled = d.unlabeled.map(|u| Arc::new(u) as Arc<dyn ImageSource>);
+                Ok(Splits {
+                    unlabeled,
+                    ..Splits::labeled(d.train, d.test)
+                })
+            }
+            Self::Folder => {
+                let train = in_memory(&dir.join("train"))?;
+                let test = in_memory(&dir.join("test"))?;
+                let u = dir.join("unlabeled");
+                let unlabeled = if u.is_dir() {
+                    Some(Arc::new(ImageFolder::unlabeled(&u)?) as Arc<dyn ImageSource>)
+                } else {
+                    None
+                };
+                Ok(Splits {
+                    unlabeled,
+                    ..Splits::labeled(train, test)
+                })
+            }
+        }
+    }
+
+    /// What `--data` must hold.
+    fn expected_files(self) -> &'static str {
+        match self {
+            Self::FashionMnist => "the four idx files, gzipped or not",
+            Self::Cifar10 => "the directory with data_batch_1.bin .. data_batch_5.bin and test_batch.bin",
+            Self::Cifar100 => "the directory with train.bin and test.bin",
+            Self::Stl10 => "the directory with train_X.bin, train_y.bin, test_X.bin, test_y.bin and optionally unlabeled_X.bin",
+            Self::Folder => "a directory with train/<class>/ and test/<class>/ image folders and optionally unlabeled/",
+        }
+    }
+}
+
+/// A labeled image folder decoded into memory; every image must have the
+/// first one's size (the error names the file that does not).
+fn in_memory(root: &Path) -> Result<ImageDataset> {
+    let folder = ImageFolder::labeled(root)?;
+    let mut pixels = Vec::new();
+    let mut labels = Vec::with_capacity(folder.len());
+    let mut shape = None;
+    for i in 0..folder.len() {
+        let s = folder.sample(i)?;
+        let this = (s.image.width, s.image.height, s.image.channels);
+        match shape {
+            None => shape = Some(this),
+            Some(first) if first != this => {
+                return Err(CsslError::format(
+                    &folder.files()[i],
+                    0,
+                    format!(
+                        "a {}x{} image among {}x{} ones: the job needs one size per split \
+                         (resize the folder first)",
+                        this.0, this.1, first.0, first.1
+                    ),
                 ))
             }
-        };
-        Ok(Splits { train, test })
+            Some(_) => {}
+        }
+        pixels.extend_from_slice(&s.image.pixels);
+        labels.push(s.label.unwrap_or(0));
     }
+    let (w, h, c) = shape
+        .ok_or_else(|| CsslError::format(root, 0, "no JPEG or PNG images under this folder"))?;
+    Ok(ImageDataset::new(
+        w,
+        h,
+        c,
+        pixels,
+        Some(labels),
+        folder.num_classes(),
+    ))
 }
 
 impl std::str::FromStr for Dataset {
@@ -94,12 +203,46 @@ impl std::str::FromStr for Dataset {
 }
 
 /// A dataset's splits.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Splits {
-    /// The train split.
+    /// The labeled train split (probes; pretraining too when there is no
+    /// unlabeled split).
     pub train: ImageDataset,
     /// The test split.
     pub test: ImageDataset,
+    /// An unlabeled split to pretrain on (STL-10's, a folder's), read on
+    /// demand.
+    pub unlabeled: Option<Arc<dyn ImageSource>>,
+}
+
+impl Splits {
+    /// Labeled splits only.
+    pub fn labeled(train: ImageDataset, test: ImageDataset) -> Self {
+        Self {
+            train,
+            test,
+            unlabeled: None,
+        }
+    }
+
+    /// What pretraining reads: the unlabeled split if there is one, else
+    /// the labeled train split.
+    pub fn pretrain_source(&self) -> Arc<dyn ImageSource> {
+        match &self.unlabeled {
+            Some(u) => u.clone(),
+            None => Arc::new(self.train.clone()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Splits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Splits")
+            .field("train", &self.train.len())
+            .field("test", &self.test.len())
+            .field("unlabeled", &self.unlabeled.as_ref().map(|u| u.len()))
+            .finish()
+    }
 }
 
 /// Options of a run (all have CLI flags).
@@ -149,7 +292,11 @@ impl JobOptions {
         Self {
             epochs: method.cpu_epochs(),
             batch_size: 128,
-            train_subset: method.cpu_train_images().min(dataset.train_images()),
+            train_subset: dataset
+                .train_images()
+                .map_or(method.cpu_train_images(), |n| {
+                    method.cpu_train_images().min(n)
+                }),
             probe_subset: 10_000,
             test_subset: 0,
             seed: 42,
@@ -270,14 +417,11 @@ fn byte_offset(text: &str, line: usize, column: usize) -> u64 {
 
 /// Checks that `n` images (0 = all) can be taken from `split`; `field`
 /// names the option in the error.
-pub fn check_subset(field: &str, n: usize, split: &ImageDataset) -> Result<()> {
-    if n > split.len() {
+pub fn check_subset(field: &str, n: usize, split_len: usize) -> Result<()> {
+    if n > split_len {
         return Err(CsslError::config(
             field,
-            format!(
-                "{n} images asked for, but the split holds {} (0 = all)",
-                split.len()
-            ),
+            format!("{n} images asked for, but the split holds {split_len} (0 = all)"),
         ));
     }
     Ok(())

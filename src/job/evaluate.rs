@@ -258,7 +258,7 @@ pub fn evaluate_checkpoint<B: AutodiffBackend>(
         ("probe_subset", probe_subset, &splits.train),
         ("test_subset", test_subset, &splits.test),
     ] {
-        check_subset(field, n, split)?;
+        check_subset(field, n, split.len())?;
     }
     let transform = eval_transform(&config.method);
     let settings = EvalSettings {

@@ -12,7 +12,7 @@ use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::AutodiffBackend;
 use burn::train::{InferenceStep, TrainStep};
 use cssl_core::{Augmentation, CsslError, Encoder, Result, ViewBatch};
-use cssl_data::{ImageDataset, PrefetchLoader};
+use cssl_data::{ImageSource, PrefetchLoader, SubsetSource};
 use cssl_eval::{extract_features, knn_accuracy, KnnConfig};
 use cssl_methods::{RunSchedule, SslModel, SslOutput, WithModel};
 use cssl_train::record::{save_record, Records};
@@ -115,7 +115,7 @@ pub fn run_config_with<B: AutodiffBackend>(
 /// A run config that passed every check, with what the checks loaded.
 struct Checked {
     data: Splits,
-    train: ImageDataset,
+    train: Arc<dyn ImageSource>,
     schedule: RunSchedule,
 }
 
@@ -140,14 +140,23 @@ fn check(run: &RunConfig) -> Result<Checked> {
         ));
     }
     let data = run.dataset.load(options.data_dir.as_deref())?;
+    let source = data.pretrain_source();
+    check_subset("options.train_subset", options.train_subset, source.len())?;
     for (field, n, split) in [
-        ("options.train_subset", options.train_subset, &data.train),
         ("options.probe_subset", options.probe_subset, &data.train),
         ("options.test_subset", options.test_subset, &data.test),
     ] {
-        check_subset(field, n, split)?;
+        check_subset(field, n, split.len())?;
     }
-    let train = subset(&data.train, options.train_subset);
+    // Pretraining images: `train_subset` spread evenly over the source (as
+    // `ImageDataset::spread`), or all of them.
+    let train: Arc<dyn ImageSource> = if options.train_subset == 0 {
+        source
+    } else {
+        let (len, n) = (source.len(), options.train_subset);
+        let indices = (0..n).map(|k| k * len / n).collect();
+        Arc::new(SubsetSource::new(source, indices)?)
+    };
     if train.len() < options.batch_size {
         return Err(CsslError::config(
             "options.batch_size",
@@ -174,7 +183,7 @@ struct Pretraining<'a, B: AutodiffBackend> {
     dir: RunDir,
     device: &'a B::Device,
     data: &'a Splits,
-    train: ImageDataset,
+    train: Arc<dyn ImageSource>,
     schedule: RunSchedule,
 }
 
@@ -217,7 +226,7 @@ impl<B: AutodiffBackend> WithModel<B> for Pretraining<'_, B> {
 
         let augmentation: Arc<dyn Augmentation> = Arc::new(config.augmentation().clone());
         let train_loader = PrefetchLoader::new(
-            Arc::new(train.clone()),
+            train.clone(),
             augmentation.clone(),
             options.batch_size,
             options.seed,
