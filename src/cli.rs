@@ -335,7 +335,7 @@ pub fn example_main(method: MethodKind) {
 fn exit_on_error(result: Result<()>) {
     if let Err(e) = result {
         eprintln!("error: {e}");
-        let code = if matches!(e, CsslError::Interrupted { .. }) {
+        let code = if matches!(e, CsslError::Interrupted { .. } | CsslError::Stopped { .. }) {
             130
         } else {
             1

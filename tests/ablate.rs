@@ -149,3 +149,37 @@ fn a_cell_that_cannot_run_is_recorded_as_failed_and_the_study_goes_on() {
         "mine"
     );
 }
+
+#[test]
+fn sigterm_stops_a_study_with_code_130_and_the_rerun_finishes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s");
+    let child = Command::new(env!("CARGO_BIN_EXE_cssl"))
+        .args(["ablate", "tiny", "--out"])
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while lines(&out.join("results.jsonl")) < 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "no cell finished"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let done = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&done.stderr);
+    if lines(&out.join("results.jsonl")) == 1 {
+        assert_eq!(done.status.code(), Some(130), "{text}");
+        assert!(text.contains("study tiny stopped by SIGTERM"), "{text}");
+    }
+    let (code, text) = ablate(&["tiny", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(lines(&out.join("results.jsonl")), 2);
+}

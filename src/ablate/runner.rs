@@ -187,7 +187,7 @@ impl ResultsFile {
 /// # Errors
 /// A bad study file or option, a study directory that holds something
 /// else, a cell result that no longer matches the study (use `--force`),
-/// [`CsslError::Interrupted`] on SIGINT / SIGTERM (re-run to continue).
+/// [`CsslError::Stopped`] on SIGINT / SIGTERM (re-run to continue).
 pub fn ablate(opts: &AblateOptions) -> Result<Report> {
     let (mut study, file) = super::Study::load(&opts.study)?;
     if let Some(n) = opts.seeds {
@@ -458,12 +458,12 @@ fn run_cell(
         let (code, rss) = spawn(&opts.program, &args, &log_file)?;
         peak = Some(rss);
         if code == 130 || cssl_train::stop_requested().is_some() {
-            return Err(CsslError::Interrupted {
+            return Err(CsslError::Stopped {
+                what: format!("study {}", study.name),
                 signal: cssl_train::stop_requested().unwrap_or("SIGINT").into(),
-                step: 0,
                 saved: format!(
-                    "{tag} keeps its checkpoint; run the same `cssl ablate` again to continue \
-                     the study"
+                    "finished cells are in results.jsonl and {tag} keeps its last checkpoint; \
+                     run the same `cssl ablate` again to continue"
                 ),
             });
         }
@@ -482,7 +482,6 @@ fn run_cell(
     }
     let views = config.method.augmentation().views.len();
     let steps = (report.images[0] / config.options.batch_size) * config.options.epochs;
-    let _ = study;
     Ok(CellResult {
         cell: run.label.clone(),
         group: run.group.clone(),

@@ -62,6 +62,17 @@ pub enum CsslError {
         /// What was saved, and how to continue.
         saved: String,
     },
+    /// A signal stopped a longer job (an ablation study) between or inside
+    /// its runs; everything finished is kept.
+    #[error("{what} stopped by {signal}: {saved}")]
+    Stopped {
+        /// What was stopped.
+        what: String,
+        /// `SIGINT` or `SIGTERM`.
+        signal: String,
+        /// What was kept, and how to continue.
+        saved: String,
+    },
     /// Two parts do not fit together (e.g. a head whose input width is not the
     /// encoder's output width).
     #[error("shape mismatch in {what}: expected {expected}, got {got}")]
