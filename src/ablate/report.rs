@@ -347,15 +347,21 @@ fn bars(study: &Study, report: &Report) -> Canvas {
                 }
             })
             .collect();
+        // One group: a dashed line at its base cell's mean.
+        let reference = (groups.len() == 1)
+            .then(|| report.rows.first())
+            .flatten()
+            .map(|r| (format!("base: {}", r.cell), pick(r).0.mean * 100.0))
+            .filter(|(_, v)| v.is_finite());
         BarChart {
             title: format!(
-                "{}: {name} % (mean, 95% CI, {} seeds)",
+                "{}: {name} %, mean and 95% CI, {} seeds (paired diff. to base)",
                 study.name,
                 study.seeds.len()
             ),
             x_label: format!("{name} test accuracy %"),
             bars,
-            reference: None,
+            reference,
             range: None,
         }
         .render(1100)
