@@ -23,6 +23,8 @@ pub struct Row {
     pub probe: Summary,
     /// kNN over seeds.
     pub knn: Summary,
+    /// Linear probe of the same encoders at their random init.
+    pub random_probe: Summary,
     /// Paired difference of the linear probe to the base (None for the base).
     pub probe_diff: Option<Summary>,
     /// Paired difference of kNN to the base.
@@ -117,6 +119,7 @@ impl Report {
                 base: base.clone(),
                 probe: Summary::of(&values(&probe)),
                 knn: Summary::of(&values(&knn)),
+                random_probe: Summary::of(&values(&metric(&cell.label, |r| r.random_linear_probe))),
                 probe_diff: (!is_base)
                     .then(|| Summary::of(&paired(&probe, &metric(base, |r| r.linear_probe)))),
                 knn_diff: (!is_base).then(|| Summary::of(&paired(&knn, &metric(base, |r| r.knn)))),
@@ -141,7 +144,8 @@ impl Report {
             "{} on {}, {} epoch(s) over {} images (batch {}), seeds {}; linear probe and kNN \
              (k = 200) on {} probe / {} test images. Accuracies in %, mean ± std over seeds, \
              95% t-interval; Δ = paired difference to the group's base cell, by seed, with its \
-             95% interval (\"within noise\" when it holds 0).\n",
+             95% interval (\"within noise\" when it holds 0); the last column is the same encoders \
+             at their random init.\n",
             study.method,
             study.dataset.name(),
             study.budget.epochs,
@@ -156,13 +160,13 @@ impl Report {
             study.eval.probe_subset,
             study.eval.test_subset,
         );
-        md += "| cell | seeds | linear probe | 95% CI | Δ probe vs base | kNN | Δ kNN vs base |\n";
-        md += "|---|---|---|---|---|---|---|\n";
+        md += "| cell | seeds | linear probe | 95% CI | Δ probe vs base | kNN | Δ kNN vs base | random-init probe |\n";
+        md += "|---|---|---|---|---|---|---|---|\n";
         for r in &rows {
             if r.probe.n == 0 {
                 let _ = writeln!(
                     md,
-                    "| {} | 0 | failed: {} | | | | |",
+                    "| {} | 0 | failed: {} | | | | | |",
                     r.cell,
                     r.errors
                         .first()
@@ -175,7 +179,7 @@ impl Report {
             let (lo, hi) = r.probe.interval();
             let _ = writeln!(
                 md,
-                "| {} | {} | {} ± {} | [{}, {}] | {} | {} ± {} | {} |",
+                "| {} | {} | {} ± {} | [{}, {}] | {} | {} ± {} | {} | {} |",
                 r.cell,
                 r.probe.n,
                 pct(r.probe.mean),
@@ -186,6 +190,7 @@ impl Report {
                 pct(r.knn.mean),
                 pct(r.knn.std),
                 diff(&r.knn_diff),
+                pct(r.random_probe.mean),
             );
         }
         let failed: Vec<String> = rows
@@ -199,7 +204,7 @@ impl Report {
         let mut csv = String::from(
             "cell,group,base,seeds,probe_mean,probe_std,probe_ci_low,probe_ci_high,\
              probe_diff,probe_diff_low,probe_diff_high,knn_mean,knn_std,knn_ci_low,knn_ci_high,\
-             knn_diff,knn_diff_low,knn_diff_high\n",
+             knn_diff,knn_diff_low,knn_diff_high,random_probe_mean\n",
         );
         let num = |v: f64| {
             if v.is_finite() {
@@ -220,7 +225,7 @@ impl Report {
             };
             let _ = writeln!(
                 csv,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 r.cell.replace(',', ";"),
                 r.group,
                 r.base.replace(',', ";"),
@@ -235,6 +240,7 @@ impl Report {
                 num(kl),
                 num(kh),
                 d(&r.knn_diff),
+                num(r.random_probe.mean),
             );
         }
 
