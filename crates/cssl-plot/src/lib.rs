@@ -491,7 +491,7 @@ impl BarChart {
             .iter()
             .map(|b| Canvas::text_width(&b.label, SCALE))
             .fold(0.0, f64::max)
-            + 20.0;
+            + 24.0;
         c.text_centered(width as f64 / 2.0, 8.0, &self.title, BLACK, SCALE);
         let plot = Rect {
             x: label_w.min(width as f64 * 0.45),
@@ -562,7 +562,10 @@ impl BarChart {
                 c.line(x, yy, x, (yy + 6.0).min(plot.y + plot.h), AXIS, 2.0);
                 yy += 12.0;
             }
-            c.text(x + 4.0, plot.y - th - 2.0, name, AXIS, SCALE);
+            // Right of the line, or left of it when it would not fit.
+            let w = Canvas::text_width(name, SCALE);
+            let tx = if x + 4.0 + w > width as f64 { x - 4.0 - w } else { x + 4.0 };
+            c.text(tx, plot.y - th - 2.0, name, AXIS, SCALE);
         }
         c
     }
