@@ -564,7 +564,11 @@ impl BarChart {
             }
             // Right of the line, or left of it when it would not fit.
             let w = Canvas::text_width(name, SCALE);
-            let tx = if x + 4.0 + w > width as f64 { x - 4.0 - w } else { x + 4.0 };
+            let tx = if x + 4.0 + w > width as f64 {
+                x - 4.0 - w
+            } else {
+                x + 4.0
+            };
             c.text(tx, plot.y - th - 2.0, name, AXIS, SCALE);
         }
         c
