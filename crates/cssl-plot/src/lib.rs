@@ -238,6 +238,18 @@ fn tick_label(v: f64, step: f64) -> String {
     format!("{v:.decimals$}")
 }
 
+/// Vertical grid lines and tick labels under `plot` for the x range
+/// `(lo, hi)`, placed by `px`.
+fn x_grid(canvas: &mut Canvas, plot: Rect, (lo, hi): (f64, f64), px: impl Fn(f64) -> f64) {
+    let t = ticks(lo, hi, 6);
+    let step = if t.len() > 1 { t[1] - t[0] } else { 1.0 };
+    for &v in &t {
+        let x = px(v);
+        canvas.line(x, plot.y, x, plot.y + plot.h, GRID, 1.0);
+        canvas.text_centered(x, plot.y + plot.h + 8.0, &tick_label(v, step), AXIS, SCALE);
+    }
+}
+
 /// One line of a [`LineChart`].
 #[derive(Clone, Debug, Default)]
 pub struct Series {
@@ -411,13 +423,7 @@ impl LineChart {
             let w = Canvas::text_width(&label, SCALE);
             canvas.text(plot.x - w - 8.0, y - th / 2.0, &label, AXIS, SCALE);
         }
-        let xt = ticks(x0, x1, 6);
-        let xstep = if xt.len() > 1 { xt[1] - xt[0] } else { 1.0 };
-        for &v in &xt {
-            let x = px(v);
-            canvas.line(x, plot.y, x, plot.y + plot.h, GRID, 1.0);
-            canvas.text_centered(x, plot.y + plot.h + 8.0, &tick_label(v, xstep), AXIS, SCALE);
-        }
+        x_grid(canvas, plot, (x0, x1), px);
         canvas.line(
             plot.x,
             plot.y + plot.h,
@@ -516,13 +522,7 @@ impl BarChart {
             }
         });
         let px = |v: f64| plot.x + ((v - lo) / (hi - lo)).clamp(0.0, 1.0) * plot.w;
-        let t = ticks(lo, hi, 6);
-        let step = if t.len() > 1 { t[1] - t[0] } else { 1.0 };
-        for &v in &t {
-            let x = px(v);
-            c.line(x, plot.y, x, plot.y + plot.h, GRID, 1.0);
-            c.text_centered(x, plot.y + plot.h + 8.0, &tick_label(v, step), AXIS, SCALE);
-        }
+        x_grid(&mut c, plot, (lo, hi), px);
         c.text_centered(
             plot.x + plot.w / 2.0,
             plot.y + plot.h + 16.0 + th,
