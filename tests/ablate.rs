@@ -3,22 +3,16 @@
 //! skips its finished cell and ends with the same table as an uninterrupted
 //! run; a cell that cannot run is recorded as failed and the study goes on.
 
+mod common;
+
+use common::cssl_status;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Runs `cssl ablate args`: (exit code, stdout + stderr).
 fn ablate(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cssl"))
-        .arg("ablate")
-        .args(args)
-        .output()
-        .expect("the cssl binary runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    cssl_status(&[&["ablate"], args].concat())
 }
 
 fn lines(path: &Path) -> usize {

@@ -10,19 +10,8 @@ use cssl::job::{import_encoder, load_encoder, RunConfig, TensorNames};
 use std::path::Path;
 use std::process::Command;
 
-/// Runs `cssl args` and returns (exit code, stdout + stderr).
-fn cssl_status(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cssl"))
-        .args(args)
-        .output()
-        .expect("the cssl binary runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
+mod common;
+use common::cssl_status;
 
 /// Runs `cssl args`, which must succeed, and returns stdout + stderr.
 fn cssl(args: &[&str]) -> String {

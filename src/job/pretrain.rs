@@ -12,7 +12,7 @@ use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::AutodiffBackend;
 use burn::train::{InferenceStep, TrainStep};
 use cssl_core::{Augmentation, CsslError, Encoder, Result, ViewBatch};
-use cssl_data::{ImageSource, PrefetchLoader, SubsetSource};
+use cssl_data::{spread_indices, ImageSource, PrefetchLoader, SubsetSource};
 use cssl_eval::{extract_features, knn_accuracy, KnnConfig};
 use cssl_methods::{RunSchedule, SslModel, SslOutput, WithModel};
 use cssl_train::record::{save_record, Records};
@@ -153,8 +153,7 @@ fn check(run: &RunConfig) -> Result<Checked> {
     let train: Arc<dyn ImageSource> = if options.train_subset == 0 {
         source
     } else {
-        let (len, n) = (source.len(), options.train_subset);
-        let indices = (0..n).map(|k| k * len / n).collect();
+        let indices = spread_indices(source.len(), options.train_subset);
         Arc::new(SubsetSource::new(source, indices)?)
     };
     if train.len() < options.batch_size {

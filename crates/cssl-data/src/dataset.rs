@@ -1,6 +1,15 @@
 use burn::data::dataset::Dataset;
 use cssl_core::Image;
 
+/// `n` indices spread evenly over `0..len` (every `len / n`-th; all of them
+/// when `n >= len`): how the job takes subsets without an RNG.
+pub fn spread_indices(len: usize, n: usize) -> Vec<usize> {
+    if n >= len {
+        return (0..len).collect();
+    }
+    (0..n).map(|k| k * len / n).collect()
+}
+
 /// One dataset item: its index in the dataset, the image and its label (if any).
 #[derive(Clone, Debug)]
 pub struct Sample {
@@ -142,8 +151,7 @@ impl ImageDataset {
         if n >= len {
             return self.clone();
         }
-        let idx: Vec<usize> = (0..n).map(|k| k * len / n).collect();
-        self.subset(&idx)
+        self.subset(&spread_indices(len, n))
     }
 }
 

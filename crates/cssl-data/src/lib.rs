@@ -41,7 +41,7 @@ pub mod stl10;
 
 pub use batcher::{stack_views, view_batch, LabeledBatch, LabeledBatcher, MultiViewBatcher};
 pub use cifar::{Cifar10, Cifar100, Cifar100Labels};
-pub use dataset::{ImageDataset, Sample};
+pub use dataset::{spread_indices, ImageDataset, Sample};
 pub use fashion_mnist::{FashionMnist, FASHION_MNIST_CLASSES};
 pub use folder::{CorruptPolicy, ImageFolder};
 pub use loader::{CpuBatch, PrefetchLoader};
