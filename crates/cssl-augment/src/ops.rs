@@ -1,9 +1,7 @@
 //! The image ops, as pure functions with explicit parameters (testable on
 //! known images) and as [`Op`], the serialisable random version a pipeline runs.
 
-use crate::canvas::{BufferOp, Canvas};
-use image::imageops;
-use image::ImageBuffer;
+use crate::canvas::{vectorised, Canvas};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -82,17 +80,15 @@ pub enum Op {
 
 impl Op {
     /// Runs the op.
-    pub fn apply(&self, img: Canvas, rng: &mut impl Rng) -> Canvas {
+    pub fn apply(&self, mut img: Canvas, rng: &mut impl Rng) -> Canvas {
         match *self {
             Op::RandomResizedCrop { size, scale, ratio } => {
                 let (top, left, h, w) = sample_crop(rng, img.height, img.width, scale, ratio);
-                resized_crop(&img, top, left, h, w, size)
+                return resized_crop(&img, top, left, h, w, size);
             }
             Op::HorizontalFlip { p } => {
                 if rng.random::<f32>() < p {
-                    hflip(&img)
-                } else {
-                    img
+                    hflip_mut(&mut img);
                 }
             }
             Op::ColorJitter {
@@ -111,30 +107,29 @@ impl Op {
                     let lo = (1.0 - x).max(0.0);
                     lo + (1.0 + x - lo) * rng.random::<f32>()
                 };
-                let mut img = img;
+                let mut scratch = Vec::new();
                 for o in order {
-                    img = match o {
-                        0 if brightness > 0.0 => adjust_brightness(&img, factor(rng, brightness)),
-                        1 if contrast > 0.0 => adjust_contrast(&img, factor(rng, contrast)),
-                        2 if saturation > 0.0 => adjust_saturation(&img, factor(rng, saturation)),
-                        3 if hue > 0.0 => adjust_hue(&img, (rng.random::<f32>() * 2.0 - 1.0) * hue),
-                        _ => img,
-                    };
+                    match o {
+                        0 if brightness > 0.0 => brightness_mut(&mut img, factor(rng, brightness)),
+                        1 if contrast > 0.0 => {
+                            contrast_mut(&mut img, factor(rng, contrast), &mut scratch)
+                        }
+                        2 if saturation > 0.0 => saturation_mut(&mut img, factor(rng, saturation)),
+                        3 if hue > 0.0 => {
+                            hue_mut(&mut img, (rng.random::<f32>() * 2.0 - 1.0) * hue)
+                        }
+                        _ => {}
+                    }
                 }
-                img
             }
             Op::RandomGrayscale { p } => {
                 if rng.random::<f32>() < p {
-                    to_grayscale(&img)
-                } else {
-                    img
+                    grayscale_mut(&mut img);
                 }
             }
             Op::Solarize { p, threshold } => {
                 if rng.random::<f32>() < p {
-                    solarize(&img, threshold)
-                } else {
-                    img
+                    solarize_mut(&mut img, threshold);
                 }
             }
             Op::TranslateReflect { p, max_shift } => {
@@ -144,7 +139,7 @@ impl Op {
                 let m = max_shift as i64;
                 let dx = rng.random_range(-m..=m) as isize;
                 let dy = rng.random_range(-m..=m) as isize;
-                translate_reflect(&img, dx, dy)
+                return translate_reflect(&img, dx, dy);
             }
             Op::GaussianBlur {
                 p,
@@ -157,9 +152,10 @@ impl Op {
                 let s = sigma[0] + (sigma[1] - sigma[0]) * rng.random::<f32>();
                 let side = img.height.max(img.width) as f32 * kernel_fraction;
                 let k = ((side as usize) | 1).max(3);
-                gaussian_blur(&img, k, s)
+                return gaussian_blur(&img, k, s);
             }
         }
+        img
     }
 
     /// Output side after this op for an input side (only crops change it).
@@ -297,14 +293,15 @@ pub fn sample_crop(
     ((height - h) / 2, (width - w) / 2, h, w)
 }
 
+vectorised! {
 /// Crops `(top, left, h, w)` and resizes to `size x size` (bilinear).
 ///
 /// The `image` crate's `resize` with its triangle filter (bilinear when
-/// enlarging, area-weighted when shrinking), computed with the same
-/// weights and the same sums in the same order, so the values are equal,
-/// but over whole rows without a buffer round trip: a vertical pass (rows
-/// of the crop blended into `size` rows), then a horizontal one, clamped to
-/// `[0, 1]`.
+/// enlarging, area-weighted when shrinking), with the same weights, as two
+/// passes over each plane: a horizontal one over the crop's rows (`w`
+/// columns -> `size`), then a vertical one that blends whole rows (`h` rows
+/// -> `size`), clamped to `[0, 1]`. The `image` crate runs the vertical pass
+/// first; the values differ from its by float rounding only (tested).
 pub fn resized_crop(
     img: &Canvas,
     top: usize,
@@ -313,57 +310,117 @@ pub fn resized_crop(
     w: usize,
     size: usize,
 ) -> Canvas {
-    let c = img.channels;
-    let (src_row, crop_row) = (img.width * c, w * c);
-    let crop_rows = (top..top + h).map(|y| &img.data[y * src_row + left * c..][..crop_row]);
-    if (w, h) == (size, size) || w == 0 || h == 0 {
-        let data = if w == 0 || h == 0 {
-            vec![0.0; size * size * c]
-        } else {
-            crop_rows.flatten().copied().collect()
-        };
-        return Canvas {
-            width: size,
-            height: size,
-            channels: c,
-            data,
-        };
-    }
-    let rows: Vec<&[f32]> = crop_rows.collect();
-    // Vertical: h rows -> size rows of w pixels.
-    let mut tmp = vec![0.0f32; size * crop_row];
-    for ((first, ws), out) in triangle_weights(h, size)
-        .iter()
-        .zip(tmp.chunks_exact_mut(crop_row))
-    {
-        for (i, wt) in ws.iter().enumerate() {
-            for (o, v) in out.iter_mut().zip(rows[first + i]) {
-                *o += v * wt;
-            }
-        }
-    }
-    // Horizontal: w columns -> size columns, clamped.
-    let mut data = vec![0.0f32; size * size * c];
-    let cols = triangle_weights(w, size);
-    for (src, out) in tmp
-        .chunks_exact(crop_row)
-        .zip(data.chunks_exact_mut(size * c))
-    {
-        for ((first, ws), px) in cols.iter().zip(out.chunks_exact_mut(c)) {
-            for (ch, o) in px.iter_mut().enumerate() {
-                let mut t = 0.0f32;
-                for (i, wt) in ws.iter().enumerate() {
-                    t += src[(first + i) * c + ch] * wt;
-                }
-                *o = t.clamp(0.0, 1.0);
-            }
-        }
-    }
-    Canvas {
+    let (c, iw, n) = (img.channels, img.width, img.width * img.height);
+    let mut data = vec![0.0f32; c * size * size];
+    let canvas = |data| Canvas {
         width: size,
         height: size,
         channels: c,
         data,
+    };
+    if w == 0 || h == 0 {
+        return canvas(data);
+    }
+    let crop_row = |ch: usize, y: usize| &img.data[ch * n + (top + y) * iw + left..][..w];
+    if (w, h) == (size, size) {
+        for (ch, out) in data.chunks_exact_mut(size * size).enumerate() {
+            for (y, o) in out.chunks_exact_mut(size).enumerate() {
+                o.copy_from_slice(crop_row(ch, y));
+            }
+        }
+        return canvas(data);
+    }
+    let cols = Taps::new(w, size);
+    let rows = triangle_weights(h, size);
+    let mut padded = vec![0.0f32; w + cols.taps];
+    let mut across = vec![0.0f32; h * size];
+    for (ch, out) in data.chunks_exact_mut(size * size).enumerate() {
+        // Horizontal: each crop row, w -> size columns.
+        for (y, dst) in across.chunks_exact_mut(size).enumerate() {
+            padded[..w].copy_from_slice(crop_row(ch, y));
+            cols.apply(&padded, dst);
+        }
+        // Vertical: h -> size rows, as sums of whole rows.
+        for ((first, ws), o) in rows.iter().zip(out.chunks_exact_mut(size)) {
+            for (i, wt) in ws.iter().enumerate() {
+                for (o, v) in o.iter_mut().zip(&across[(first + i) * size..][..size]) {
+                    *o += v * wt;
+                }
+            }
+            o.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
+        }
+    }
+    canvas(data)
+}
+}
+
+/// A resampling of one row as a fixed number of taps per output (zero
+/// weights pad the shorter ones), so the inner loop has no varying bounds.
+struct Taps {
+    /// Taps per output.
+    taps: usize,
+    /// First input of each output.
+    first: Vec<usize>,
+    /// `taps` weights per output.
+    weights: Vec<f32>,
+}
+
+impl Taps {
+    fn new(n_in: usize, n_out: usize) -> Self {
+        let tw = triangle_weights(n_in, n_out);
+        let taps = tw.iter().map(|(_, ws)| ws.len()).max().unwrap_or(1);
+        let mut weights = vec![0.0f32; n_out * taps];
+        for ((_, ws), dst) in tw.iter().zip(weights.chunks_exact_mut(taps)) {
+            dst[..ws.len()].copy_from_slice(ws);
+        }
+        Self {
+            taps,
+            first: tw.iter().map(|(f, _)| *f).collect(),
+            weights,
+        }
+    }
+
+    /// `out[o] = sum_k src[first[o] + k] * w[o][k]`; `src` holds the input
+    /// row followed by `taps` zeros.
+    #[inline(always)]
+    fn apply(&self, src: &[f32], out: &mut [f32]) {
+        match self.taps {
+            1 => self.apply_n::<1>(src, out),
+            2 => self.apply_n::<2>(src, out),
+            3 => self.apply_n::<3>(src, out),
+            4 => self.apply_n::<4>(src, out),
+            _ => {
+                for ((o, &f), ws) in out
+                    .iter_mut()
+                    .zip(&self.first)
+                    .zip(self.weights.chunks_exact(self.taps))
+                {
+                    let mut t = 0.0f32;
+                    for (v, wt) in src[f..f + self.taps].iter().zip(ws) {
+                        t += v * wt;
+                    }
+                    *o = t;
+                }
+            }
+        }
+    }
+
+    /// [`Taps::apply`] for `N` taps known at compile time (the enlarging
+    /// resizes take 2 or 3), unrolled.
+    #[inline(always)]
+    fn apply_n<const N: usize>(&self, src: &[f32], out: &mut [f32]) {
+        for ((o, &f), ws) in out
+            .iter_mut()
+            .zip(&self.first)
+            .zip(self.weights.chunks_exact(N))
+        {
+            let v: &[f32; N] = src[f..f + N].try_into().expect("N taps");
+            let mut t = 0.0f32;
+            for k in 0..N {
+                t += v[k] * ws[k];
+            }
+            *o = t;
+        }
     }
 }
 
@@ -400,104 +457,157 @@ fn triangle_weights(n_in: usize, n_out: usize) -> Vec<(usize, Vec<f32>)> {
         .collect()
 }
 
-struct FlipH;
-
-impl BufferOp for FlipH {
-    fn apply<P>(&self, image: &ImageBuffer<P, Vec<f32>>) -> ImageBuffer<P, Vec<f32>>
-    where
-        P: image::Pixel<Subpixel = f32> + 'static,
-    {
-        imageops::flip_horizontal(image)
-    }
-}
-
 /// Mirrors left-right.
 pub fn hflip(img: &Canvas) -> Canvas {
-    img.with_buffer(FlipH)
+    let mut out = img.clone();
+    hflip_mut(&mut out);
+    out
 }
 
-fn map_values(img: &Canvas, f: impl Fn(f32) -> f32) -> Canvas {
-    Canvas {
-        data: img.data.iter().map(|&v| f(v).clamp(0.0, 1.0)).collect(),
-        ..img.clone()
-    }
+fn hflip_mut(img: &mut Canvas) {
+    let w = img.width.max(1);
+    img.data.chunks_exact_mut(w).for_each(|row| row.reverse());
 }
 
-/// Luma of every pixel (the value itself for grayscale).
-fn luma(img: &Canvas) -> Vec<f32> {
+/// `f(v)` clamped to `[0, 1]` for every value, in place.
+#[inline(always)]
+fn map_mut(img: &mut Canvas, f: impl Fn(f32) -> f32) {
+    img.data.iter_mut().for_each(|v| *v = f(*v).clamp(0.0, 1.0));
+}
+
+/// Luma of every pixel into `out` (the value itself for grayscale).
+#[inline(always)]
+fn luma_into(img: &Canvas, out: &mut Vec<f32>) {
+    let n = img.width * img.height;
+    out.clear();
     match img.channels {
-        1 => img.data.clone(),
-        _ => img
-            .data
-            .chunks_exact(3)
-            .map(|p| LUMA[0] * p[0] + LUMA[1] * p[1] + LUMA[2] * p[2])
-            .collect(),
+        1 => out.extend_from_slice(&img.data),
+        _ => {
+            let (r, rest) = img.data.split_at(n);
+            let (g, b) = rest.split_at(n);
+            out.extend(
+                r.iter()
+                    .zip(g)
+                    .zip(b)
+                    .map(|((r, g), b)| LUMA[0] * r + LUMA[1] * g + LUMA[2] * b),
+            );
+        }
     }
+}
+
+/// The mean of `values`, summed in 16 interleaved lanes (vectorised; equal to
+/// the sequential sum up to float rounding).
+#[inline(always)]
+fn mean(values: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 16];
+    let chunks = values.chunks_exact(16);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for chunk in chunks {
+        for (l, v) in lanes.iter_mut().zip(chunk) {
+            *l += v;
+        }
+    }
+    (lanes.iter().sum::<f32>() + tail) / values.len().max(1) as f32
 }
 
 /// `v * factor`, clamped to `[0, 1]`. Factor 1 is the identity.
 pub fn adjust_brightness(img: &Canvas, factor: f32) -> Canvas {
-    map_values(img, |v| v * factor)
+    let mut out = img.clone();
+    brightness_mut(&mut out, factor);
+    out
+}
+
+vectorised! {
+    fn brightness_mut(img: &mut Canvas, factor: f32) {
+        map_mut(img, |v| v * factor);
+    }
 }
 
 /// Blends with the mean luma: `m + factor * (v - m)`, clamped. Factor 1 is the identity.
 pub fn adjust_contrast(img: &Canvas, factor: f32) -> Canvas {
-    let l = luma(img);
-    let mean = l.iter().sum::<f32>() / l.len().max(1) as f32;
-    map_values(img, |v| mean + factor * (v - mean))
+    let mut out = img.clone();
+    contrast_mut(&mut out, factor, &mut Vec::new());
+    out
+}
+
+vectorised! {
+fn contrast_mut(img: &mut Canvas, factor: f32, scratch: &mut Vec<f32>) {
+    luma_into(img, scratch);
+    let m = mean(scratch);
+    map_mut(img, |v| m + factor * (v - m));
+}
 }
 
 /// Blends with the luma image: `l + factor * (v - l)`, clamped. Identity on
 /// grayscale images and for factor 1.
 pub fn adjust_saturation(img: &Canvas, factor: f32) -> Canvas {
+    let mut out = img.clone();
+    saturation_mut(&mut out, factor);
+    out
+}
+
+vectorised! {
+fn saturation_mut(img: &mut Canvas, factor: f32) {
     if img.channels == 1 {
-        return img.clone();
+        return;
     }
-    let l = luma(img);
-    let mut data = Vec::with_capacity(img.data.len());
-    for (p, &y) in img.data.chunks_exact(3).zip(&l) {
-        data.extend(p.iter().map(|&v| (y + factor * (v - y)).clamp(0.0, 1.0)));
+    let (r, g, b) = img.rgb_mut();
+    for ((r, g), b) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()) {
+        let y = LUMA[0] * *r + LUMA[1] * *g + LUMA[2] * *b;
+        *r = (y + factor * (*r - y)).clamp(0.0, 1.0);
+        *g = (y + factor * (*g - y)).clamp(0.0, 1.0);
+        *b = (y + factor * (*b - y)).clamp(0.0, 1.0);
     }
-    Canvas {
-        data,
-        ..img.clone()
-    }
+}
 }
 
 /// Rotates the hue by `shift` turns (HSV). Identity on grayscale and for 0.
 pub fn adjust_hue(img: &Canvas, shift: f32) -> Canvas {
-    if img.channels == 1 || shift == 0.0 {
-        return img.clone();
-    }
-    let mut data = img.data.clone();
-    for p in data.chunks_exact_mut(3) {
-        let (h, s, v) = rgb_to_hsv(p[0], p[1], p[2]);
-        let (r, g, b) = hsv_to_rgb(wrap_unit(h + shift), s, v);
-        p.copy_from_slice(&[r, g, b]);
-    }
-    Canvas {
-        data,
-        ..img.clone()
-    }
+    let mut out = img.clone();
+    hue_mut(&mut out, shift);
+    out
 }
 
-fn rgb_to_hsv(r: f32, g: f32, b: f32) -> (f32, f32, f32) {
-    let max = r.max(g).max(b);
-    let min = r.min(g).min(b);
-    let d = max - min;
-    let h = if d == 0.0 {
-        0.0
-    } else if max == r {
-        // `rem_euclid(6.0)` of a value in [-1, 1], without the `fmod` call.
-        let x = (g - b) / d;
-        (if x < 0.0 { x + 6.0 } else { x }) / 6.0
-    } else if max == g {
-        ((b - r) / d + 2.0) / 6.0
-    } else {
-        ((r - g) / d + 4.0) / 6.0
-    };
-    let s = if max == 0.0 { 0.0 } else { d / max };
-    (h, s, max)
+vectorised! {
+/// The HSV round trip without branches, so it vectorises: with `max`,
+/// `min` and `d = max - min` of a pixel, its hue in sixths of a turn is
+/// `h6 = (g - b)/d mod 6`, `(b - r)/d + 2` or `(r - g)/d + 4` as red, green
+/// or blue is the largest; the shifted hue `k0 = 6 (h + shift) mod 6` gives
+/// back each channel as `max - d * clamp(min(k, 4 - k), 0, 1)` with
+/// `k = (k0 + n) mod 6`, `n` = 5, 3, 1 for red, green, blue (the closed form
+/// of HSV -> RGB with `v = max`, `v * s = d`).
+fn hue_mut(img: &mut Canvas, shift: f32) {
+    if img.channels == 1 || shift == 0.0 {
+        return;
+    }
+    let shift6 = 6.0 * wrap_unit(shift);
+    let wrap6 = |k: f32| if k >= 6.0 { k - 6.0 } else { k };
+    let ramp = |k: f32| k.min(4.0 - k).clamp(0.0, 1.0);
+    let (r, g, b) = img.rgb_mut();
+    for ((r, g), b) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()) {
+        let (rv, gv, bv) = (*r, *g, *b);
+        let max = rv.max(gv).max(bv);
+        let min = rv.min(gv).min(bv);
+        let d = max - min;
+        let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+        let hr = (gv - bv) * inv;
+        let hr = if hr < 0.0 { hr + 6.0 } else { hr };
+        let hg = (bv - rv) * inv + 2.0;
+        let hb = (rv - gv) * inv + 4.0;
+        let h6 = if max == rv {
+            hr
+        } else if max == gv {
+            hg
+        } else {
+            hb
+        };
+        // Gray pixels have no hue: any k gives back max there (d = 0).
+        let k0 = wrap6(h6 + shift6);
+        *r = max - d * ramp(wrap6(k0 + 5.0));
+        *g = max - d * ramp(wrap6(k0 + 3.0));
+        *b = max - d * ramp(wrap6(k0 + 1.0));
+    }
+}
 }
 
 /// `x.rem_euclid(1.0)`, with the same value, without the `fmod` call for
@@ -514,29 +624,17 @@ fn wrap_unit(x: f32) -> f32 {
     }
 }
 
-fn hsv_to_rgb(h: f32, s: f32, v: f32) -> (f32, f32, f32) {
-    let h6 = h * 6.0;
-    // floor of a value in [0, 6], without the libm call.
-    let i = if h6 >= 0.0 {
-        (h6 as i32) as f32
-    } else {
-        h6.floor()
-    };
-    let f = h6 - i;
-    let (p, q, t) = (v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f)));
-    match (i as i32).rem_euclid(6) {
-        0 => (v, t, p),
-        1 => (q, v, p),
-        2 => (p, v, t),
-        3 => (p, q, v),
-        4 => (t, p, v),
-        _ => (v, p, q),
-    }
-}
-
 /// `v -> 1 - v` for every value `>= threshold`.
 pub fn solarize(img: &Canvas, threshold: f32) -> Canvas {
-    map_values(img, |v| if v >= threshold { 1.0 - v } else { v })
+    let mut out = img.clone();
+    solarize_mut(&mut out, threshold);
+    out
+}
+
+vectorised! {
+    fn solarize_mut(img: &mut Canvas, threshold: f32) {
+        map_mut(img, |v| if v >= threshold { 1.0 - v } else { v });
+    }
 }
 
 /// Index `i` reflected into `0..n` without repeating the edge (numpy's and
@@ -554,13 +652,13 @@ pub fn reflect_index(i: isize, n: usize) -> usize {
 /// Shifts the content by `(dx, dy)` pixels (right, down), filling the
 /// uncovered border by reflection: `out(y, x) = in(reflect(y - dy), reflect(x - dx))`.
 pub fn translate_reflect(img: &Canvas, dx: isize, dy: isize) -> Canvas {
-    let (w, h, c) = (img.width, img.height, img.channels);
+    let (w, h) = (img.width, img.height);
+    let sx: Vec<usize> = (0..w).map(|x| reflect_index(x as isize - dx, w)).collect();
     let mut data = Vec::with_capacity(img.data.len());
-    for y in 0..h {
-        let sy = reflect_index(y as isize - dy, h);
-        for x in 0..w {
-            let sx = reflect_index(x as isize - dx, w);
-            data.extend_from_slice(&img.data[(sy * w + sx) * c..(sy * w + sx + 1) * c]);
+    for plane in img.data.chunks_exact((w * h).max(1)) {
+        for y in 0..h {
+            let row = &plane[reflect_index(y as isize - dy, h) * w..][..w];
+            data.extend(sx.iter().map(|&x| row[x]));
         }
     }
     Canvas {
@@ -571,14 +669,22 @@ pub fn translate_reflect(img: &Canvas, dx: isize, dy: isize) -> Canvas {
 
 /// Replaces every channel by the ITU-R 601-2 luma (identity on grayscale).
 pub fn to_grayscale(img: &Canvas) -> Canvas {
+    let mut out = img.clone();
+    grayscale_mut(&mut out);
+    out
+}
+
+vectorised! {
+fn grayscale_mut(img: &mut Canvas) {
     if img.channels == 1 {
-        return img.clone();
+        return;
     }
-    let data = luma(img).into_iter().flat_map(|y| [y, y, y]).collect();
-    Canvas {
-        data,
-        ..img.clone()
+    let (r, g, b) = img.rgb_mut();
+    for ((r, g), b) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()) {
+        let y = LUMA[0] * *r + LUMA[1] * *g + LUMA[2] * *b;
+        (*r, *g, *b) = (y, y, y);
     }
+}
 }
 
 /// The normalised 1-D gaussian of odd side `kernel`.
@@ -592,12 +698,13 @@ fn gaussian_kernel(kernel: usize, sigma: f32) -> Vec<f32> {
     k
 }
 
+vectorised! {
 /// Separable gaussian blur with an odd `kernel` side and `sigma`, borders
 /// reflected (as torchvision's `GaussianBlur`). The exact gaussian, not an
-/// approximation: each pass is a sum of `kernel` shifted copies of whole
-/// rows (contiguous, so the compiler vectorises it), the horizontal one over
-/// a reflect-padded copy of the row. Its cost grows with the kernel side
-/// (a fraction of the image side), not with `sigma`.
+/// approximation: on each plane, each pass is a sum of `kernel` shifted
+/// copies of whole rows (contiguous, so the compiler vectorises it), the
+/// horizontal one over a reflect-padded copy of the row. Its cost grows with
+/// the kernel side (a fraction of the image side), not with `sigma`.
 pub fn gaussian_blur(img: &Canvas, kernel: usize, sigma: f32) -> Canvas {
     assert!(
         kernel % 2 == 1,
@@ -605,29 +712,36 @@ pub fn gaussian_blur(img: &Canvas, kernel: usize, sigma: f32) -> Canvas {
     );
     let k = gaussian_kernel(kernel, sigma);
     let r = kernel / 2;
-    let (w, h, c) = (img.width, img.height, img.channels);
-    let row = w * c;
-    // Horizontal: out_row[i] = sum_j k[j] * padded[i + j * c].
-    let mut tmp = vec![0.0f32; img.data.len()];
-    let mut padded = vec![0.0f32; (w + 2 * r) * c];
-    for (src, dst) in img.data.chunks_exact(row).zip(tmp.chunks_exact_mut(row)) {
-        for (x, px) in padded.chunks_exact_mut(c).enumerate() {
-            let xx = reflect_index(x as isize - r as isize, w);
-            px.copy_from_slice(&src[xx * c..xx * c + c]);
-        }
-        for (j, kv) in k.iter().enumerate() {
-            for (d, s) in dst.iter_mut().zip(&padded[j * c..j * c + row]) {
-                *d += kv * s;
+    let (w, h) = (img.width, img.height);
+    let mut out = vec![0.0f32; img.data.len()];
+    let mut tmp = vec![0.0f32; w * h];
+    let mut padded = vec![0.0f32; w + 2 * r];
+    for (src, dst) in img
+        .data
+        .chunks_exact((w * h).max(1))
+        .zip(out.chunks_exact_mut((w * h).max(1)))
+    {
+        // Horizontal: tmp_row[x] = sum_j k[j] * padded[x + j].
+        tmp.fill(0.0);
+        for (row, t) in src.chunks_exact(w).zip(tmp.chunks_exact_mut(w)) {
+            padded[r..r + w].copy_from_slice(row);
+            for i in 0..r {
+                padded[i] = row[reflect_index(i as isize - r as isize, w)];
+                padded[r + w + i] = row[reflect_index((w + i) as isize, w)];
+            }
+            for (j, kv) in k.iter().enumerate() {
+                for (d, s) in t.iter_mut().zip(&padded[j..j + w]) {
+                    *d += kv * s;
+                }
             }
         }
-    }
-    // Vertical: out_row[y] = sum_j k[j] * tmp_row[reflect(y + j - r)].
-    let mut out = vec![0.0f32; img.data.len()];
-    for (y, dst) in out.chunks_exact_mut(row).enumerate() {
-        for (j, kv) in k.iter().enumerate() {
-            let yy = reflect_index(y as isize + j as isize - r as isize, h);
-            for (d, s) in dst.iter_mut().zip(&tmp[yy * row..yy * row + row]) {
-                *d += kv * s;
+        // Vertical: out_row[y] = sum_j k[j] * tmp_row[reflect(y + j - r)].
+        for (y, d) in dst.chunks_exact_mut(w).enumerate() {
+            for (j, kv) in k.iter().enumerate() {
+                let yy = reflect_index(y as isize + j as isize - r as isize, h);
+                for (d, s) in d.iter_mut().zip(&tmp[yy * w..yy * w + w]) {
+                    *d += kv * s;
+                }
             }
         }
     }
@@ -635,6 +749,7 @@ pub fn gaussian_blur(img: &Canvas, kernel: usize, sigma: f32) -> Canvas {
         data: out,
         ..img.clone()
     }
+}
 }
 
 #[cfg(test)]
@@ -801,40 +916,50 @@ mod tests {
         }
     }
 
-    /// The `image` crate's crop + resize, the reference for [`resized_crop`].
-    struct CropResize {
-        top: u32,
-        left: u32,
-        h: u32,
-        w: u32,
-        size: u32,
-    }
-
-    impl BufferOp for CropResize {
-        fn apply<P>(&self, image: &ImageBuffer<P, Vec<f32>>) -> ImageBuffer<P, Vec<f32>>
-        where
-            P: image::Pixel<Subpixel = f32> + 'static,
-        {
-            let crop = imageops::crop_imm(image, self.left, self.top, self.w, self.h).to_image();
-            if (self.w, self.h) == (self.size, self.size) {
-                return crop;
+    /// The `image` crate's crop + resize (triangle filter: bilinear when
+    /// enlarging, area-weighted when shrinking), the reference for
+    /// [`resized_crop`], in HWC.
+    fn image_crate_crop_resize(
+        img: &Canvas,
+        (top, left, h, w): (usize, usize, usize, usize),
+        size: usize,
+    ) -> Vec<f32> {
+        fn run<P: image::Pixel<Subpixel = f32> + 'static>(
+            img: &Canvas,
+            (top, left, h, w): (usize, usize, usize, usize),
+            size: usize,
+        ) -> Vec<f32> {
+            let buffer: image::ImageBuffer<P, Vec<f32>> =
+                image::ImageBuffer::from_raw(img.width as u32, img.height as u32, img.to_hwc())
+                    .unwrap();
+            let crop =
+                image::imageops::crop_imm(&buffer, left as u32, top as u32, w as u32, h as u32)
+                    .to_image();
+            if (w, h) == (size, size) {
+                return crop.into_raw();
             }
-            // Triangle = bilinear when enlarging, area-weighted when shrinking.
-            imageops::resize(&crop, self.size, self.size, FilterType::Triangle)
+            image::imageops::resize(&crop, size as u32, size as u32, FilterType::Triangle)
+                .into_raw()
+        }
+        match img.channels {
+            1 => run::<image::Luma<f32>>(img, (top, left, h, w), size),
+            _ => run::<image::Rgb<f32>>(img, (top, left, h, w), size),
         }
     }
 
-    /// The row-pass resize gives exactly the `image` crate's values, when
-    /// enlarging, shrinking and mixed, gray and RGB.
+    /// The two row passes give the `image` crate's values (to float
+    /// rounding: the passes run in the other order), when enlarging,
+    /// shrinking and mixed, gray and RGB.
     #[test]
     fn resized_crop_equals_the_image_crate() {
-        for (c, side, (top, left, h, w), size) in [
+        for (c, side, crop, size) in [
             (3, 96, (10, 20, 40, 33), 96),
             (3, 96, (0, 0, 96, 96), 64),
             (1, 28, (3, 1, 20, 25), 28),
             (3, 32, (5, 2, 9, 30), 32),
             (1, 28, (0, 0, 28, 28), 28),
             (3, 40, (1, 1, 1, 39), 24),
+            (3, 96, (50, 7, 46, 70), 96),
         ] {
             let img = Canvas {
                 width: side,
@@ -844,15 +969,93 @@ mod tests {
                     .map(|i| ((i * 7919) % 253) as f32 / 252.0)
                     .collect(),
             };
-            let ours = resized_crop(&img, top, left, h, w, size);
-            let theirs = img.with_buffer(CropResize {
-                top: top as u32,
-                left: left as u32,
-                h: h as u32,
-                w: w as u32,
-                size: size as u32,
-            });
-            assert_eq!(ours, theirs, "{c} channels, crop {h}x{w} -> {size}");
+            let ours = resized_crop(&img, crop.0, crop.1, crop.2, crop.3, size);
+            assert_eq!((ours.width, ours.height, ours.channels), (size, size, c));
+            let theirs = image_crate_crop_resize(&img, crop, size);
+            let worst = ours
+                .to_hwc()
+                .iter()
+                .zip(&theirs)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(
+                worst <= 1e-6,
+                "{c} channels, crop {crop:?} -> {size}: {worst}"
+            );
+        }
+    }
+
+    /// The HSV round trip as the textbook defines it (hue by the largest
+    /// channel, back through the sextant), the reference for the
+    /// branch-free [`adjust_hue`].
+    fn hue_reference(r: f32, g: f32, b: f32, shift: f32) -> [f32; 3] {
+        let max = r.max(g).max(b);
+        let min = r.min(g).min(b);
+        let d = max - min;
+        let h = if d == 0.0 {
+            0.0
+        } else if max == r {
+            ((g - b) / d).rem_euclid(6.0) / 6.0
+        } else if max == g {
+            ((b - r) / d + 2.0) / 6.0
+        } else {
+            ((r - g) / d + 4.0) / 6.0
+        };
+        let s = if max == 0.0 { 0.0 } else { d / max };
+        let h6 = (h + shift).rem_euclid(1.0) * 6.0;
+        let i = h6.floor();
+        let f = h6 - i;
+        let (v, p, q, t) = (
+            max,
+            max * (1.0 - s),
+            max * (1.0 - s * f),
+            max * (1.0 - s * (1.0 - f)),
+        );
+        match (i as i32).rem_euclid(6) {
+            0 => [v, t, p],
+            1 => [q, v, p],
+            2 => [p, v, t],
+            3 => [p, q, v],
+            4 => [t, p, v],
+            _ => [v, p, q],
+        }
+    }
+
+    /// The branch-free hue rotation equals the textbook HSV round trip
+    /// within 2e-6 on every 8-bit-like colour class: grays, primaries,
+    /// ties between the largest channels, and a grid of colours, for
+    /// shifts of both signs.
+    #[test]
+    fn hue_equals_the_hsv_round_trip() {
+        let mut pixels: Vec<[f32; 3]> = Vec::new();
+        for r in (0..=255).step_by(17) {
+            for g in (0..=255).step_by(51) {
+                for b in (0..=255).step_by(15) {
+                    pixels.push([r as f32 / 255.0, g as f32 / 255.0, b as f32 / 255.0]);
+                }
+            }
+        }
+        pixels.extend([
+            [1.0, 1.0, 0.0],
+            [0.0, 1.0, 1.0],
+            [1.0, 0.0, 1.0],
+            [0.5, 0.5, 0.5],
+        ]);
+        let n = pixels.len();
+        let img = Canvas::from_hwc(n, 1, 3, &pixels.concat());
+        for shift in [-0.5, -0.2, -1e-3, 0.07, 1.0 / 3.0, 0.5] {
+            let out = adjust_hue(&img, shift);
+            for (i, p) in pixels.iter().enumerate() {
+                let want = hue_reference(p[0], p[1], p[2], shift);
+                for ch in 0..3 {
+                    let got = out.at(0, i, ch);
+                    assert!(
+                        (got - want[ch]).abs() <= 2e-6,
+                        "{p:?} shift {shift}: channel {ch} {got} vs {}",
+                        want[ch]
+                    );
+                }
+            }
         }
     }
 
@@ -871,13 +1074,13 @@ mod tests {
         let k = gaussian_kernel(kernel, sigma);
         let r = (kernel / 2) as isize;
         let (w, h, c) = (img.width, img.height, img.channels);
-        let at = |data: &[f32], y: usize, x: usize, ch: usize| data[(y * w + x) * c + ch];
+        let at = |data: &[f32], y: usize, x: usize, ch: usize| data[(ch * h + y) * w + x];
         let mut tmp = vec![0.0f32; img.data.len()];
         let mut out = vec![0.0f32; img.data.len()];
         for y in 0..h {
             for x in 0..w {
                 for ch in 0..c {
-                    tmp[(y * w + x) * c + ch] = k
+                    tmp[(ch * h + y) * w + x] = k
                         .iter()
                         .enumerate()
                         .map(|(j, kv)| {
@@ -895,7 +1098,7 @@ mod tests {
         for y in 0..h {
             for x in 0..w {
                 for ch in 0..c {
-                    out[(y * w + x) * c + ch] = k
+                    out[(ch * h + y) * w + x] = k
                         .iter()
                         .enumerate()
                         .map(|(j, kv)| {

@@ -1,3 +1,4 @@
+use crate::canvas::vectorised;
 use crate::{Canvas, Op, Patchify};
 use cssl_core::{Augmentation, CsslError, Image, Result, View, Views};
 use rand::SeedableRng;
@@ -23,17 +24,19 @@ impl Normalize {
         }
     }
 
-    /// Converts an HWC canvas to a normalised CHW view.
+    /// Converts a canvas to a normalised CHW view.
     pub fn to_view(&self, img: &Canvas) -> View {
+        self.into_view(img.clone())
+    }
+
+    /// [`Normalize::to_view`], reusing the canvas's buffer.
+    pub fn into_view(&self, img: Canvas) -> View {
         let (h, w, c) = (img.height, img.width, img.channels);
-        let mut data = vec![0.0f32; c * h * w];
-        for ch in 0..c {
+        let mut data = img.data;
+        for (ch, plane) in data.chunks_exact_mut((h * w).max(1)).enumerate() {
             let m = self.mean[ch.min(self.mean.len() - 1)];
             let s = self.std[ch.min(self.std.len() - 1)];
-            let plane = &mut data[ch * h * w..(ch + 1) * h * w];
-            for (i, v) in plane.iter_mut().enumerate() {
-                *v = (img.data[i * c + ch] - m) / s;
-            }
+            standardise(plane, m, s);
         }
         View {
             channels: c,
@@ -60,6 +63,13 @@ impl Normalize {
     }
 }
 
+vectorised! {
+    /// `(v - mean) / std` for every value.
+    fn standardise(values: &mut [f32], mean: f32, std: f32) {
+        values.iter_mut().for_each(|v| *v = (*v - mean) / std);
+    }
+}
+
 /// The transform of one view: ops in order, normalisation, then an optional
 /// patch grid (CPC).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -79,7 +89,7 @@ impl ViewTransform {
         for op in &self.ops {
             img = op.apply(img, rng);
         }
-        let view = self.normalize.to_view(&img);
+        let view = self.normalize.into_view(img);
         match &self.patchify {
             Some(p) => p.apply(&view),
             None => view,
@@ -226,7 +236,7 @@ impl Augmentation for EvalTransform {
                 img = crate::ops::resized_crop(&img, 0, 0, img.height, img.width, size);
             }
         }
-        let view = self.normalize.to_view(&img);
+        let view = self.normalize.into_view(img);
         Views(vec![match &self.patchify {
             Some(p) => p.apply(&view),
             None => view,
