@@ -6,9 +6,12 @@
 //! - input gradient: `col2im(W^T @ dY)`.
 //!
 //! `K = c_in * kh * kw` and `cols` are the output positions of a chunk of
-//! samples. The im2col buffers live only while their chunk is processed
-//! (the backward pass recomputes them from the saved input), so memory stays
-//! at one chunk per thread.
+//! samples. The forward pass keeps its im2col matrices for the weight
+//! gradient up to a size limit; bigger ones are recomputed there.
+//!
+//! Maps smaller than the kernel (3x3 on 2x2) go through [`dense`] instead:
+//! one dense matrix from input to output maps, with no im2col and no
+//! products with padding.
 
 use crate::batch_norm::{flex, values};
 use crate::AdFlex;
@@ -97,6 +100,15 @@ impl Geometry {
         self.p() >= DIRECT_POSITIONS.load(Ordering::Relaxed)
     }
 
+    /// Maps so small that the convolution is cheaper as one dense matrix
+    /// from input to output maps (`[c_out * p, c_in * h * w]`): each
+    /// sample's output reads fewer input positions than the kernel has
+    /// taps (e.g. 3x3 on 2x2 maps, where im2col would multiply padding
+    /// zeros), and the matrix stays small.
+    fn dense(&self) -> bool {
+        self.h * self.w < self.kh * self.kw && self.out_len() * self.in_len() <= DENSE_LIMIT
+    }
+
     /// Rows of the im2col matrix.
     fn k(&self) -> usize {
         self.c_in * self.kh * self.kw
@@ -117,13 +129,16 @@ impl Geometry {
 
     /// Samples per parallel chunk: about 256 output columns (measured
     /// against 128 to 4,096 with `cargo xtask bench`), and at least two
-    /// chunks per thread when the batch allows it.
+    /// chunks per thread when the batch allows it, rounded up so that a
+    /// chunk's columns are a multiple of 16 (a whole number of AVX-512
+    /// rows for gemm, which otherwise copies the matrix into a packed one).
     fn chunk(&self) -> usize {
         let threads = rayon::current_num_threads().max(1);
-        256usize
+        let nb = 256usize
             .div_ceil(self.p())
             .min(self.n.div_ceil(2 * threads))
-            .max(1)
+            .max(1);
+        nb.next_multiple_of(16 / gcd(self.p(), 16))
     }
 
     /// The output columns `lo..hi` of kernel column `j` that read inside the
@@ -335,16 +350,40 @@ fn col2im(dcols: &mut [f32], g: &Geometry, dx: &mut [f32]) {
 /// column strides, on the calling thread.
 #[allow(clippy::too_many_arguments)]
 fn gemm(
-    (m, n, k): (usize, usize, usize),
+    mnk: (usize, usize, usize),
     dst: &mut [f32],
     dst_rs: usize,
+    accumulate: bool,
+    lhs: &[f32],
+    lhs_strides: (usize, usize),
+    rhs: &[f32],
+    rhs_strides: (usize, usize),
+) {
+    gemm_strided(
+        mnk,
+        dst,
+        (dst_rs, 1),
+        accumulate,
+        lhs,
+        lhs_strides,
+        rhs,
+        rhs_strides,
+    )
+}
+
+/// [`gemm`] with both strides of `dst` given.
+#[allow(clippy::too_many_arguments)]
+fn gemm_strided(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    (dst_rs, dst_cs): (usize, usize),
     accumulate: bool,
     lhs: &[f32],
     (lhs_rs, lhs_cs): (usize, usize),
     rhs: &[f32],
     (rhs_rs, rhs_cs): (usize, usize),
 ) {
-    debug_assert!(dst.len() >= (m - 1) * dst_rs + n);
+    debug_assert!(dst.len() > (m - 1) * dst_rs + (n - 1) * dst_cs);
     debug_assert!(lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
     debug_assert!(rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
     // SAFETY: the asserted bounds hold for every caller below: each operand
@@ -355,7 +394,7 @@ fn gemm(
             n,
             k,
             dst.as_mut_ptr(),
-            1,
+            dst_cs as isize,
             dst_rs as isize,
             accumulate,
             lhs.as_ptr(),
@@ -437,6 +476,9 @@ fn forward(
     g: &Geometry,
     keep: bool,
 ) -> (Vec<f32>, Option<CachedCols>) {
+    if g.dense() {
+        return (dense::forward(x, w, bias, g), None);
+    }
     let nb = g.chunk();
     let (k, p) = (g.k(), g.p());
     let mut y = vec![0f32; g.n * g.out_len()];
@@ -500,6 +542,151 @@ fn forward(
     (y, cache)
 }
 
+/// The largest dense matrix (values) [`Geometry::dense`] builds.
+const DENSE_LIMIT: usize = 1 << 22;
+
+/// Convolutions on tiny maps as a dense matrix `D[c_out * p, c_in * h * w]`
+/// with `D[(co, o), (ci, q)] = W[co, ci, i, j]` for the kernel tap `(i, j)`
+/// that joins input position `q` to output position `o` (0 where none
+/// does). A sample's NCHW values are a row of `X[n, c_in * h * w]`, so
+/// `Y = X @ D^T`, `dX = dY @ D` and `dD = dY^T @ X`, whose entries add up
+/// into `dW` tap by tap: three gemms over the batch, no im2col, and no
+/// products with padding.
+mod dense {
+    use super::{gemm, Geometry, Wanted};
+    use rayon::prelude::*;
+
+    /// For every `(o, q)` pair of output and input positions joined by a
+    /// tap: `(o, q, i * kw + j)`.
+    fn taps(g: &Geometry) -> Vec<(usize, usize, usize)> {
+        let mut t = Vec::new();
+        for oy in 0..g.ho {
+            for ox in 0..g.wo {
+                for i in 0..g.kh {
+                    for j in 0..g.kw {
+                        let (iy, ix) = (oy * g.sh + i, ox * g.sw + j);
+                        if iy < g.pad_top || ix < g.pad_left {
+                            continue;
+                        }
+                        let (iy, ix) = (iy - g.pad_top, ix - g.pad_left);
+                        if iy < g.h && ix < g.w {
+                            t.push((oy * g.wo + ox, iy * g.w + ix, i * g.kw + j));
+                        }
+                    }
+                }
+            }
+        }
+        t
+    }
+
+    /// `D` (row-major `[c_out * p, c_in * h * w]`).
+    fn matrix(w: &[f32], g: &Geometry) -> Vec<f32> {
+        let (p, hw, kk) = (g.p(), g.h * g.w, g.kh * g.kw);
+        let (ko, ki) = (g.out_len(), g.in_len());
+        let mut d = vec![0f32; ko * ki];
+        let taps = taps(g);
+        for co in 0..g.c_out {
+            for ci in 0..g.c_in {
+                let wk = &w[(co * g.c_in + ci) * kk..][..kk];
+                for &(o, q, t) in &taps {
+                    d[(co * p + o) * ki + ci * hw + q] = wk[t];
+                }
+            }
+        }
+        d
+    }
+
+    /// Samples per parallel chunk: two chunks per thread.
+    fn chunk(g: &Geometry) -> usize {
+        g.n.div_ceil(2 * rayon::current_num_threads().max(1)).max(1)
+    }
+
+    pub(super) fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geometry) -> Vec<f32> {
+        let (ko, ki, p) = (g.out_len(), g.in_len(), g.p());
+        let d = matrix(w, g);
+        let nb = chunk(g);
+        let mut y = vec![0f32; g.n * ko];
+        y.par_chunks_mut(nb * ko)
+            .zip(x.par_chunks(nb * ki))
+            .for_each(|(yc, xc)| {
+                let rows = xc.len() / ki;
+                gemm((rows, ko, ki), yc, ko, false, xc, (ki, 1), &d, (1, ki));
+                if let Some(bias) = bias {
+                    for (r, row) in yc.chunks_exact_mut(p).enumerate() {
+                        row.iter_mut().for_each(|v| *v += bias[r % g.c_out]);
+                    }
+                }
+            });
+        y
+    }
+
+    pub(super) fn backward(
+        x: &[f32],
+        w: &[f32],
+        dy: &[f32],
+        g: &Geometry,
+        wanted: Wanted,
+    ) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+        let (ko, ki, p, kk) = (g.out_len(), g.in_len(), g.p(), g.kh * g.kw);
+        let nb = chunk(g);
+        let dx = wanted.x.then(|| {
+            let d = matrix(w, g);
+            let mut dx = vec![0f32; x.len()];
+            dx.par_chunks_mut(nb * ki)
+                .zip(dy.par_chunks(nb * ko))
+                .for_each(|(dxc, dyc)| {
+                    let rows = dyc.len() / ko;
+                    gemm((rows, ki, ko), dxc, ki, false, dyc, (ko, 1), &d, (ki, 1));
+                });
+            dx
+        });
+        let mut dw = vec![0f32; w.len()];
+        if wanted.w {
+            // dD per chunk, added in chunk order (deterministic).
+            let partials: Vec<Vec<f32>> = x
+                .par_chunks(nb * ki)
+                .zip(dy.par_chunks(nb * ko))
+                .map(|(xc, dyc)| {
+                    let rows = xc.len() / ki;
+                    let mut dd = vec![0f32; ko * ki];
+                    gemm(
+                        (ko, ki, rows),
+                        &mut dd,
+                        ki,
+                        false,
+                        dyc,
+                        (1, ko),
+                        xc,
+                        (ki, 1),
+                    );
+                    dd
+                })
+                .collect();
+            let mut dd = partials.into_iter();
+            let mut sum = dd.next().unwrap_or_else(|| vec![0f32; ko * ki]);
+            for part in dd {
+                sum.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
+            }
+            let (hw, taps) = (g.h * g.w, taps(g));
+            for co in 0..g.c_out {
+                for ci in 0..g.c_in {
+                    let wk = &mut dw[(co * g.c_in + ci) * kk..][..kk];
+                    for &(o, q, t) in &taps {
+                        wk[t] += sum[(co * p + o) * ki + ci * hw + q];
+                    }
+                }
+            }
+        }
+        let mut db = vec![0f32; g.c_out];
+        if wanted.bias {
+            for (r, row) in dy.chunks_exact(p).enumerate() {
+                db[r % g.c_out] += crate::simd::sum(row);
+            }
+        }
+        (dx, dw, db)
+    }
+}
+
 /// What the backward pass computes.
 struct Wanted {
     x: bool,
@@ -516,6 +703,9 @@ fn backward(
     g: &Geometry,
     wanted: Wanted,
 ) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    if g.dense() {
+        return dense::backward(x, w, dy, g, wanted);
+    }
     // Samples per chunk; the last chunk may hold fewer.
     let chunk_samples = g.chunk();
     let (k, p) = (g.k(), g.p());
@@ -559,13 +749,16 @@ fn backward(
                         cols
                     }
                 };
+                // dW^T, i.e. dW column-major: gemm then reads the im2col
+                // rows in place instead of packing a copy of them.
+                let dst = (1, g.c_out);
                 if g.direct() {
                     for (b, dyb) in dyc.chunks_exact(g.out_len()).enumerate() {
                         let cols_b = &cols[b * p..];
-                        gemm(
+                        gemm_strided(
                             (g.c_out, k, p),
                             &mut acc.0,
-                            k,
+                            dst,
                             true,
                             dyb,
                             (p, 1),
@@ -574,10 +767,10 @@ fn backward(
                         );
                     }
                 } else {
-                    gemm(
+                    gemm_strided(
                         (g.c_out, k, l),
                         &mut acc.0,
-                        k,
+                        dst,
                         true,
                         &dyt,
                         (l, 1),
@@ -610,8 +803,18 @@ fn backward(
         .map(|(i, xc)| (xc, i))
         .zip(dy.par_chunks(chunk_samples * g.out_len()));
     // Partial weight and bias gradients per chunk, added in chunk order so
-    // that the result does not depend on the scheduling (deterministic).
-    let sum = |partials: Vec<(Vec<f32>, Vec<f32>)>| partials.into_iter().fold(zeros(), add);
+    // that the result does not depend on the scheduling (deterministic);
+    // the weight gradient comes column-major and is transposed once here.
+    let sum = |partials: Vec<(Vec<f32>, Vec<f32>)>| {
+        let (dw, db) = partials.into_iter().fold(zeros(), add);
+        let mut t = vec![0f32; dw.len()];
+        for co in 0..g.c_out {
+            for kk in 0..k {
+                t[co * k + kk] = dw[kk * g.c_out + co];
+            }
+        }
+        (t, db)
+    };
     if wanted.x {
         let mut dx = vec![0f32; x.len()];
         let partials = chunks
@@ -753,5 +956,14 @@ impl<const N: usize> Backward<Flex, N> for ConvBackward {
         if let Some(node) = node_bias {
             grads.register::<Flex>(node.id, flex(db, vec![g.c_out]));
         }
+    }
+}
+
+/// Greatest common divisor.
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
     }
 }

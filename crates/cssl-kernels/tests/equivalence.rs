@@ -298,6 +298,39 @@ fn every_conv_path_matches_burn() {
     cssl_kernels::set_direct_positions(direct);
 }
 
+/// Maps smaller than the kernel (ResNet's last stage: 3x3 on 2x2) take
+/// the dense-matrix path: with and without bias, stride 1 and 2, square
+/// and not, a 1x1 map, and a batch of several chunks.
+#[test]
+fn tiny_maps_match_burn() {
+    let p = |k| PaddingConfig2d::Explicit(k, k, k, k);
+    check_conv(
+        conv_module([16, 24], [3, 3], 1, p(1), false, 41),
+        [37, 16, 2, 2],
+        true,
+    );
+    check_conv(
+        conv_module([5, 7], [3, 3], 1, p(1), true, 42),
+        [6, 5, 2, 3],
+        true,
+    );
+    check_conv(
+        conv_module([6, 4], [3, 3], 2, p(1), true, 43),
+        [4, 6, 2, 2],
+        false,
+    );
+    check_conv(
+        conv_module([8, 8], [3, 3], 1, p(1), false, 44),
+        [3, 8, 1, 1],
+        true,
+    );
+    check_conv(
+        conv_module([4, 6], [5, 5], 1, PaddingConfig2d::Same, true, 45),
+        [2, 4, 3, 3],
+        true,
+    );
+}
+
 #[test]
 fn other_paddings_and_shapes_match_burn() {
     check_conv(
