@@ -90,31 +90,3 @@ impl Canvas {
         (r, g, b)
     }
 }
-
-/// Defines `fn` so that, on x86-64 CPUs with AVX2, its body runs compiled
-/// for AVX2 (chosen at run time, once per call): the ops are plain loops
-/// over planes that the compiler vectorises, 8 lanes wide there instead of
-/// the 4 of the x86-64 baseline. The same arithmetic in the same order
-/// either way (no fused multiply-adds), so the values are equal.
-macro_rules! vectorised {
-    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
-        $(#[$m])*
-        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
-            #[inline(always)]
-            fn body($($arg: $ty),*) $(-> $ret)? $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx2")]
-                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
-                    body($($arg),*)
-                }
-                if std::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU has AVX2 (checked just above).
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            body($($arg),*)
-        }
-    };
-}
-pub(crate) use vectorised;

@@ -1,7 +1,8 @@
 //! The image ops, as pure functions with explicit parameters (testable on
 //! known images) and as [`Op`], the serialisable random version a pipeline runs.
 
-use crate::canvas::{vectorised, Canvas};
+use crate::canvas::Canvas;
+use cssl_core::vectorised;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,5 @@
-use crate::canvas::vectorised;
 use crate::{Canvas, Op, Patchify};
+use cssl_core::vectorised;
 use cssl_core::{Augmentation, CsslError, Image, Result, View, Views};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

@@ -45,6 +45,7 @@ mod error;
 mod features;
 mod image;
 mod traits;
+mod vectorised;
 mod views;
 
 pub use error::{CsslError, Result};
