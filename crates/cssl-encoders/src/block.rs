@@ -3,7 +3,6 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::PaddingConfig2d;
-use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 use cssl_kernels::conv2d;
 
@@ -104,11 +103,15 @@ impl<B: Backend> Block<B> {
             Some(d) => d.bn.forward(conv2d(&d.conv, x.clone())),
             None => x.clone(),
         };
-        let mut y = relu(self.bn1.forward(conv2d(&self.conv1, x)));
-        y = self.bn2.forward(conv2d(&self.conv2, y));
-        if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
-            y = bn3.forward(conv2d(conv3, relu(y)));
+        let y = self.bn1.forward_relu(conv2d(&self.conv1, x), None);
+        match (&self.conv3, &self.bn3) {
+            (Some(conv3), Some(bn3)) => {
+                let y = self.bn2.forward_relu(conv2d(&self.conv2, y), None);
+                bn3.forward_relu(conv2d(conv3, y), Some(identity))
+            }
+            _ => self
+                .bn2
+                .forward_relu(conv2d(&self.conv2, y), Some(identity)),
         }
-        relu(y + identity)
     }
 }

@@ -47,4 +47,20 @@ impl<B: Backend> Norm<B> {
             _ => x,
         }
     }
+
+    /// `relu(norm(x) + residual)` (`relu(norm(x))` without one), fused
+    /// into the norm's node for batch norm on the CPU.
+    ///
+    /// # Shapes
+    /// `x`, `residual`: `[n, c, h, w]` -> same.
+    pub fn forward_relu(&self, x: Tensor<B, 4>, residual: Option<Tensor<B, 4>>) -> Tensor<B, 4> {
+        if let Some(bn) = &self.batch {
+            return cssl_kernels::batch_norm_relu(bn, x, residual);
+        }
+        let y = self.forward(x);
+        burn::tensor::activation::relu(match residual {
+            Some(r) => y + r,
+            None => y,
+        })
+    }
 }

@@ -5,7 +5,6 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::PaddingConfig2d;
-use burn::tensor::activation::relu;
 use burn::tensor::{backend::Backend, Tensor};
 use cssl_core::{CsslError, Encoder, FeatureMaps};
 use serde::{Deserialize, Serialize};
@@ -175,7 +174,9 @@ impl<B: Backend> ResNet<B> {
     /// max-pool, if any) and stages 1-4; each stage after the first halves the
     /// side (rounding up).
     pub fn forward(&self, x: Tensor<B, 4>) -> FeatureMaps<B> {
-        let mut y = relu(self.stem_bn.forward(cssl_kernels::conv2d(&self.stem, x)));
+        let mut y = self
+            .stem_bn
+            .forward_relu(cssl_kernels::conv2d(&self.stem, x), None);
         if let Some(pool) = &self.pool {
             y = pool.forward(y);
         }

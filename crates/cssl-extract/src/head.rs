@@ -120,10 +120,10 @@ impl<B: Backend> ProjectionHead<B> {
         let mut x = x;
         for layer in &self.hidden {
             x = layer.linear.forward(x);
-            if let Some(bn) = &layer.bn {
-                x = cssl_kernels::batch_norm(bn, x);
-            }
-            x = relu(x);
+            x = match &layer.bn {
+                Some(bn) => cssl_kernels::batch_norm_relu(bn, x, None),
+                None => relu(x),
+            };
         }
         let x = self.output.forward(x);
         match &self.output_bn {

@@ -1,5 +1,8 @@
 //! Batch norm as one autodiff node: per-channel statistics and the
 //! normalisation in two passes over the input, the backward pass in two more.
+//! Optionally with a residual added and a ReLU after it in the same node
+//! (ResNet's `relu(bn(x))` and `relu(bn(x) + shortcut)`), so that neither
+//! takes a pass (and an autodiff node) of its own.
 
 use crate::simd;
 use crate::AdFlex;
@@ -102,16 +105,32 @@ fn statistics(x: &[f32], d: Dims) -> (Vec<f32>, Vec<f32>) {
     (mean, var)
 }
 
-/// `y[n, c, :] = scale[c] * x[n, c, :] + shift[c]`.
-fn per_channel_affine(x: &[f32], d: Dims, scale: &[f32], shift: &[f32]) -> Vec<f32> {
+/// `y[n, c, :] = scale[c] * x[n, c, :] + shift[c]`, plus `residual` when
+/// given, then `max(0, y)` when `relu` is set.
+fn per_channel_affine(
+    x: &[f32],
+    d: Dims,
+    scale: &[f32],
+    shift: &[f32],
+    residual: Option<&[f32]>,
+    relu: bool,
+) -> Vec<f32> {
     let mut y = vec![0f32; x.len()];
     let row = d.c * d.s;
     y.par_chunks_mut(row)
         .zip(x.par_chunks(row))
-        .for_each(|(yr, xr)| {
+        .enumerate()
+        .for_each(|(i, (yr, xr))| {
             for c in 0..d.c {
                 let r = c * d.s..(c + 1) * d.s;
-                simd::affine(&mut yr[r.clone()], &xr[r], scale[c], shift[c]);
+                simd::affine(&mut yr[r.clone()], &xr[r.clone()], scale[c], shift[c]);
+                if let Some(res) = residual {
+                    let res = &res[i * row..][r.clone()];
+                    yr[r.clone()].iter_mut().zip(res).for_each(|(y, s)| *y += s);
+                }
+                if relu {
+                    yr[r].iter_mut().for_each(|y| *y = y.max(0.0));
+                }
             }
         });
     y
@@ -121,13 +140,21 @@ fn to_vec(t: Tensor<Flex, 1>) -> Vec<f32> {
     values(&t.into_primitive().tensor()).into_owned()
 }
 
-/// Training-mode batch norm on `Autodiff<Flex>`.
+/// Training-mode batch norm on `Autodiff<Flex>`, then `+ residual` when
+/// given and a ReLU when `relu` is set.
 pub(crate) fn train<const D: usize>(
     bn: &BatchNorm<AdFlex>,
     x: Tensor<AdFlex, D>,
+    residual: Option<Tensor<AdFlex, D>>,
+    relu: bool,
 ) -> Tensor<AdFlex, D> {
-    if x.dtype() != DType::F32 || bn.gamma.val().dtype() != DType::F32 {
-        return bn.forward(x);
+    if x.dtype() != DType::F32
+        || bn.gamma.val().dtype() != DType::F32
+        || residual
+            .as_ref()
+            .is_some_and(|r| r.dtype() != DType::F32 || r.dims() != x.dims())
+    {
+        return crate::unfused_tail(bn.forward(x), residual, relu);
     }
     let device = x.device();
     let shape = x.dims().to_vec();
@@ -146,25 +173,43 @@ pub(crate) fn train<const D: usize>(
         .collect();
     let scale: Vec<f32> = (0..d.c).map(|c| gamma_v[c] * invstd[c]).collect();
     let shift: Vec<f32> = (0..d.c).map(|c| beta_v[c] - mean[c] * scale[c]).collect();
-    let y = flex(per_channel_affine(&xv, d, &scale, &shift), shape.clone());
-    drop(xv);
+    let residual = residual.map(|r| r.into_primitive().tensor());
+    let res_v = residual.as_ref().map(|r| values(&r.primitive));
+    let y = flex(
+        per_channel_affine(&xv, d, &scale, &shift, res_v.as_deref(), relu),
+        shape.clone(),
+    );
+    drop((xv, res_v));
 
-    let out = match BatchNormBackward
-        .prepare::<NoCheckpointing>([x.node.clone(), gamma.node.clone(), beta.node.clone()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => prep.finish(
-            State {
-                x: x.primitive.clone(),
-                gamma: gamma_v,
-                mean: mean.clone(),
-                invstd,
-                dims: d,
-            },
-            y,
-        ),
-        OpsKind::UnTracked(prep) => prep.finish(y),
+    let state = State {
+        x: x.primitive.clone(),
+        out: relu.then(|| y.clone()),
+        gamma: gamma_v,
+        mean: mean.clone(),
+        invstd,
+        dims: d,
+    };
+    let parents = [x.node.clone(), gamma.node.clone(), beta.node.clone()];
+    let out = match residual {
+        None => match BatchNormBackward
+            .prepare::<NoCheckpointing>(parents)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(state, y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        },
+        Some(r) => {
+            let [a, b, c] = parents;
+            match BatchNormBackward
+                .prepare::<NoCheckpointing>([a, b, c, r.node.clone()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => prep.finish(state, y),
+                OpsKind::UnTracked(prep) => prep.finish(y),
+            }
+        }
     };
 
     // The running statistics, exactly as burn's batch norm updates them.
@@ -189,13 +234,21 @@ pub(crate) fn train<const D: usize>(
     Tensor::from_primitive(TensorPrimitive::Float(out))
 }
 
-/// Inference-mode batch norm (running statistics) on `Flex`.
+/// Inference-mode batch norm (running statistics) on `Flex`, then
+/// `+ residual` when given and a ReLU when `relu` is set.
 pub(crate) fn inference<const D: usize>(
     bn: &BatchNorm<Flex>,
     x: Tensor<Flex, D>,
+    residual: Option<Tensor<Flex, D>>,
+    relu: bool,
 ) -> Tensor<Flex, D> {
-    if x.dtype() != DType::F32 || bn.gamma.val().dtype() != DType::F32 {
-        return bn.forward(x);
+    if x.dtype() != DType::F32
+        || bn.gamma.val().dtype() != DType::F32
+        || residual
+            .as_ref()
+            .is_some_and(|r| r.dtype() != DType::F32 || r.dims() != x.dims())
+    {
+        return crate::unfused_tail(bn.forward(x), residual, relu);
     }
     let shape = x.dims().to_vec();
     let d = Dims::of(&shape);
@@ -208,7 +261,9 @@ pub(crate) fn inference<const D: usize>(
         .collect();
     let shift: Vec<f32> = (0..d.c).map(|c| beta[c] - mean[c] * scale[c]).collect();
     let x = x.into_primitive().tensor();
-    let y = per_channel_affine(&values(&x), d, &scale, &shift);
+    let residual = residual.map(|r| r.into_primitive().tensor());
+    let res_v = residual.as_ref().map(|r| values(r));
+    let y = per_channel_affine(&values(&x), d, &scale, &shift, res_v.as_deref(), relu);
     Tensor::from_primitive(TensorPrimitive::Float(flex(y, shape)))
 }
 
@@ -218,27 +273,51 @@ struct BatchNormBackward;
 #[derive(Clone, Debug)]
 struct State {
     x: FlexTensor,
+    /// The output, when a ReLU ends the node (its mask for the gradient).
+    out: Option<FlexTensor>,
     gamma: Vec<f32>,
     mean: Vec<f32>,
     invstd: Vec<f32>,
     dims: Dims,
 }
 
-impl Backward<Flex, 3> for BatchNormBackward {
+/// Parents: the input, gamma, beta and, with 4, the residual.
+impl<const N: usize> Backward<Flex, N> for BatchNormBackward {
     type State = State;
 
-    fn backward(self, ops: Ops<State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node_x, node_gamma, node_beta] = ops.parents;
+    fn backward(self, ops: Ops<State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_gamma, node_beta] = [0, 1, 2].map(|i| ops.parents[i].clone());
+        let node_residual = ops.parents.get(3).cloned().flatten();
         let dy = grads.consume::<Flex>(&ops.node);
         let State {
             x,
+            out,
             gamma,
             mean,
             invstd,
             dims: d,
         } = ops.state;
         let shape = x.layout().shape().to_vec();
-        let (xv, dyv) = (values(&x), values(&dy));
+        let xv = values(&x);
+        // Through the ReLU: the gradient where the output is positive.
+        let dyv = match &out {
+            Some(out) => {
+                let mut g = values(&dy).into_owned();
+                let outv = values(out);
+                g.par_chunks_mut(1 << 14)
+                    .zip(outv.par_chunks(1 << 14))
+                    .for_each(|(g, o)| {
+                        g.iter_mut()
+                            .zip(o)
+                            .for_each(|(g, &o)| *g = if o > 0.0 { *g } else { 0.0 })
+                    });
+                std::borrow::Cow::Owned(g)
+            }
+            None => values(&dy),
+        };
+        if let Some(node) = node_residual {
+            grads.register::<Flex>(node.id, flex(dyv.to_vec(), shape.clone()));
+        }
 
         // sum(dy) and sum(dy * x) per channel.
         let row = d.c * d.s;

@@ -71,23 +71,64 @@ fn cast_ref<T: 'static, U: 'static>(t: &T) -> Option<&U> {
 /// # Shapes
 /// `[n, c, ...]` -> same.
 pub fn batch_norm<B: Backend, const D: usize>(bn: &BatchNorm<B>, x: Tensor<B, D>) -> Tensor<B, D> {
+    fused_batch_norm(bn, x, None, false)
+}
+
+/// `relu(bn(x) + residual)` (without `residual`: `relu(bn(x))`), as one
+/// node on the fused path: ResNet's normalisation, shortcut and activation.
+///
+/// # Shapes
+/// `x`, `residual`: `[n, c, ...]` -> same.
+pub fn batch_norm_relu<B: Backend, const D: usize>(
+    bn: &BatchNorm<B>,
+    x: Tensor<B, D>,
+    residual: Option<Tensor<B, D>>,
+) -> Tensor<B, D> {
+    fused_batch_norm(bn, x, residual, true)
+}
+
+/// `bn(x)`, `+ residual`, then a ReLU when `relu` is set.
+fn fused_batch_norm<B: Backend, const D: usize>(
+    bn: &BatchNorm<B>,
+    x: Tensor<B, D>,
+    residual: Option<Tensor<B, D>>,
+    relu: bool,
+) -> Tensor<B, D> {
     if !enabled() || D < 2 {
-        return bn.forward(x);
+        return unfused_tail(bn.forward(x), residual, relu);
     }
-    let x = match cast::<Tensor<B, D>, Tensor<AdFlex, D>>(x) {
-        Ok(x) => {
-            let bn = cast_ref::<BatchNorm<B>, BatchNorm<AdFlex>>(bn).expect("same backend");
-            let y = batch_norm::train(bn, x);
-            return cast(y).unwrap_or_else(|_| unreachable!());
-        }
-        Err(x) => x,
-    };
-    match cast::<Tensor<B, D>, Tensor<Flex, D>>(x) {
-        Ok(x) => {
+    let (x, residual) =
+        match cast::<_, (Tensor<AdFlex, D>, Option<Tensor<AdFlex, D>>)>((x, residual)) {
+            Ok((x, residual)) => {
+                let bn = cast_ref::<BatchNorm<B>, BatchNorm<AdFlex>>(bn).expect("same backend");
+                let y = batch_norm::train(bn, x, residual, relu);
+                return cast(y).unwrap_or_else(|_| unreachable!());
+            }
+            Err(x) => x,
+        };
+    match cast::<_, (Tensor<Flex, D>, Option<Tensor<Flex, D>>)>((x, residual)) {
+        Ok((x, residual)) => {
             let bn = cast_ref::<BatchNorm<B>, BatchNorm<Flex>>(bn).expect("same backend");
-            cast(batch_norm::inference(bn, x)).unwrap_or_else(|_| unreachable!())
+            cast(batch_norm::inference(bn, x, residual, relu)).unwrap_or_else(|_| unreachable!())
         }
-        Err(x) => bn.forward(x),
+        Err((x, residual)) => unfused_tail(bn.forward(x), residual, relu),
+    }
+}
+
+/// `y + residual`, then a ReLU when `relu` is set, with burn's operations.
+fn unfused_tail<B: Backend, const D: usize>(
+    y: Tensor<B, D>,
+    residual: Option<Tensor<B, D>>,
+    relu: bool,
+) -> Tensor<B, D> {
+    let y = match residual {
+        Some(r) => y + r,
+        None => y,
+    };
+    if relu {
+        burn::tensor::activation::relu(y)
+    } else {
+        y
     }
 }
 

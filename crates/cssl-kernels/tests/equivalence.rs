@@ -105,6 +105,81 @@ fn batch_norm_over_features_matches_burn() {
     check_batch_norm([33, 24]);
 }
 
+/// `batch_norm_relu` (one fused node) against burn's `relu(bn(x) + s)`:
+/// output, the gradients of the input, the shortcut, gamma and beta, and
+/// the running statistics; with a shortcut, without one, and with a
+/// shortcut that needs no gradient.
+#[test]
+fn batch_norm_relu_matches_burn() {
+    for (shape, residual, residual_grad) in [
+        ([6, 5, 7, 3], true, true),
+        ([64, 16, 14, 14], true, true),
+        ([6, 5, 7, 3], false, false),
+        ([9, 4, 2, 2], true, false),
+    ] {
+        let c = shape[1];
+        let (fast, slow) = (batch_norm_module(c), batch_norm_module(c));
+        // Centred inputs, so that the ReLU cuts about half of the values.
+        let x = tensor(shape, 21, -3.0, 3.0);
+        let s = tensor(shape, 22, -1.0, 1.0);
+        let r = tensor(shape, 23, -1.0, 1.0);
+        let run = |bn: &BatchNorm<B>, fused: bool| {
+            let x = x.clone().require_grad();
+            let s = if residual_grad {
+                s.clone().require_grad()
+            } else {
+                s.clone()
+            };
+            let res = residual.then(|| s.clone());
+            let y = if fused {
+                cssl_kernels::batch_norm_relu(bn, x.clone(), res)
+            } else {
+                let y = bn.forward(x.clone());
+                burn::tensor::activation::relu(match res {
+                    Some(s) => y + s,
+                    None => y,
+                })
+            };
+            let grads = (y.clone() * r.clone()).sum().backward();
+            (
+                flat(y),
+                flat(x.grad(&grads).unwrap()),
+                s.grad(&grads).map(flat),
+                bn.gamma.grad(&grads).unwrap(),
+                bn.beta.grad(&grads).unwrap(),
+            )
+        };
+        let (y1, dx1, ds1, dg1, db1) = run(&fast, true);
+        let (y2, dx2, ds2, dg2, db2) = run(&slow, false);
+        close(y1.clone(), y2);
+        // The ReLU did cut: some outputs are zero, some positive.
+        let ys = y1.to_data().to_vec::<f32>().unwrap();
+        assert!(ys.iter().any(|&v| v == 0.0) && ys.iter().any(|&v| v > 0.0));
+        close(dx1, dx2);
+        assert_eq!(ds1.is_some(), residual && residual_grad);
+        assert_eq!(ds1.is_some(), ds2.is_some());
+        if let (Some(a), Some(b)) = (ds1, ds2) {
+            close(a, b);
+        }
+        close(dg1, dg2);
+        close(db1, db2);
+        close(fast.running_mean.value(), slow.running_mean.value());
+        close(fast.running_var.value(), slow.running_var.value());
+    }
+    // Inference: the same function on running statistics.
+    let bn = burn::module::AutodiffModule::valid(&batch_norm_module(8));
+    let x = tensor([4, 8, 5, 5], 24, -3.0, 3.0).inner();
+    let s = tensor([4, 8, 5, 5], 25, -1.0, 1.0).inner();
+    close(
+        flat(cssl_kernels::batch_norm_relu(
+            &bn,
+            x.clone(),
+            Some(s.clone()),
+        )),
+        flat(burn::tensor::activation::relu(bn.forward(x) + s)),
+    );
+}
+
 #[test]
 fn batch_norm_inference_matches_burn() {
     let mut bn = batch_norm_module(8);
