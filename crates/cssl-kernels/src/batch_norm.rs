@@ -115,7 +115,7 @@ fn per_channel_affine(
     residual: Option<&[f32]>,
     relu: bool,
 ) -> Vec<f32> {
-    let mut y = vec![0f32; x.len()];
+    let mut y = simd::zeros(x.len());
     let row = d.c * d.s;
     y.par_chunks_mut(row)
         .zip(x.par_chunks(row))
@@ -299,26 +299,21 @@ impl<const N: usize> Backward<Flex, N> for BatchNormBackward {
         } = ops.state;
         let shape = x.layout().shape().to_vec();
         let xv = values(&x);
-        // Through the ReLU: the gradient where the output is positive.
-        let dyv = match &out {
-            Some(out) => {
-                let mut g = values(&dy).into_owned();
-                let outv = values(out);
-                g.par_chunks_mut(1 << 14)
-                    .zip(outv.par_chunks(1 << 14))
-                    .for_each(|(g, o)| {
-                        g.iter_mut()
-                            .zip(o)
-                            .for_each(|(g, &o)| *g = if o > 0.0 { *g } else { 0.0 })
-                    });
-                std::borrow::Cow::Owned(g)
-            }
-            None => values(&dy),
-        };
+        // Through the ReLU: the gradient where the output is positive
+        // (written in parallel, and shared with the residual's gradient).
+        let masked = out.as_ref().map(|out| {
+            let g: Vec<f32> = values(&dy)
+                .par_iter()
+                .zip(values(out).par_iter())
+                .map(|(&g, &o)| if o > 0.0 { g } else { 0.0 })
+                .collect();
+            flex(g, shape.clone())
+        });
+        let dy = masked.unwrap_or(dy);
         if let Some(node) = node_residual {
-            grads.register::<Flex>(node.id, flex(dyv.to_vec(), shape.clone()));
+            grads.register::<Flex>(node.id, dy.clone());
         }
-
+        let dyv = values(&dy);
         // sum(dy) and sum(dy * x) per channel.
         let row = d.c * d.s;
         let sums = channel_sums(&xv, d, |xr, c, i| {
@@ -343,7 +338,7 @@ impl<const N: usize> Backward<Flex, N> for BatchNormBackward {
                     (-(a[c] as f64) * dbeta[c] as f64 / m - b[c] as f64 * mean[c] as f64) as f32
                 })
                 .collect();
-            let mut dx = vec![0f32; xv.len()];
+            let mut dx = simd::zeros(xv.len());
             dx.par_chunks_mut(row)
                 .zip(dyv.par_chunks(row).zip(xv.par_chunks(row)))
                 .for_each(|(o, (g, v))| {

@@ -481,7 +481,7 @@ fn forward(
     }
     let nb = g.chunk();
     let (k, p) = (g.k(), g.p());
-    let mut y = vec![0f32; g.n * g.out_len()];
+    let mut y = crate::simd::zeros(g.n * g.out_len());
     let mut cache = keep.then(|| CachedCols::take(g.n * k * p));
     let chunk = |yc: &mut [f32], xc: &[f32], cols: &mut [f32], out: &mut [f32]| {
         let nb = xc.len() / g.in_len();
@@ -605,7 +605,7 @@ mod dense {
         let (ko, ki, p) = (g.out_len(), g.in_len(), g.p());
         let d = matrix(w, g);
         let nb = chunk(g);
-        let mut y = vec![0f32; g.n * ko];
+        let mut y = crate::simd::zeros(g.n * ko);
         y.par_chunks_mut(nb * ko)
             .zip(x.par_chunks(nb * ki))
             .for_each(|(yc, xc)| {
@@ -631,7 +631,7 @@ mod dense {
         let nb = chunk(g);
         let dx = wanted.x.then(|| {
             let d = matrix(w, g);
-            let mut dx = vec![0f32; x.len()];
+            let mut dx = crate::simd::zeros(x.len());
             dx.par_chunks_mut(nb * ki)
                 .zip(dy.par_chunks(nb * ko))
                 .for_each(|(dxc, dyc)| {
@@ -816,7 +816,7 @@ fn backward(
         (t, db)
     };
     if wanted.x {
-        let mut dx = vec![0f32; x.len()];
+        let mut dx = crate::simd::zeros(x.len());
         let partials = chunks
             .zip(dx.par_chunks_mut(chunk_samples * g.in_len()))
             .map(|((xc, dyc), dxc)| {

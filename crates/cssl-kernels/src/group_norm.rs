@@ -65,7 +65,7 @@ fn forward(
     mean: &[f32],
     invstd: &[f32],
 ) -> Vec<f32> {
-    let mut y = vec![0f32; x.len()];
+    let mut y = crate::simd::zeros(x.len());
     y.par_chunks_mut(d.len())
         .zip(x.par_chunks(d.len()))
         .enumerate()
@@ -193,7 +193,7 @@ impl Backward<Flex, 3> for GroupNormBackward {
         let shape = x.layout().shape().to_vec();
         let (xv, dyv) = (values(&x), values(&dy));
         let channels = d.groups * d.cg;
-        let mut dx = vec![0f32; if node_x.is_some() { xv.len() } else { 0 }];
+        let mut dx = crate::simd::zeros(if node_x.is_some() { xv.len() } else { 0 });
         let want_dx = node_x.is_some();
         // Per sample: dx, and its share of dgamma / dbeta (summed after).
         let per_sample = |i: usize, dxr: Option<&mut [f32]>, acc: &mut (Vec<f64>, Vec<f64>)| {

@@ -71,3 +71,13 @@ pub fn affine2(out: &mut [f32], dy: &[f32], x: &[f32], a: f32, b: f32, c: f32) {
         *o = a * g + b * v + c;
     }
 }
+
+/// `n` zeros, written by every thread of the pool. A plain `vec![0.0; n]`
+/// of a size glibc serves from its heap is one `memset` on the calling
+/// thread while the other cores wait.
+pub fn zeros(n: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    let mut v = Vec::with_capacity(n);
+    v.par_extend(rayon::iter::repeat_n(0f32, n));
+    v
+}
