@@ -136,6 +136,18 @@ fn per_channel_affine(
     y
 }
 
+/// Whether the fused path covers these operands: `f32` everywhere and a
+/// residual of the input's shape.
+fn fusable<B: burn::tensor::backend::Backend, const D: usize>(
+    bn: &BatchNorm<B>,
+    x: &Tensor<B, D>,
+    residual: Option<&Tensor<B, D>>,
+) -> bool {
+    x.dtype() == DType::F32
+        && bn.gamma.val().dtype() == DType::F32
+        && residual.is_none_or(|r| r.dtype() == DType::F32 && r.dims() == x.dims())
+}
+
 fn to_vec(t: Tensor<Flex, 1>) -> Vec<f32> {
     values(&t.into_primitive().tensor()).into_owned()
 }
@@ -148,12 +160,7 @@ pub(crate) fn train<const D: usize>(
     residual: Option<Tensor<AdFlex, D>>,
     relu: bool,
 ) -> Tensor<AdFlex, D> {
-    if x.dtype() != DType::F32
-        || bn.gamma.val().dtype() != DType::F32
-        || residual
-            .as_ref()
-            .is_some_and(|r| r.dtype() != DType::F32 || r.dims() != x.dims())
-    {
+    if !fusable(bn, &x, residual.as_ref()) {
         return crate::unfused_tail(bn.forward(x), residual, relu);
     }
     let device = x.device();
@@ -242,12 +249,7 @@ pub(crate) fn inference<const D: usize>(
     residual: Option<Tensor<Flex, D>>,
     relu: bool,
 ) -> Tensor<Flex, D> {
-    if x.dtype() != DType::F32
-        || bn.gamma.val().dtype() != DType::F32
-        || residual
-            .as_ref()
-            .is_some_and(|r| r.dtype() != DType::F32 || r.dims() != x.dims())
-    {
+    if !fusable(bn, &x, residual.as_ref()) {
         return crate::unfused_tail(bn.forward(x), residual, relu);
     }
     let shape = x.dims().to_vec();

@@ -10,7 +10,8 @@
 //! backward written as contiguous loops and gemm calls that use every core.
 //!
 //! The entry points, [`batch_norm`], [`group_norm`] and [`conv2d`], are
-//! drop-in replacements for the modules' `forward` and stay generic over
+//! drop-in replacements for the modules' `forward` ([`batch_norm_relu`]
+//! for ResNet's `relu(bn(x) + shortcut)`) and stay generic over
 //! `B: Backend`: on `Autodiff<Flex>` (training) and `Flex` (inference)
 //! they take the fused path for `f32` tensors; on every other backend and
 //! element type they call burn's own forward, so CUDA and friends are
