@@ -477,7 +477,7 @@ fn forward(
     keep: bool,
 ) -> (Vec<f32>, Option<CachedCols>) {
     if g.dense() {
-        return (dense::forward(x, w, bias, g), None);
+        return dense::forward(x, w, bias, g, keep);
     }
     let nb = g.chunk();
     let (k, p) = (g.k(), g.p());
@@ -553,7 +553,7 @@ const DENSE_LIMIT: usize = 1 << 22;
 /// into `dW` tap by tap: three gemms over the batch, no im2col, and no
 /// products with padding.
 mod dense {
-    use super::{gemm, Geometry, Wanted};
+    use super::{gemm, CachedCols, Geometry, Wanted};
     use rayon::prelude::*;
 
     /// For every `(o, q)` pair of output and input positions joined by a
@@ -579,11 +579,11 @@ mod dense {
         t
     }
 
-    /// `D` (row-major `[c_out * p, c_in * h * w]`).
-    fn matrix(w: &[f32], g: &Geometry) -> Vec<f32> {
+    /// `D` (row-major `[c_out * p, c_in * h * w]`) into `d`.
+    fn matrix(w: &[f32], g: &Geometry, d: &mut [f32]) {
         let (p, hw, kk) = (g.p(), g.h * g.w, g.kh * g.kw);
-        let (ko, ki) = (g.out_len(), g.in_len());
-        let mut d = vec![0f32; ko * ki];
+        let ki = g.in_len();
+        d.fill(0.0);
         let taps = taps(g);
         for co in 0..g.c_out {
             for ci in 0..g.c_in {
@@ -593,7 +593,6 @@ mod dense {
                 }
             }
         }
-        d
     }
 
     /// Samples per parallel chunk: two chunks per thread.
@@ -601,36 +600,53 @@ mod dense {
         g.n.div_ceil(2 * rayon::current_num_threads().max(1)).max(1)
     }
 
-    pub(super) fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geometry) -> Vec<f32> {
+    /// The convolution, and `D` for the backward pass when `keep` is set.
+    pub(super) fn forward(
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        g: &Geometry,
+        keep: bool,
+    ) -> (Vec<f32>, Option<CachedCols>) {
         let (ko, ki, p) = (g.out_len(), g.in_len(), g.p());
-        let d = matrix(w, g);
+        let mut d = CachedCols::take(ko * ki);
+        matrix(w, g, &mut d.0);
         let nb = chunk(g);
         let mut y = crate::simd::zeros(g.n * ko);
         y.par_chunks_mut(nb * ko)
             .zip(x.par_chunks(nb * ki))
             .for_each(|(yc, xc)| {
                 let rows = xc.len() / ki;
-                gemm((rows, ko, ki), yc, ko, false, xc, (ki, 1), &d, (1, ki));
+                gemm((rows, ko, ki), yc, ko, false, xc, (ki, 1), &d.0, (1, ki));
                 if let Some(bias) = bias {
                     for (r, row) in yc.chunks_exact_mut(p).enumerate() {
                         row.iter_mut().for_each(|v| *v += bias[r % g.c_out]);
                     }
                 }
             });
-        y
+        (y, keep.then_some(d))
     }
 
+    /// `(dx, dw, dbias)`; `kept` is `D` from the forward pass, if kept.
     pub(super) fn backward(
         x: &[f32],
         w: &[f32],
         dy: &[f32],
+        kept: Option<&[f32]>,
         g: &Geometry,
         wanted: Wanted,
     ) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
         let (ko, ki, p, kk) = (g.out_len(), g.in_len(), g.p(), g.kh * g.kw);
         let nb = chunk(g);
         let dx = wanted.x.then(|| {
-            let d = matrix(w, g);
+            let d = match kept {
+                Some(d) => std::borrow::Cow::Borrowed(d),
+                None => {
+                    let mut d = vec![0f32; ko * ki];
+                    matrix(w, g, &mut d);
+                    std::borrow::Cow::Owned(d)
+                }
+            };
             let mut dx = crate::simd::zeros(x.len());
             dx.par_chunks_mut(nb * ki)
                 .zip(dy.par_chunks(nb * ko))
@@ -704,7 +720,7 @@ fn backward(
     wanted: Wanted,
 ) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
     if g.dense() {
-        return dense::backward(x, w, dy, g, wanted);
+        return dense::backward(x, w, dy, cached, g, wanted);
     }
     // Samples per chunk; the last chunk may hold fewer.
     let chunk_samples = g.chunk();

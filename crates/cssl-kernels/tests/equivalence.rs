@@ -338,8 +338,8 @@ fn resnet_convs_match_burn() {
 }
 
 /// The other code paths of the convolution: recomputed im2col matrices
-/// (bigger convolutions), per-sample gemms at every size and batched gemms
-/// at every size.
+/// (bigger convolutions) and dense matrices, per-sample gemms at every size
+/// and batched gemms at every size.
 #[test]
 fn every_conv_path_matches_burn() {
     let p = |k| PaddingConfig2d::Explicit(k, k, k, k);
@@ -358,6 +358,13 @@ fn every_conv_path_matches_burn() {
             conv_module([4, 6], [1, 1], 2, p(0), true, 33),
             [9, 4, 6, 6],
             false,
+        );
+        // The dense path: its matrix kept from the forward pass, or
+        // rebuilt in the backward pass when nothing is kept.
+        check_conv(
+            conv_module([6, 5], [3, 3], 1, p(1), true, 34),
+            [7, 6, 2, 2],
+            true,
         );
     };
     // These settings are process-wide: other tests running meanwhile take
