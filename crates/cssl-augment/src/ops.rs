@@ -108,13 +108,10 @@ impl Op {
                     let lo = (1.0 - x).max(0.0);
                     lo + (1.0 + x - lo) * rng.random::<f32>()
                 };
-                let mut scratch = Vec::new();
                 for o in order {
                     match o {
                         0 if brightness > 0.0 => brightness_mut(&mut img, factor(rng, brightness)),
-                        1 if contrast > 0.0 => {
-                            contrast_mut(&mut img, factor(rng, contrast), &mut scratch)
-                        }
+                        1 if contrast > 0.0 => contrast_mut(&mut img, factor(rng, contrast)),
                         2 if saturation > 0.0 => saturation_mut(&mut img, factor(rng, saturation)),
                         3 if hue > 0.0 => {
                             hue_mut(&mut img, (rng.random::<f32>() * 2.0 - 1.0) * hue)
@@ -476,26 +473,6 @@ fn map_mut(img: &mut Canvas, f: impl Fn(f32) -> f32) {
     img.data.iter_mut().for_each(|v| *v = f(*v).clamp(0.0, 1.0));
 }
 
-/// Luma of every pixel into `out` (the value itself for grayscale).
-#[inline(always)]
-fn luma_into(img: &Canvas, out: &mut Vec<f32>) {
-    let n = img.width * img.height;
-    out.clear();
-    match img.channels {
-        1 => out.extend_from_slice(&img.data),
-        _ => {
-            let (r, rest) = img.data.split_at(n);
-            let (g, b) = rest.split_at(n);
-            out.extend(
-                r.iter()
-                    .zip(g)
-                    .zip(b)
-                    .map(|((r, g), b)| LUMA[0] * r + LUMA[1] * g + LUMA[2] * b),
-            );
-        }
-    }
-}
-
 /// The mean of `values`, summed in 16 interleaved lanes (vectorised; equal to
 /// the sequential sum up to float rounding).
 #[inline(always)]
@@ -527,14 +504,23 @@ vectorised! {
 /// Blends with the mean luma: `m + factor * (v - m)`, clamped. Factor 1 is the identity.
 pub fn adjust_contrast(img: &Canvas, factor: f32) -> Canvas {
     let mut out = img.clone();
-    contrast_mut(&mut out, factor, &mut Vec::new());
+    contrast_mut(&mut out, factor);
     out
 }
 
 vectorised! {
-fn contrast_mut(img: &mut Canvas, factor: f32, scratch: &mut Vec<f32>) {
-    luma_into(img, scratch);
-    let m = mean(scratch);
+fn contrast_mut(img: &mut Canvas, factor: f32) {
+    // The mean luma is the luma of the channel means (luma is linear).
+    let n = (img.width * img.height).max(1);
+    let m = match img.channels {
+        1 => mean(&img.data),
+        _ => img
+            .data
+            .chunks_exact(n)
+            .zip(LUMA)
+            .map(|(plane, w)| w * mean(plane))
+            .sum(),
+    };
     map_mut(img, |v| m + factor * (v - m));
 }
 }
@@ -841,6 +827,24 @@ mod tests {
         assert!((c0[0] - 0.4).abs() < 1e-6 && (c0[1] - 0.4).abs() < 1e-6);
         let c = adjust_contrast(&img, 0.5).data;
         assert!((c[0] - 0.3).abs() < 1e-6 && (c[1] - 0.5).abs() < 1e-6);
+    }
+
+    /// On RGB, contrast blends with the mean of the per-pixel luma.
+    #[test]
+    fn rgb_contrast_blends_with_the_mean_luma() {
+        let img = rgb();
+        let (w, h) = (img.width, img.height);
+        let lumas: Vec<f32> = (0..h)
+            .flat_map(|y| (0..w).map(move |x| (y, x)))
+            .map(|(y, x)| (0..3).map(|c| LUMA[c] * img.at(y, x, c)).sum::<f32>())
+            .collect();
+        let m = lumas.iter().sum::<f32>() / lumas.len() as f32;
+        let flat = adjust_contrast(&img, 0.0);
+        assert!(flat.data.iter().all(|v| (v - m).abs() < 1e-6), "{m}");
+        let half = adjust_contrast(&img, 0.5);
+        for (a, b) in half.data.iter().zip(&img.data) {
+            assert!((a - (m + 0.5 * (b - m))).abs() < 1e-6);
+        }
     }
 
     #[test]

@@ -513,10 +513,7 @@ fn forward(
             }
         }
         if let Some(bias) = bias {
-            // Rows of p values are (sample, channel) in order.
-            for (r, row) in yc.chunks_exact_mut(p).enumerate() {
-                row.iter_mut().for_each(|v| *v += bias[r % g.c_out]);
-            }
+            add_bias(yc, bias, g);
         }
     };
     let chunks = y
@@ -553,7 +550,7 @@ const DENSE_LIMIT: usize = 1 << 22;
 /// into `dW` tap by tap: three gemms over the batch, no im2col, and no
 /// products with padding.
 mod dense {
-    use super::{gemm, CachedCols, Geometry, Wanted};
+    use super::{add_bias, add_bias_grad, gemm, CachedCols, Geometry, Wanted};
     use rayon::prelude::*;
 
     /// For every `(o, q)` pair of output and input positions joined by a
@@ -608,7 +605,7 @@ mod dense {
         g: &Geometry,
         keep: bool,
     ) -> (Vec<f32>, Option<CachedCols>) {
-        let (ko, ki, p) = (g.out_len(), g.in_len(), g.p());
+        let (ko, ki) = (g.out_len(), g.in_len());
         let mut d = CachedCols::take(ko * ki);
         matrix(w, g, &mut d.0);
         let nb = chunk(g);
@@ -619,9 +616,7 @@ mod dense {
                 let rows = xc.len() / ki;
                 gemm((rows, ko, ki), yc, ko, false, xc, (ki, 1), &d.0, (1, ki));
                 if let Some(bias) = bias {
-                    for (r, row) in yc.chunks_exact_mut(p).enumerate() {
-                        row.iter_mut().for_each(|v| *v += bias[r % g.c_out]);
-                    }
+                    add_bias(yc, bias, g);
                 }
             });
         (y, keep.then_some(d))
@@ -695,11 +690,24 @@ mod dense {
         }
         let mut db = vec![0f32; g.c_out];
         if wanted.bias {
-            for (r, row) in dy.chunks_exact(p).enumerate() {
-                db[r % g.c_out] += crate::simd::sum(row);
-            }
+            add_bias_grad(&mut db, dy, g);
         }
         (dx, dw, db)
+    }
+}
+
+/// `y[n, c, :] += bias[c]` for NCHW outputs `y` of whole samples.
+fn add_bias(y: &mut [f32], bias: &[f32], g: &Geometry) {
+    // Rows of p values are (sample, channel) in order.
+    for (r, row) in y.chunks_exact_mut(g.p()).enumerate() {
+        row.iter_mut().for_each(|v| *v += bias[r % g.c_out]);
+    }
+}
+
+/// `db[c] += sum(dy[n, c, :])` for NCHW output gradients of whole samples.
+fn add_bias_grad(db: &mut [f32], dy: &[f32], g: &Geometry) {
+    for (r, row) in dy.chunks_exact(g.p()).enumerate() {
+        db[r % g.c_out] += crate::simd::sum(row);
     }
 }
 
@@ -733,9 +741,7 @@ fn backward(
         let nb = xc.len() / g.in_len();
         let l = nb * p;
         if wanted.bias {
-            for (r, row) in dyc.chunks_exact(p).enumerate() {
-                acc.1[r % g.c_out] += crate::simd::sum(row);
-            }
+            add_bias_grad(&mut acc.1, dyc, g);
         }
         // dY of the chunk as [c_out, nb * p] (not needed when each sample's
         // [c_out, p] block is used directly).
