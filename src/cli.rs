@@ -1,7 +1,7 @@
 //! The command line of the `cssl` program and of the examples
 //! (`cargo run --release --example byol -- --epochs 4`).
 
-use crate::device::{on_device, OnBackend};
+use crate::device::{on_device, OnBackend, Placement};
 use crate::job::{
     evaluate_checkpoint, export_encoder, results_table, run_config_with, Dataset, EvalOverrides,
     JobReport, RunConfig, RunControl, Scores, TensorNames,
@@ -11,6 +11,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use cssl_core::{CsslError, Result};
 use cssl_methods::MethodKind;
+use cssl_train::Workers;
 use std::path::PathBuf;
 
 /// Contrastive self-supervised learning (Falcon & Cho, 2020) in one binary.
@@ -64,7 +65,8 @@ pub struct AblateArgs {
     /// Read the dataset from this directory.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Device of every cell: cpu, cuda or cuda:N.
+    /// Device of every cell: cpu, cuda or cuda:N; several (cpu:N,
+    /// cuda:0,1) for data-parallel steps.
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Only these cells (comma-separated labels).
@@ -133,8 +135,10 @@ pub struct RunArgs {
     /// Skip the raw-pixel baseline.
     #[arg(long)]
     no_raw_baseline: bool,
-    /// Device: `cpu`, or `cuda` / `cuda:N` (build with `--features cuda`).
-    #[arg(long, default_value = "cpu")]
+    /// Device: `cpu`, or `cuda` / `cuda:N` (build with `--features cuda`);
+    /// several for data-parallel steps: `cpu:N` (N CPU workers sharing the
+    /// cores) or `cuda:0,1,...`. The batch is split evenly over them.
+    #[arg(long, visible_alias = "devices", default_value = "cpu")]
     device: String,
     /// Continue the run in this directory from its newest checkpoint, with
     /// its own config.json (same schedules, data order and augmentations).
@@ -499,8 +503,9 @@ struct Pretrain<'a>(&'a RunConfig, &'a RunControl);
 
 impl OnBackend for Pretrain<'_> {
     type Output = JobReport;
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<JobReport> {
-        run_config_with::<B>(self.0, self.1, &device)
+    fn run<B: AutodiffBackend>(self, placement: Placement<B>) -> Result<JobReport> {
+        let workers = Workers::new(placement.devices, placement.threads_per_worker)?;
+        run_config_with::<B>(self.0, self.1, &workers)
     }
 }
 
@@ -524,7 +529,8 @@ struct Eval<'a>(&'a EvalArgs);
 
 impl OnBackend for Eval<'_> {
     type Output = (Scores, Option<Scores>);
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<(Scores, Option<Scores>)> {
+    fn run<B: AutodiffBackend>(self, placement: Placement<B>) -> Result<(Scores, Option<Scores>)> {
+        let device = placement.single()?;
         let a = self.0;
         let overrides = EvalOverrides {
             probe_subset: a.probe_subset,

@@ -1,52 +1,147 @@
-//! Choosing the backend at run time: `cpu` (burn's Flex) or `cuda` /
-//! `cuda:N` (burn's CUDA backend, with the `cuda` feature).
+//! Choosing the backend and devices at run time: `cpu` (burn's Flex),
+//! `cpu:N` (N data-parallel CPU workers), `cuda` / `cuda:N` (burn's CUDA
+//! backend, with the `cuda` feature) and `cuda:0,1,...` (several GPUs).
 
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use cssl_core::{CsslError, Result};
+
+/// Where work runs: one device, or the workers of a data-parallel step.
+pub struct Placement<B: Backend> {
+    /// The devices, the main one first (several CPU workers repeat the CPU).
+    pub devices: Vec<B::Device>,
+    /// Several CPU workers: threads of each worker's pool (the machine's
+    /// cores shared evenly). `None` on GPUs and on one CPU worker (burn's
+    /// global pool).
+    pub threads_per_worker: Option<usize>,
+}
+
+impl<B: Backend> Placement<B> {
+    /// The one device of work that runs on one (evaluation, benchmarks).
+    ///
+    /// # Errors
+    /// A [`CsslError::Config`] for `device` when several were given.
+    pub fn single(&self) -> Result<B::Device> {
+        match self.devices.as_slice() {
+            [d] => Ok(d.clone()),
+            _ => Err(CsslError::config(
+                "device",
+                format!(
+                    "{} devices given; this command runs on one (cpu, cuda or cuda:N)",
+                    self.devices.len()
+                ),
+            )),
+        }
+    }
+}
 
 /// Work that runs on any autodiff backend (a generic closure, spelled as a trait).
 pub trait OnBackend {
     /// What the work returns.
     type Output;
-    /// Runs on backend `B`, device `device`.
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Self::Output>;
+    /// Runs on backend `B`, on `placement`.
+    fn run<B: AutodiffBackend>(self, placement: Placement<B>) -> Result<Self::Output>;
 }
 
-/// Runs `work` on the device named by `spec`: `cpu`, `cuda` or `cuda:N`.
+/// A parsed device list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceSpec {
+    /// This many CPU workers (`cpu` = 1, `cpu:N`).
+    Cpu(usize),
+    /// These GPUs (`cuda` = `cuda:0`, `cuda:N`, `cuda:0,1` or `cuda:0,cuda:1`).
+    Cuda(Vec<usize>),
+}
+
+impl std::str::FromStr for DeviceSpec {
+    type Err = CsslError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = |why: &str| CsslError::config("device", format!("`{s}`: {why}"));
+        let count = |n: &str| -> Result<usize> {
+            n.trim()
+                .parse::<usize>()
+                .map_err(|_| bad("expected a number after `:`"))
+        };
+        match s.trim() {
+            "cpu" => Ok(Self::Cpu(1)),
+            "cuda" => Ok(Self::Cuda(vec![0])),
+            t if t.starts_with("cpu:") => match count(&t[4..])? {
+                0 => Err(bad("at least one CPU worker")),
+                n => Ok(Self::Cpu(n)),
+            },
+            t if t.starts_with("cuda:") => {
+                let mut indices = Vec::new();
+                for part in t[5..].split(',') {
+                    let i = count(part.trim().trim_start_matches("cuda:"))?;
+                    if indices.contains(&i) {
+                        return Err(bad(&format!("cuda:{i} named twice")));
+                    }
+                    indices.push(i);
+                }
+                Ok(Self::Cuda(indices))
+            }
+            other => Err(CsslError::config(
+                "device",
+                format!(
+                    "unknown device `{other}` (expected cpu, cpu:N, cuda, cuda:N or cuda:0,1,...)"
+                ),
+            )),
+        }
+    }
+}
+
+/// Runs `work` on the devices named by `spec` (see [`DeviceSpec`]).
 ///
 /// # Errors
 /// A [`CsslError::Config`] for `device` when the name is unknown, or names
 /// CUDA in a build without the `cuda` feature.
 pub fn on_device<W: OnBackend>(spec: &str, work: W) -> Result<W::Output> {
-    match spec {
-        "cpu" => work.run::<burn::backend::Autodiff<burn::backend::Flex>>(Default::default()),
-        s if s == "cuda" || s.starts_with("cuda:") => {
-            let index: usize = match s.split_once(':') {
-                Some((_, n)) => n
-                    .parse()
-                    .map_err(|_| CsslError::config("device", format!("`{s}`: expected cuda:N")))?,
-                None => 0,
-            };
-            run_cuda(index, work)
+    match spec.parse::<DeviceSpec>()? {
+        DeviceSpec::Cpu(workers) => {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            work.run::<burn::backend::Autodiff<burn::backend::Flex>>(Placement {
+                devices: vec![Default::default(); workers],
+                threads_per_worker: (workers > 1).then(|| (cores / workers).max(1)),
+            })
         }
-        other => Err(CsslError::config(
-            "device",
-            format!("unknown device `{other}` (expected cpu, cuda or cuda:N)"),
-        )),
+        DeviceSpec::Cuda(indices) => run_cuda(indices, work),
     }
 }
 
 #[cfg(feature = "cuda")]
-fn run_cuda<W: OnBackend>(index: usize, work: W) -> Result<W::Output> {
-    work.run::<burn::backend::Autodiff<burn::backend::Cuda>>(burn::backend::cuda::CudaDevice::new(
-        index,
-    ))
+fn run_cuda<W: OnBackend>(indices: Vec<usize>, work: W) -> Result<W::Output> {
+    work.run::<burn::backend::Autodiff<burn::backend::Cuda>>(Placement {
+        devices: indices
+            .into_iter()
+            .map(burn::backend::cuda::CudaDevice::new)
+            .collect(),
+        threads_per_worker: None,
+    })
 }
 
 #[cfg(not(feature = "cuda"))]
-fn run_cuda<W: OnBackend>(_index: usize, _work: W) -> Result<W::Output> {
+fn run_cuda<W: OnBackend>(_indices: Vec<usize>, _work: W) -> Result<W::Output> {
     Err(CsslError::config(
         "device",
         "this binary was built without CUDA; rebuild with `--features cuda`",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DeviceSpec;
+
+    #[test]
+    fn parses_device_lists() {
+        let p = |s: &str| s.parse::<DeviceSpec>();
+        assert_eq!(p("cpu").unwrap(), DeviceSpec::Cpu(1));
+        assert_eq!(p("cpu:2").unwrap(), DeviceSpec::Cpu(2));
+        assert_eq!(p("cuda").unwrap(), DeviceSpec::Cuda(vec![0]));
+        assert_eq!(p("cuda:1").unwrap(), DeviceSpec::Cuda(vec![1]));
+        assert_eq!(p("cuda:0,1").unwrap(), DeviceSpec::Cuda(vec![0, 1]));
+        assert_eq!(p("cuda:0,cuda:3").unwrap(), DeviceSpec::Cuda(vec![0, 3]));
+        for bad in ["gpu", "cpu:0", "cpu:x", "cuda:0,0", "cuda:", ""] {
+            let err = p(bad).unwrap_err().to_string();
+            assert!(err.contains("device"), "{bad}: {err}");
+        }
+    }
 }

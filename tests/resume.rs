@@ -11,6 +11,7 @@ use cssl::core::{CsslError, ViewBatch};
 use cssl::job::{run_config, run_config_with, Dataset, JobReport, RunConfig, RunControl};
 use cssl::methods::{MethodKind, SslModel, SslOutput, WithModel};
 use cssl::train::record::{load_record, read_records, record_info, Expect};
+use cssl::train::Workers;
 use std::path::Path;
 
 type B = Autodiff<Flex>;
@@ -113,7 +114,7 @@ fn a_run_stopped_mid_epoch_or_between_epochs_resumes_bitwise() {
                 stop_after_steps: Some(stop),
                 ..RunControl::default()
             };
-            match run_config_with::<B>(&run, &stopped, &device) {
+            match run_config_with::<B>(&run, &stopped, &Workers::one(device)) {
                 Err(CsslError::Interrupted { step, saved, .. }) => {
                     assert_eq!(step, stop);
                     assert!(saved.contains("--resume"), "{saved}");
@@ -125,7 +126,7 @@ fn a_run_stopped_mid_epoch_or_between_epochs_resumes_bitwise() {
                 resume: true,
                 ..RunControl::default()
             };
-            let resumed = run_config_with::<B>(&run, &resume, &device).unwrap();
+            let resumed = run_config_with::<B>(&run, &resume, &Workers::one(device)).unwrap();
             let got = weights(&out);
             let differing = expected.iter().zip(&got).filter(|(a, b)| a != b).count();
             assert_eq!(
@@ -169,12 +170,12 @@ fn lars_and_sgd_runs_train_and_resume_bitwise() {
             stop_after_steps: Some(3),
             ..RunControl::default()
         };
-        assert!(run_config_with::<B>(&config(&out), &stopped, &device).is_err());
+        assert!(run_config_with::<B>(&config(&out), &stopped, &Workers::one(device)).is_err());
         let resume = RunControl {
             resume: true,
             ..RunControl::default()
         };
-        let resumed = run_config_with::<B>(&config(&out), &resume, &device).unwrap();
+        let resumed = run_config_with::<B>(&config(&out), &resume, &Workers::one(device)).unwrap();
         assert_eq!(weights(&whole), weights(&out), "{}", rule.name());
         same_scores(&full, &resumed);
     }
@@ -192,7 +193,7 @@ fn a_diverging_run_stops_at_the_first_non_finite_loss_and_reports_nothing() {
         checkpoint_steps: 1,
         ..RunControl::default()
     };
-    match run_config_with::<B>(&run, &control, &Default::default()) {
+    match run_config_with::<B>(&run, &control, &Workers::one(Default::default())) {
         Err(CsslError::Diverged { step, reason, .. }) => {
             assert!(step <= 3, "stopped only at step {step}");
             assert!(reason.contains("nothing was evaluated"), "{reason}");

@@ -16,7 +16,7 @@ use cssl_data::{spread_indices, ImageSource, PrefetchLoader, SubsetSource};
 use cssl_eval::{extract_features, knn_accuracy, KnnConfig};
 use cssl_methods::{RunSchedule, SslModel, SslOutput, WithModel};
 use cssl_train::record::{save_record, Records};
-use cssl_train::{pretrain, PretrainOptions, RunDir, Training, WarmupCosineLr};
+use cssl_train::{pretrain, PretrainOptions, RunDir, Training, WarmupCosineLr, Workers};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -67,10 +67,12 @@ impl Default for RunControl {
 /// Runs a full run config as a new run: checks every field, pretrains,
 /// evaluates, and writes the run directory (refused if it exists).
 pub fn run_config<B: AutodiffBackend>(run: &RunConfig, device: &B::Device) -> Result<JobReport> {
-    run_config_with::<B>(run, &RunControl::default(), device)
+    run_config_with::<B>(run, &RunControl::default(), &Workers::one(device.clone()))
 }
 
-/// [`run_config`] with `control`: resume, overwrite, checkpoint cadence.
+/// [`run_config`] with `control` (resume, overwrite, checkpoint cadence)
+/// on `workers` (one device, or the workers of data-parallel steps; the
+/// batch must split evenly over them).
 ///
 /// # Errors
 /// Any invalid field (named by its path) before anything is written; an
@@ -80,8 +82,10 @@ pub fn run_config<B: AutodiffBackend>(run: &RunConfig, device: &B::Device) -> Re
 pub fn run_config_with<B: AutodiffBackend>(
     run: &RunConfig,
     control: &RunControl,
-    device: &B::Device,
+    workers: &Workers<B>,
 ) -> Result<JobReport> {
+    let device = workers.main();
+    workers.check_batch(run.options.batch_size)?;
     let Checked {
         data,
         train,
@@ -104,7 +108,7 @@ pub fn run_config_with<B: AutodiffBackend>(
             run,
             control,
             dir,
-            device,
+            workers,
             data: &data,
             train,
             schedule,
@@ -180,7 +184,7 @@ struct Pretraining<'a, B: AutodiffBackend> {
     run: &'a RunConfig,
     control: &'a RunControl,
     dir: RunDir,
-    device: &'a B::Device,
+    workers: &'a Workers<B>,
     data: &'a Splits,
     train: Arc<dyn ImageSource>,
     schedule: RunSchedule,
@@ -202,24 +206,32 @@ impl<B: AutodiffBackend> WithModel<B> for Pretraining<'_, B> {
             run: run_config,
             control,
             dir: run,
-            device,
+            workers,
             data,
             train,
             schedule,
         } = self;
         let options = &run_config.options;
         let config = &run_config.method;
+        let device = workers.main();
         let probe_train = subset(&data.train, options.probe_subset);
         let test = subset(&data.test, options.test_subset);
         let method = config.kind().name();
         println!(
-            "cssl: {method} on {}, {} train images, {} epochs of {} batches of {}, backend {}",
+            "cssl: {method} on {}, {} train images, {} epochs of {} batches of {}, backend {}{}",
             run_config.dataset.name(),
             train.len(),
             options.epochs,
             schedule.steps_per_epoch,
             options.batch_size,
-            B::name(device)
+            B::name(device),
+            match workers.len() {
+                1 => String::new(),
+                n => format!(
+                    ", {n} data-parallel workers of {} images",
+                    options.batch_size / n
+                ),
+            }
         );
         let initial_encoder = model.valid().encoder().clone();
 
@@ -277,7 +289,7 @@ impl<B: AutodiffBackend> WithModel<B> for Pretraining<'_, B> {
         let trained = pretrain(
             Training {
                 run: &run,
-                device,
+                workers,
                 train: &train_loader,
                 valid: &valid_loader,
                 lr,

@@ -23,6 +23,7 @@ use cssl::data::{
     Stl10Unlabeled,
 };
 use cssl::methods::{MethodConfig, MethodKind, RunSchedule, SslModel, SslOutput, WithModel};
+use cssl::train::Workers;
 use rayon::prelude::*;
 use std::sync::Arc;
 use std::time::Instant;
@@ -67,9 +68,15 @@ enum Command {
         /// Python interpreter with `torch` for --compare-torch.
         #[arg(long, default_value = "python3")]
         python: String,
-        /// Alternating cssl / PyTorch rounds for --compare-torch.
+        /// Alternating cssl / PyTorch rounds for --compare-torch (and 1 / N
+        /// worker rounds for --compare-workers).
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Then time the main job's SimCLR step on 1 worker (every core)
+        /// and on this many data-parallel CPU workers (the cores shared
+        /// evenly), in alternating rounds, and print their ratio.
+        #[arg(long)]
+        compare_workers: Option<usize>,
         /// Instead of the CPU defaults: time SimCLR with this full-width
         /// encoder (resnet18 | resnet50) on `--size` px RGB views, on
         /// `--device`, and print the cold start (model built to first step
@@ -110,7 +117,7 @@ enum Command {
 }
 
 fn main() {
-    let (steps, batch_size, images, methods, no_augmentation, pipeline_filter, torch) =
+    let (steps, batch_size, images, methods, no_augmentation, pipeline_filter, torch, workers) =
         match Cli::parse().command {
             Command::Bench {
                 steps,
@@ -123,6 +130,7 @@ fn main() {
                 compare_torch,
                 python,
                 rounds,
+                compare_workers,
                 encoder,
                 size,
                 device,
@@ -147,7 +155,8 @@ fn main() {
                     (!no_steps).then_some(methods),
                     no_augmentation,
                     pipelines,
-                    compare_torch.then_some((python, rounds)),
+                    compare_torch.then_some((python.clone(), rounds)),
+                    compare_workers.map(|n| (n, rounds)),
                 )
             }
             Command::BenchLoader { dir, unlabeled } => return bench_loader(&dir, unlabeled),
@@ -302,6 +311,125 @@ fn main() {
     }
     if let Some((python, rounds)) = torch {
         compare_torch(&data.train, &python, rounds, batch_size, steps.max(10));
+    }
+    if let Some((workers, rounds)) = workers {
+        compare_workers(&data.train, workers, rounds, batch_size, steps.max(10));
+    }
+}
+
+/// The main job's SimCLR step (each worker's loss over the gathered global
+/// batch) on 1 worker with every core, then on `workers` CPU workers with
+/// `cores / workers` threads each, in alternating rounds.
+fn compare_workers(
+    data: &ImageDataset,
+    workers: usize,
+    rounds: usize,
+    batch_size: usize,
+    steps: usize,
+) {
+    let cores = rayon::current_num_threads();
+    if workers < 2 || batch_size % workers != 0 {
+        eprintln!("--compare-workers {workers}: expected at least 2 workers that split --batch-size {batch_size} evenly");
+        std::process::exit(1);
+    }
+    let threads = (cores / workers).max(1);
+    println!(
+        "the main job's SimCLR step (batch {batch_size} x 2 views, {steps} timed steps, \
+         forward + backward + AdamW): 1 worker on {cores} threads vs {workers} workers on {threads} \
+         thread(s) each, {rounds} alternating rounds:"
+    );
+    let config = MethodKind::Simclr.fashion_mnist();
+    let time = |w: &Workers<Autodiff<Flex>>| {
+        let device = Default::default();
+        Autodiff::<Flex>::seed(&device, 0);
+        let schedule = RunSchedule::new(1000 * batch_size, batch_size, 1);
+        let r = config
+            .with_model(
+                &schedule,
+                &device,
+                TimeWorkers {
+                    config: &config,
+                    data,
+                    batch_size,
+                    steps,
+                    workers: w,
+                },
+            )
+            .unwrap_or_else(|e| {
+                eprintln!("error: {e}");
+                std::process::exit(1)
+            });
+        r.images_per_s * r.views as f64
+    };
+    let one = Workers::one(Default::default());
+    let many = Workers::new(vec![Default::default(); workers], Some(threads)).unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(1)
+    });
+    let mut ratios = Vec::new();
+    for round in 1..=rounds {
+        let a = time(&one);
+        let b = time(&many);
+        println!(
+            "  round {round}: 1 worker {a:>7.1} views/s   {workers} workers {b:>7.1} views/s   ratio {:.2}",
+            b / a
+        );
+        ratios.push(b / a);
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "  median {workers} workers / 1 worker = {:.2} (min {:.2}, max {:.2})",
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1]
+    );
+}
+
+/// Times `steps` steps through [`Workers::step`] after 2 warm-up steps
+/// (augmentation not timed).
+struct TimeWorkers<'a> {
+    config: &'a MethodConfig,
+    data: &'a ImageDataset,
+    batch_size: usize,
+    steps: usize,
+    workers: &'a Workers<Autodiff<Flex>>,
+}
+
+impl WithModel<Autodiff<Flex>> for TimeWorkers<'_> {
+    type Output = StepBench;
+
+    fn run<M>(self, mut model: M) -> StepBench
+    where
+        M: TrainStep<Input = ViewBatch<Autodiff<Flex>>, Output = SslOutput<Autodiff<Flex>>>
+            + AutodiffModule<Autodiff<Flex>>
+            + core::fmt::Display
+            + 'static,
+        M::InnerModule:
+            InferenceStep<Input = ViewBatch<Flex>, Output = SslOutput<Flex>> + SslModel<Flex>,
+    {
+        let mut optim = AdamWConfig::new().init::<Autodiff<Flex>, M>();
+        let augmentation = self.config.augmentation().clone();
+        let views = augmentation.views.len();
+        let batcher = MultiViewBatcher::new(Arc::new(augmentation), 0);
+        let samples: Vec<Sample> = (0..self.batch_size)
+            .map(|i| burn::data::dataset::Dataset::get(self.data, i).unwrap())
+            .collect();
+        let mut timed = 0.0;
+        for step in 0..self.steps + 2 {
+            let batch = batcher.views(&samples);
+            let t = Instant::now();
+            let r = self.workers.step(&model, &batch, step as u64);
+            model = model.optimize(&mut optim, 1e-4, r.grads);
+            if step >= 2 {
+                timed += t.elapsed().as_secs_f64();
+            }
+        }
+        let _ = model.valid();
+        StepBench {
+            images_per_s: (self.batch_size * self.steps) as f64 / timed,
+            views,
+            augmentation_share: 0.0,
+        }
     }
 }
 

@@ -44,6 +44,7 @@
 mod error;
 mod features;
 mod image;
+pub mod parallel;
 mod traits;
 mod vectorised;
 mod views;

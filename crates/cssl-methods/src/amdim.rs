@@ -3,7 +3,8 @@
 //! encoder = the AMDIM encoder (maps 7x7, 5x5, 1x1);
 //! extraction = multi-scale comparisons 1-5, 1-7 and 5-5, both directions;
 //! similarity = dot / sqrt(dim); loss = NCE with `tclip * tanh(s / tclip)`
-//! plus `5e-2 * mean(s^2)`.
+//! plus `5e-2 * mean(s^2)`. On several workers the maps are gathered, so
+//! the negatives are the global batch's.
 
 use crate::Span;
 use crate::output::embedding_std;
@@ -12,6 +13,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor};
+use cssl_core::parallel::all_gather;
 use cssl_augment::{pipelines, DatasetPreset, MultiViewAugmentation};
 use cssl_core::{ContrastiveLoss, CsslError, Encoder, ViewBatch};
 use cssl_encoders::{AnyEncoder, EncoderConfig};
@@ -147,16 +149,26 @@ impl<B: Backend> Amdim<B> {
                     .collect(),
             )
         };
-        let (a, b) = (half(0), half(1));
+        // Several workers: every map of the global batch (gathered
+        // negatives); each worker draws its own images' locations.
+        let gather = |m: cssl_core::FeatureMaps<B>| {
+            cssl_core::FeatureMaps::new(m.maps.into_iter().map(all_gather).collect())
+        };
+        let (a, b) = (gather(half(0)), gather(half(1)));
         // The 5-5 task's source: one random location of the 5x5 map per sample.
         let [_, _, h5, w5] = a.maps[1].dims();
         let device = maps.maps[0].device();
         let locations = |_: u8| -> Vec<usize> {
-            Tensor::<B, 1, Int>::random([n], Distribution::Uniform(0.0, (h5 * w5) as f64), &device)
+            let drawn = Tensor::<B, 1, Int>::random(
+                [n],
+                Distribution::Uniform(0.0, (h5 * w5) as f64),
+                &device,
+            );
+            all_gather(drawn.float())
                 .into_data()
-                .convert::<i64>()
-                .to_vec::<i64>()
-                .expect("int locations")
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .expect("locations")
                 .into_iter()
                 .map(|l| (l as usize).min(h5 * w5 - 1))
                 .collect()

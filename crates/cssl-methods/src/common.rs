@@ -83,6 +83,8 @@ pub(crate) fn paper_amdim(
 /// The forward pass of the methods that compare one vector per view of a
 /// two-view batch (SimCLR, YADIM): both views through the encoder as one
 /// `[2N, ...]` batch, the extraction, `[2N, 2N]` scores, the pair loss.
+/// In a data-parallel step the scores span the global batch (gathered
+/// negatives, [`gather_views`]).
 pub(crate) fn pair_forward<B: Backend>(
     method: &str,
     encoder: &AnyEncoder<B>,
@@ -93,9 +95,28 @@ pub(crate) fn pair_forward<B: Backend>(
 ) -> SslOutput<B> {
     assert_views(method, &batch, 2);
     let x = Tensor::cat(batch.views, 0);
-    let z = extraction.forward(&encoder.encode(x));
+    let z = gather_views(extraction.forward(&encoder.encode(x)), 2);
     let scores = similarity.scores(z.clone(), z.clone());
     SslOutput::new(loss.loss(scores), embedding_std(z))
+}
+
+/// The embeddings of the global batch in a data-parallel step: `z` holds
+/// `views` blocks of this worker's `n` images (`[views * n, D]`); the result
+/// holds `views` blocks of all workers' images, view by view in rank order
+/// (`cssl_core::parallel::all_gather`), so that every worker's loss sees
+/// the negatives of every worker. `z` itself on one device.
+pub(crate) fn gather_views<B: Backend>(z: Tensor<B, 2>, views: usize) -> Tensor<B, 2> {
+    if cssl_core::parallel::world() == 1 {
+        return z;
+    }
+    let [rows, d] = z.dims();
+    let n = rows / views;
+    Tensor::cat(
+        (0..views)
+            .map(|v| cssl_core::parallel::all_gather(z.clone().slice([v * n..(v + 1) * n, 0..d])))
+            .collect(),
+        0,
+    )
 }
 
 /// The forward pass of the predictor methods (BYOL, SimSiam): both views as

@@ -3,7 +3,8 @@
 //! overlapping patch grid (one view); encoder = a layer-norm ResNet applied to
 //! every patch; extraction = a masked context network over the patch grid
 //! predicts the patch vectors `k` rows below; similarity = dot;
-//! loss = InfoNCE against every patch vector of the batch.
+//! loss = InfoNCE against every patch vector of the batch (of the global
+//! batch on several workers: predictions and targets are gathered).
 
 use crate::Span;
 use crate::output::embedding_std;
@@ -159,6 +160,12 @@ impl<B: Backend> Cpc<B> {
             "CPC: a grid of {rows} row(s) leaves nothing to predict"
         );
         let (preds, targets) = self.extraction.context.forward(grid.clone());
+        // Several workers: the predictions and candidates of the global batch
+        // (gathered negatives).
+        let (preds, targets) = (
+            cssl_core::parallel::all_gather(preds),
+            cssl_core::parallel::all_gather(targets),
+        );
         let steps = self.extraction.max_steps.min(rows - 1);
         let first = self.extraction.first_step.min(steps);
         let all = cpc_targets(targets);

@@ -10,8 +10,14 @@
 //! the logits that used it (MoCo enqueues the batch's keys after each step).
 //! The key network is a [`MomentumTarget`](crate::MomentumTarget), moved after
 //! every optimiser step with the momentum and schedule of
-//! `extraction.momentum`. (MoCo's shuffled batch norm across GPUs does not
-//! apply on one device.)
+//! `extraction.momentum`.
+//!
+//! On several workers (a data-parallel step) each worker's InfoNCE loss is
+//! its own queries against their keys and the shared queue: the loss
+//! decomposes over the batch, so the step equals one device's on the global
+//! batch, and the queue enqueues the global batch's keys once. (MoCo's
+//! shuffled batch norm across GPUs is not implemented: batch-norm statistics
+//! are each worker's own.)
 
 use crate::extraction::MocoExtraction;
 use crate::output::embedding_std;
@@ -180,7 +186,13 @@ impl<B: Backend> Moco<B> {
         let scores = queue_scores(&self.similarity, q.clone(), k.clone(), queue);
         let out = SslOutput::new(self.loss.loss(scores), embedding_std(q));
         if enqueue {
-            self.extraction.queue.enqueue(k);
+            // In a data-parallel step the queue takes the keys of the whole
+            // global batch, in rank order, once (worker 0 writes it; every
+            // worker has read it above, before the gather).
+            let keys = cssl_core::parallel::all_gather(k.detach());
+            if cssl_core::parallel::rank() == 0 {
+                self.extraction.queue.enqueue(keys);
+            }
         }
         out
     }

@@ -10,6 +10,11 @@
 //! dropped (frozen), as in the paper. The step counter behind the freeze is
 //! saved with checkpoints. A loss stuck at `ln K` means a uniform assignment
 //! (collapse).
+//!
+//! On several workers the prototype scores of every crop are gathered
+//! (`cssl_core::parallel::all_gather`): the codes are Sinkhorn-Knopp over
+//! the global batch, as in the paper's distributed Sinkhorn, and the
+//! prototypes are renormalised once, on the main device.
 
 use crate::extraction::SwavExtraction;
 use crate::output::{embedding_std, fraction_of_columns_used, LOSS_OVER_LN_K, PROTOTYPES_USED};
@@ -197,6 +202,9 @@ impl<B: Backend> Swav<B> {
         let scores: Vec<Tensor<B, 2>> = embeddings
             .iter()
             .map(|z| self.similarity.scores(z.clone(), prototypes.clone()))
+            // Several workers: the codes (Sinkhorn-Knopp over the batch)
+            // and the loss are the global batch's on every worker.
+            .map(cssl_core::parallel::all_gather)
             .collect();
         let std = embedding_std(embeddings[0].clone());
         let k = scores[0].dims()[1];

@@ -4,6 +4,7 @@
 //! continue bitwise where it stopped.
 
 use crate::checkpoint::{Checkpoints, CurvePoint, MetricsRow, TrainState};
+use crate::parallel::{StepResult, Workers};
 use crate::plots::{write_steps_csv, write_training_plot, CURVE_POINTS};
 use crate::record::{load_record, record_info, save_record, Expect, Records};
 use crate::run::{write_atomic, RunDir};
@@ -60,8 +61,9 @@ pub struct PretrainOptions {
 pub struct Training<'a, B: AutodiffBackend> {
     /// The run directory (checkpoints, `metrics.csv`).
     pub run: &'a RunDir,
-    /// Where the model lives.
-    pub device: &'a B::Device,
+    /// Where the model lives and the steps run: one device, or the workers
+    /// of a data-parallel step.
+    pub workers: &'a Workers<B>,
     /// Training batches; an epoch is `train.epoch(e)`.
     pub train: &'a PrefetchLoader,
     /// Validation batches (the method's loss in eval mode, once per epoch).
@@ -115,6 +117,8 @@ where
     O: Optimizer<M, B>,
 {
     let o = &t.options;
+    let device = t.workers.main();
+    t.workers.check_batch(t.train.batch_size())?;
     let checkpoints = Checkpoints::of(t.run);
     let steps_per_epoch = t.train.num_batches();
     let total_steps = steps_per_epoch * o.epochs;
@@ -138,7 +142,7 @@ where
             &model_file,
             record_info(&saved.records, &dir, "model.mpk")?,
             expect("model"),
-            t.device,
+            device,
         )?;
         model = model.load_record(record);
         let optim_file = dir.join("optimizer.mpk");
@@ -146,7 +150,7 @@ where
             &optim_file,
             record_info(&saved.records, &dir, "optimizer.mpk")?,
             expect("optimizer"),
-            t.device,
+            device,
         )?;
         optim = optim.load_record(record);
         if saved.epoch >= o.epochs {
@@ -220,10 +224,8 @@ where
             let batch = batch?;
             let step = state.step + 1;
             let lr = t.lr.lr_at(step);
-            B::seed(t.device, mix_seed(&[o.seed, 0x5_7E9, step as u64]));
-            let input = view_batch::<B>(&batch.views, t.device);
-            let output = model.step(input);
-            let values = scalars(output.item);
+            let seed = mix_seed(&[o.seed, 0x5_7E9, step as u64]);
+            let StepResult { values, grads } = t.workers.step(&model, &batch.views, seed);
             if let Some(reason) = non_finite(&values) {
                 let kept = match &last_checkpoint_path {
                     Some(p) => format!("the last good checkpoint is {}", p.display()),
@@ -239,7 +241,7 @@ where
                     ),
                 });
             }
-            model = model.optimize(&mut optim, lr, output.grads);
+            model = model.optimize(&mut optim, lr, grads);
             state.step = step;
             state.batch += 1;
             for (name, v) in values
@@ -292,7 +294,7 @@ where
         };
         let train_row = row("train", &state.sums);
         let inner = model.valid();
-        let mut valid_row = row("valid", &validate::<B, M>(&inner, t.valid, t.device)?);
+        let mut valid_row = row("valid", &validate::<B, M>(&inner, t.valid, device)?);
         valid_row.values.extend(on_epoch(&inner)?);
         drop(inner);
         progress.epoch_end(&train_row, &valid_row);
@@ -332,7 +334,7 @@ fn interrupted(signal: Option<&str>, step: usize, run: &RunDir) -> CsslError {
 }
 
 /// The step's loss, embedding spread and monitors, read in one transfer.
-fn scalars<B: burn::tensor::backend::Backend>(item: SslOutput<B>) -> Vec<(String, f64)> {
+pub(crate) fn scalars<B: burn::tensor::backend::Backend>(item: SslOutput<B>) -> Vec<(String, f64)> {
     let s = item.sync();
     let value = |t: burn::tensor::Tensor<burn::backend::Flex, 1>| t.into_scalar().elem::<f64>();
     let mut out = vec![

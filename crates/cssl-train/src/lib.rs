@@ -8,6 +8,8 @@
 //!   non-finite values, writes checkpoints by time, by step count and at
 //!   each epoch's end, stops cleanly on SIGINT / SIGTERM, and resumes
 //!   bitwise where it stopped.
+//! - [`Workers`]: the step on one device, or data-parallel on several CPU
+//!   workers or GPUs (gathered negatives, global state updated once).
 //! - [`WarmupCosineLr`]: linear warm-up, then cosine decay.
 //! - [`optimizer`]: the methods' optimisers (AdamW, SGD with momentum,
 //!   LARS) as one burn optimiser.
@@ -23,6 +25,7 @@
 mod checkpoint;
 mod fit;
 pub mod optim;
+mod parallel;
 mod plots;
 pub mod record;
 mod run;
@@ -34,6 +37,7 @@ pub use fit::{
     pretrain, PretrainOptions, Pretrained, Training, EMBEDDING_STD, LEARNING_RATE, LOSS,
 };
 pub use optim::{optimizer, AnyOptimizer};
+pub use parallel::{StepResult, Workers};
 pub use plots::{read_steps_csv, training_plot, CURVE_POINTS};
 pub use run::{write_atomic, write_json, RunDir};
 pub use schedule::WarmupCosineLr;

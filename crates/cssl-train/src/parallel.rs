@@ -1,0 +1,227 @@
+//! Data-parallel training steps: one copy of the method's step per worker,
+//! each on an equal slice of the global batch, their gradients averaged on
+//! the main device, then one optimiser step there.
+//!
+//! What each worker's loss sees: methods with negatives (SimCLR, YADIM,
+//! AMDIM, CPC v2) and SwAV's Sinkhorn codes gather the global batch with
+//! [`cssl_core::parallel::all_gather`], so their loss is the global batch's
+//! on every worker; BYOL, SimSiam and MoCo v2 (whose negatives are its
+//! queue) have losses that decompose over the batch. Every method's global
+//! state is updated once per global step on the main model: EMA targets and
+//! SwAV's prototypes in `TrainStep::optimize`, MoCo's queue by worker 0 with
+//! the global batch's keys. Batch-norm statistics are each worker's own
+//! (no synchronised batch norm); running statistics are merged by burn's
+//! `RunningState` (the mean of the workers' updates).
+//!
+//! The exchange goes through host memory, so the same code runs several CPU
+//! workers (each in its own thread pool) and several GPUs.
+
+use crate::fit::scalars;
+use burn::module::{AutodiffModule, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::Tensor;
+use burn::train::TrainStep;
+use cssl_core::parallel::{in_worker, GatherGroup};
+use cssl_core::{CsslError, Result, View, ViewBatch};
+use cssl_data::{mix_seed, view_batch};
+use cssl_methods::SslOutput;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+
+/// The devices a training step runs on: one, or several workers of a
+/// data-parallel step (the first is the main device, which holds the model,
+/// the optimiser and every checkpoint).
+pub struct Workers<B: AutodiffBackend> {
+    devices: Vec<B::Device>,
+    /// CPU workers: one thread pool each, so that each worker's kernels run
+    /// on its own cores. Empty otherwise.
+    pools: Vec<rayon::ThreadPool>,
+}
+
+/// One step's results: the workers' mean loss and monitors, and the mean
+/// of their gradients on the main device.
+pub struct StepResult {
+    /// `(name, value)`, each the mean over workers.
+    pub values: Vec<(String, f64)>,
+    /// Gradients of the global batch's loss.
+    pub grads: GradientsParams,
+}
+
+impl<B: AutodiffBackend> Workers<B> {
+    /// One device: the step runs on the calling thread, unchanged.
+    pub fn one(device: B::Device) -> Self {
+        Self {
+            devices: vec![device],
+            pools: Vec::new(),
+        }
+    }
+
+    /// Workers on `devices` (e.g. several GPUs); with `threads_per_worker`,
+    /// each worker runs in its own thread pool of that many threads (several
+    /// CPU workers on one machine).
+    ///
+    /// # Errors
+    /// No device, or a thread pool that cannot start.
+    pub fn new(devices: Vec<B::Device>, threads_per_worker: Option<usize>) -> Result<Self> {
+        if devices.is_empty() {
+            return Err(CsslError::config("devices", "no device given"));
+        }
+        let pools = match threads_per_worker {
+            Some(threads) if devices.len() > 1 => (0..devices.len())
+                .map(|w| {
+                    rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads.max(1))
+                        .thread_name(move |i| format!("cssl-worker-{w}-{i}"))
+                        .build()
+                        .map_err(|e| CsslError::config("devices", format!("worker {w}: {e}")))
+                })
+                .collect::<Result<_>>()?,
+            _ => Vec::new(),
+        };
+        Ok(Self { devices, pools })
+    }
+
+    /// The main device: the model, the optimiser, validation, checkpoints.
+    pub fn main(&self) -> &B::Device {
+        &self.devices[0]
+    }
+
+    /// Workers in a step.
+    pub fn len(&self) -> usize {
+        self.devices.len()
+    }
+
+    /// Whether there is no worker (never: [`Self::new`] refuses it).
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty()
+    }
+
+    /// Checks that `batch_size` splits evenly over the workers.
+    ///
+    /// # Errors
+    /// A [`CsslError::Config`] naming `options.batch_size`.
+    pub fn check_batch(&self, batch_size: usize) -> Result<()> {
+        if batch_size % self.len() != 0 {
+            return Err(CsslError::config(
+                "options.batch_size",
+                format!(
+                    "{batch_size} does not split evenly over {} workers: every worker takes an equal slice",
+                    self.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// One training step of `model` on the batch `views` (`views[v][i]`:
+    /// view `v` of image `i`): the backend seeded with `seed`, every
+    /// worker's `TrainStep::step` on its slice, the mean of their losses,
+    /// monitors and gradients. The optimiser step is the caller's.
+    ///
+    /// # Panics
+    /// When a worker's step panics (after every other worker has stopped).
+    pub fn step<M>(&self, model: &M, views: &[Vec<View>], seed: u64) -> StepResult
+    where
+        M: TrainStep<Input = ViewBatch<B>, Output = SslOutput<B>> + AutodiffModule<B>,
+    {
+        if self.len() == 1 {
+            B::seed(self.main(), seed);
+            let output = model.step(view_batch::<B>(views, self.main()));
+            return StepResult {
+                values: scalars(output.item),
+                grads: output.grads,
+            };
+        }
+        // Each distinct device seeded once, before any worker starts.
+        for (w, device) in self.devices.iter().enumerate() {
+            if !self.devices[..w].contains(device) {
+                B::seed(device, mix_seed(&[seed, w as u64]));
+            }
+        }
+        let world = self.len();
+        let per = views.first().map_or(0, Vec::len) / world;
+        let group = GatherGroup::new(world);
+        let work = |w: usize, local: M| {
+            let device = &self.devices[w];
+            let run = || {
+                catch_unwind(AssertUnwindSafe(|| {
+                    in_worker(&group, w, || {
+                        let local = local.fork(device);
+                        let slice: Vec<Vec<View>> = views
+                            .iter()
+                            .map(|v| v[w * per..(w + 1) * per].to_vec())
+                            .collect();
+                        let output = local.step(view_batch::<B>(&slice, device));
+                        (scalars(output.item), output.grads)
+                    })
+                }))
+                .inspect_err(|_| group.abort())
+            };
+            match self.pools.get(w) {
+                Some(pool) => pool.install(run),
+                None => run(),
+            }
+        };
+        let outputs: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..world)
+                .map(|w| {
+                    let local = model.clone();
+                    let work = &work;
+                    s.spawn(move || work(w, local))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| resume_unwind(e)))
+                .collect()
+        });
+        let mut values: Vec<(String, f64)> = Vec::new();
+        let mut grads = Vec::with_capacity(world);
+        for output in outputs {
+            let (v, g) = output.unwrap_or_else(|e| resume_unwind(e));
+            if values.is_empty() {
+                values = v.into_iter().map(|(n, x)| (n, x / world as f64)).collect();
+            } else {
+                for ((_, sum), (_, x)) in values.iter_mut().zip(v) {
+                    *sum += x / world as f64;
+                }
+            }
+            grads.push(g);
+        }
+        let mut mean = MeanGrads::<B> {
+            parts: grads,
+            out: GradientsParams::new(),
+            device: self.main(),
+        };
+        model.visit(&mut mean);
+        StepResult {
+            values,
+            grads: mean.out,
+        }
+    }
+}
+
+/// The mean of the workers' gradients of each parameter, on the main
+/// device, summed in worker order (deterministic). A worker without a
+/// gradient for a parameter counts as zero.
+struct MeanGrads<'a, B: AutodiffBackend> {
+    parts: Vec<GradientsParams>,
+    out: GradientsParams,
+    device: &'a B::Device,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for MeanGrads<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let world = self.parts.len() as f64;
+        let sum = self
+            .parts
+            .iter_mut()
+            .filter_map(|g| g.remove::<B::InnerBackend, D>(param.id))
+            .map(|g| g.to_device(self.device))
+            .reduce(|a, b| a + b);
+        if let Some(sum) = sum {
+            self.out
+                .register::<B::InnerBackend, D>(param.id, sum.div_scalar(world));
+        }
+    }
+}
