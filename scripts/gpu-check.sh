@@ -6,14 +6,18 @@
 #      batch 512, and ResNet-50 at 32 px, batch 256 (f32; bf16 with --bf16);
 #   2. the same step in PyTorch when `python3 -c "import torch"` works
 #      (scripts/torch_simclr_step.py), for a ratio on the same GPU;
-#   3. a short SimCLR pretrain + evaluation on generated CIFAR-10-format files;
+#   3. a short SimCLR pretrain + evaluation on generated CIFAR-10-format files,
+#      on one device, then data-parallel on DEVICES (every GPU when there
+#      are several; cpu:2 with DEVICE=cpu);
 # and prints one summary. On a machine without a GPU: DEVICE=cpu (small
 # batches) shows that it runs end to end.
 #
 # Usage: scripts/gpu-check.sh [--bf16]
 # Env: BIN (folder of the binaries, default target/release), DEVICE (cuda),
 #      PYTHON (python3), R18_BATCH (512), R50_BATCH (256), STEPS (20),
-#      WARMUP (20), LIMIT (seconds per step of the check, 300).
+#      WARMUP (20), LIMIT (seconds per step of the check, 300), DEVICES
+#      (cuda:0,1,... for every GPU when there are several; cpu:2 on the CPU;
+#      empty: no data-parallel run).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release}
@@ -24,6 +28,13 @@ R50_BATCH=${R50_BATCH:-256}
 STEPS=${STEPS:-20}
 WARMUP=${WARMUP:-20}
 LIMIT=${LIMIT:-300}
+if [ -z "${DEVICES+set}" ]; then
+  if [ "$DEVICE" = cpu ]; then DEVICES=cpu:2
+  else
+    GPUS=$(nvidia-smi --query-gpu=index --format=csv,noheader 2>/dev/null | paste -sd, -)
+    case "$GPUS" in *,*) DEVICES="cuda:$GPUS" ;; *) DEVICES= ;; esac
+  fi
+fi
 PRECISIONS="f32"
 [ "${1:-}" = "--bf16" ] && PRECISIONS="f32 bf16"
 for b in "$BIN/xtask" "$BIN/cssl"; do
@@ -71,14 +82,20 @@ for name in ["data_batch_%d" % i for i in range(1, 6)] + ["test_batch"]:
         for i in range(1000):
             f.write(bytes([i % 10]) + os.urandom(3072))
 PY
-start=$(date +%s)
-timeout "$LIMIT" "$BIN/cssl" pretrain --dataset cifar10 --data "$DATA" --device "$DEVICE" --epochs 1 \
-  --train-subset 2000 --probe-subset 1000 --test-subset 1000 --batch-size 128 --no-raw-baseline \
-  --out "$OUT/run" > "$OUT/pretrain.log" 2>&1
-rc=$?
-tail -12 "$OUT/pretrain.log"
-printf "simclr pretrain + eval on generated CIFAR-10 files (1 epoch, 2,000 images): exit %s in %s s\n" \
-  "$rc" "$(( $(date +%s) - start ))" | tee -a "$SUMMARY"
+pretrain() { # devices name
+  local start rc views
+  start=$(date +%s)
+  timeout "$LIMIT" "$BIN/cssl" pretrain --dataset cifar10 --data "$DATA" --device "$1" --epochs 1 \
+    --train-subset 2000 --probe-subset 1000 --test-subset 1000 --batch-size 128 --no-raw-baseline \
+    --out "$OUT/$2" > "$OUT/$2.log" 2>&1
+  rc=$?
+  tail -12 "$OUT/$2.log"
+  views=$(grep -o '[0-9]* views/s' "$OUT/$2.log" | tail -1)
+  printf "simclr pretrain + eval on generated CIFAR-10 files (1 epoch, 2,000 images) on %s: exit %s in %s s (last progress: %s)\n" \
+    "$1" "$rc" "$(( $(date +%s) - start ))" "${views:--}" | tee -a "$SUMMARY"
+}
+pretrain "$DEVICE" run
+[ -n "$DEVICES" ] && pretrain "$DEVICES" run-parallel
 echo
 echo "== summary"
 cat "$SUMMARY"

@@ -236,6 +236,56 @@ fn export_with_torchvision_names_and_reference_features() {
     cssl(&again);
 }
 
+/// `--devices cpu:2`: a MoCo run (queue, key encoder) on two data-parallel
+/// CPU workers trains and evaluates; a batch that does not split over the
+/// workers is refused before the run directory exists.
+#[test]
+fn two_cpu_workers_train_a_run_and_an_uneven_batch_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("moco-cpu2");
+    let args = |devices: &'static str, batch: &'static str, out: &Path| -> Vec<String> {
+        [
+            "pretrain",
+            "--method",
+            "moco",
+            "--devices",
+            devices,
+            "--epochs",
+            "1",
+            "--batch-size",
+            batch,
+            "--train-subset",
+            "96",
+            "--probe-subset",
+            "200",
+            "--test-subset",
+            "200",
+            "--no-raw-baseline",
+            "--out",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([out.to_str().unwrap().to_string()])
+        .collect()
+    };
+    let ok = args("cpu:2", "32", &run);
+    let text = cssl(&ok.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        text.contains("2 data-parallel workers of 16 images"),
+        "{text}"
+    );
+    assert!(run.join("results.json").exists());
+    let uneven = dir.path().join("uneven");
+    let bad = args("cpu:3", "32", &uneven);
+    let (code, text) = cssl_status(&bad.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_ne!(code, 0);
+    assert!(
+        text.contains("options.batch_size") && text.contains("3 workers"),
+        "{text}"
+    );
+    assert!(!uneven.exists(), "a refused run must not leave a directory");
+}
+
 #[test]
 fn errors_name_what_is_wrong() {
     let out = Command::new(env!("CARGO_BIN_EXE_cssl"))

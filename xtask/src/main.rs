@@ -376,9 +376,14 @@ fn compare_workers(
         );
         ratios.push(b / a);
     }
+    print_median(&format!("{workers} workers / 1 worker"), ratios);
+}
+
+/// `  median LABEL = m (min a, max b)` of the rounds' ratios.
+fn print_median(label: &str, mut ratios: Vec<f64>) {
     ratios.sort_by(f64::total_cmp);
     println!(
-        "  median {workers} workers / 1 worker = {:.2} (min {:.2}, max {:.2})",
+        "  median {label} = {:.2} (min {:.2}, max {:.2})",
         ratios[ratios.len() / 2],
         ratios[0],
         ratios[ratios.len() - 1]
@@ -548,13 +553,7 @@ fn compare_torch(
         );
         ratios.push(ours / theirs);
     }
-    ratios.sort_by(f64::total_cmp);
-    println!(
-        "  median cssl / PyTorch = {:.2} (min {:.2}, max {:.2})",
-        ratios[ratios.len() / 2],
-        ratios[0],
-        ratios[ratios.len() - 1]
-    );
+    print_median("cssl / PyTorch", ratios);
 }
 
 struct StepBench {

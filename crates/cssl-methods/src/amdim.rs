@@ -44,7 +44,7 @@ impl SslMethod for AmdimConfig {
 
     /// The paper's recipe for a preset: the AMDIM encoder of the paper's
     /// setting for its side (CIFAR 32 px (320, 1280, 10), STL-10 64 px, ImageNet
-    /// 128 px), Adam 2e-4 (cssl: AdamW), weight decay 1e-5, tclip 20.
+    /// 128 px), Adam 2e-4 with betas (0.8, 0.999), weight decay 1e-5, tclip 20.
     fn paper(preset: &DatasetPreset, channels: usize) -> Self {
         let (preset, encoder) = crate::common::paper_amdim(preset, channels);
         Self::new(

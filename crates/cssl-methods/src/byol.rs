@@ -51,7 +51,7 @@ impl SslMethod for ByolConfig {
     const CPU_EPOCHS: usize = 3;
 
     /// The paper's recipe: ResNet-50, projector 2048-4096-256, predictor
-    /// 256-4096-256, tau0 0.996 with the cosine schedule, LARS (cssl: AdamW).
+    /// 256-4096-256, tau0 0.996 with the cosine schedule, LARS.
     fn paper(preset: &DatasetPreset, channels: usize) -> Self {
         let encoder = ResNetConfig::resnet50(channels);
         let projector = ProjectionHeadConfig::byol_projector(encoder.out_channels());

@@ -45,7 +45,7 @@ impl SslMethod for CpcConfig {
 
     /// PyTorch Lightning Bolts' recipe for a preset: its layer-norm
     /// `[3, 4, 46, 3]` encoder, context hidden 256, targets of 64 dims, Adam
-    /// 4e-4 (cssl: AdamW) with weight decay 1e-5, up to 5 rows ahead.
+    /// 4e-4 with betas (0.8, 0.999) and weight decay 1e-5, up to 5 rows ahead.
     fn paper(preset: &DatasetPreset, channels: usize) -> Self {
         let encoder = CpcEncoderConfig::bolts(channels, preset.patch.patch);
         let width = encoder.resnet.out_channels();

@@ -62,8 +62,8 @@ impl SslMethod for MocoConfig {
     const ENCODES_VIEWS_TOGETHER: bool = false;
 
     /// The paper's recipe: ResNet-50, head 2048-2048-128 without batch norm,
-    /// queue 65,536, m = 0.999 (constant), t = 0.2, SGD 0.03 (cssl: AdamW),
-    /// weight decay 1e-4.
+    /// queue 65,536, m = 0.999 (constant), t = 0.2, SGD with momentum 0.9 at
+    /// lr 0.03 per 256 images, weight decay 1e-4.
     fn paper(preset: &DatasetPreset, channels: usize) -> Self {
         let encoder = ResNetConfig::resnet50(channels);
         let head = ProjectionHeadConfig::new(encoder.out_channels())

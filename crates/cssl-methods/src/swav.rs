@@ -59,7 +59,7 @@ impl SslMethod for SwavConfig {
     /// The paper's recipe: ResNet-50, head 2048-2048-128, 3,000 prototypes
     /// frozen for the first epoch, multi-crop 2 large crops at the preset's
     /// side (area 0.14-1) and 6 at 3/7 of it (0.05-0.14), temperature 0.1,
-    /// Sinkhorn 3 x epsilon 0.05, LARS (cssl: AdamW).
+    /// Sinkhorn 3 x epsilon 0.05, LARS.
     fn paper(preset: &DatasetPreset, channels: usize) -> Self {
         let encoder = ResNetConfig::resnet50(channels);
         let head = ProjectionHeadConfig::new(encoder.out_channels())

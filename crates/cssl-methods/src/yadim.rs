@@ -50,7 +50,7 @@ impl SslMethod for YadimConfig {
 
     /// The paper's recipe for a preset: the AMDIM encoder of the paper's
     /// setting for the preset's side (CIFAR 32 px, STL-10 64 px, ImageNet 128
-    /// px; other sides are cropped to 32 px), Adam 2e-4 (cssl: AdamW).
+    /// px; other sides are cropped to 32 px), Adam 2e-4 with betas (0.8, 0.999).
     fn paper(preset: &DatasetPreset, channels: usize) -> Self {
         let (preset, encoder) = crate::common::paper_amdim(preset, channels);
         Self::new(

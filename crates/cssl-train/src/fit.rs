@@ -93,8 +93,10 @@ pub struct Pretrained<M> {
 /// curve), `training.png` (its plot) and `checkpoint/`.
 ///
 /// Each step: the learning rate of the step, the backend seeded with
-/// `(seed, step)`, `TrainStep::step`, a check that the loss and embeddings
-/// are finite, then `TrainStep::optimize`. The data order and every
+/// `(seed, step)`, `TrainStep::step` on each of `t.workers` (one device, or
+/// an equal slice of the batch per worker, gradients averaged: see
+/// [`Workers::step`]), a check that the loss and embeddings are finite, then
+/// `TrainStep::optimize` once, on the main device. The data order and every
 /// augmentation are functions of `(seed, epoch, image)`, so a resumed run
 /// sees exactly the batches the uninterrupted run would have.
 ///
