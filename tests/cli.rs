@@ -29,12 +29,9 @@ fn first_epoch(run: &Path) -> Vec<(String, String)> {
     header.zip(row).collect()
 }
 
-fn tiny_run(dir: &Path, method: &str) -> std::path::PathBuf {
-    let run = dir.join(method);
-    cssl(&[
-        "pretrain",
-        "--method",
-        method,
+/// `cssl pretrain` of `method` at test size into `out`, with `extra` flags.
+fn tiny_args(method: &str, out: &Path, extra: &[&str]) -> Vec<String> {
+    let size = [
         "--epochs",
         "1",
         "--batch-size",
@@ -48,9 +45,20 @@ fn tiny_run(dir: &Path, method: &str) -> std::path::PathBuf {
         "--seed",
         "9",
         "--no-raw-baseline",
-        "--out",
-        run.to_str().unwrap(),
-    ]);
+    ];
+    ["pretrain", "--method", method]
+        .into_iter()
+        .chain(size)
+        .chain(extra.iter().copied())
+        .map(String::from)
+        .chain(["--out".into(), out.to_str().unwrap().into()])
+        .collect()
+}
+
+fn tiny_run(dir: &Path, method: &str) -> std::path::PathBuf {
+    let run = dir.join(method);
+    let args = tiny_args(method, &run, &[]);
+    cssl(&args.iter().map(String::as_str).collect::<Vec<_>>());
     run
 }
 
@@ -243,32 +251,7 @@ fn export_with_torchvision_names_and_reference_features() {
 fn two_cpu_workers_train_a_run_and_an_uneven_batch_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("moco-cpu2");
-    let args = |devices: &'static str, batch: &'static str, out: &Path| -> Vec<String> {
-        [
-            "pretrain",
-            "--method",
-            "moco",
-            "--devices",
-            devices,
-            "--epochs",
-            "1",
-            "--batch-size",
-            batch,
-            "--train-subset",
-            "96",
-            "--probe-subset",
-            "200",
-            "--test-subset",
-            "200",
-            "--no-raw-baseline",
-            "--out",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([out.to_str().unwrap().to_string()])
-        .collect()
-    };
-    let ok = args("cpu:2", "32", &run);
+    let ok = tiny_args("moco", &run, &["--devices", "cpu:2"]);
     let text = cssl(&ok.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(
         text.contains("2 data-parallel workers of 16 images"),
@@ -276,7 +259,7 @@ fn two_cpu_workers_train_a_run_and_an_uneven_batch_is_refused() {
     );
     assert!(run.join("results.json").exists());
     let uneven = dir.path().join("uneven");
-    let bad = args("cpu:3", "32", &uneven);
+    let bad = tiny_args("moco", &uneven, &["--devices", "cpu:3"]);
     let (code, text) = cssl_status(&bad.iter().map(String::as_str).collect::<Vec<_>>());
     assert_ne!(code, 0);
     assert!(

@@ -293,12 +293,13 @@ fn main() {
     }
 
     if !methods.is_empty() {
+        let one = Workers::one(Default::default());
         println!(
             "training step, each method's Fashion-MNIST CPU default, batch {batch_size}, Autodiff<Flex> \
              (forward + backward + AdamW + the method's after-step update), after 2 warm-up steps:"
         );
         for kind in methods {
-            let r = bench_method(&kind.fashion_mnist(), &data.train, batch_size, steps);
+            let r = bench_method(&kind.fashion_mnist(), &data.train, batch_size, steps, &one);
             println!(
                 "  {:<7} {:>7.1} images/s  {:>7.1} views/s ({} views per image)   augmentation {:.0}% of the step",
                 kind.name(),
@@ -340,25 +341,7 @@ fn compare_workers(
     );
     let config = MethodKind::Simclr.fashion_mnist();
     let time = |w: &Workers<Autodiff<Flex>>| {
-        let device = Default::default();
-        Autodiff::<Flex>::seed(&device, 0);
-        let schedule = RunSchedule::new(1000 * batch_size, batch_size, 1);
-        let r = config
-            .with_model(
-                &schedule,
-                &device,
-                TimeWorkers {
-                    config: &config,
-                    data,
-                    batch_size,
-                    steps,
-                    workers: w,
-                },
-            )
-            .unwrap_or_else(|e| {
-                eprintln!("error: {e}");
-                std::process::exit(1)
-            });
+        let r = bench_method(&config, data, batch_size, steps, w);
         r.images_per_s * r.views as f64
     };
     let one = Workers::one(Default::default());
@@ -388,54 +371,6 @@ fn print_median(label: &str, mut ratios: Vec<f64>) {
         ratios[0],
         ratios[ratios.len() - 1]
     );
-}
-
-/// Times `steps` steps through [`Workers::step`] after 2 warm-up steps
-/// (augmentation not timed).
-struct TimeWorkers<'a> {
-    config: &'a MethodConfig,
-    data: &'a ImageDataset,
-    batch_size: usize,
-    steps: usize,
-    workers: &'a Workers<Autodiff<Flex>>,
-}
-
-impl WithModel<Autodiff<Flex>> for TimeWorkers<'_> {
-    type Output = StepBench;
-
-    fn run<M>(self, mut model: M) -> StepBench
-    where
-        M: TrainStep<Input = ViewBatch<Autodiff<Flex>>, Output = SslOutput<Autodiff<Flex>>>
-            + AutodiffModule<Autodiff<Flex>>
-            + core::fmt::Display
-            + 'static,
-        M::InnerModule:
-            InferenceStep<Input = ViewBatch<Flex>, Output = SslOutput<Flex>> + SslModel<Flex>,
-    {
-        let mut optim = AdamWConfig::new().init::<Autodiff<Flex>, M>();
-        let augmentation = self.config.augmentation().clone();
-        let views = augmentation.views.len();
-        let batcher = MultiViewBatcher::new(Arc::new(augmentation), 0);
-        let samples: Vec<Sample> = (0..self.batch_size)
-            .map(|i| burn::data::dataset::Dataset::get(self.data, i).unwrap())
-            .collect();
-        let mut timed = 0.0;
-        for step in 0..self.steps + 2 {
-            let batch = batcher.views(&samples);
-            let t = Instant::now();
-            let r = self.workers.step(&model, &batch, step as u64);
-            model = model.optimize(&mut optim, 1e-4, r.grads);
-            if step >= 2 {
-                timed += t.elapsed().as_secs_f64();
-            }
-        }
-        let _ = model.valid();
-        StepBench {
-            images_per_s: (self.batch_size * self.steps) as f64 / timed,
-            views,
-            augmentation_share: 0.0,
-        }
-    }
 }
 
 /// The PyTorch twin of the main job's step.
@@ -515,7 +450,13 @@ fn compare_torch(
     let config = MethodKind::Simclr.fashion_mnist();
     let mut ratios = Vec::new();
     for round in 1..=rounds {
-        let ours = bench_method(&config, data, batch_size, steps);
+        let ours = bench_method(
+            &config,
+            data,
+            batch_size,
+            steps,
+            &Workers::one(Default::default()),
+        );
         let ours = ours.images_per_s * ours.views as f64;
         let out = std::process::Command::new(python)
             .arg(TORCH_SCRIPT)
@@ -567,6 +508,7 @@ fn bench_method(
     data: &ImageDataset,
     batch_size: usize,
     steps: usize,
+    workers: &Workers<Autodiff<Flex>>,
 ) -> StepBench {
     type B = Autodiff<Flex>;
     let device = Default::default();
@@ -582,6 +524,7 @@ fn bench_method(
                 data,
                 batch_size,
                 steps,
+                workers,
             },
         )
         .unwrap_or_else(|e| {
@@ -590,12 +533,13 @@ fn bench_method(
         })
 }
 
-/// Times `steps` full train steps after 2 warm-up steps.
+/// Times `steps` full train steps on `workers` after 2 warm-up steps.
 struct TimeSteps<'a> {
     config: &'a MethodConfig,
     data: &'a ImageDataset,
     batch_size: usize,
     steps: usize,
+    workers: &'a Workers<Autodiff<Flex>>,
 }
 
 impl WithModel<Autodiff<Flex>> for TimeSteps<'_> {
@@ -616,8 +560,8 @@ impl WithModel<Autodiff<Flex>> for TimeSteps<'_> {
             data,
             batch_size,
             steps,
+            workers,
         } = self;
-        let device = Default::default();
         let mut optim = AdamWConfig::new().init::<B, M>();
         let augmentation = config.augmentation().clone();
         let views = augmentation.views.len();
@@ -628,14 +572,9 @@ impl WithModel<Autodiff<Flex>> for TimeSteps<'_> {
         let (mut timed, mut aug_time) = (0.0, 0.0);
         for step in 0..steps + 2 {
             let t = Instant::now();
-            let batch = burn::data::dataloader::batcher::Batcher::<B, _, _>::batch(
-                &batcher,
-                samples.clone(),
-                &device,
-            );
+            let batch = batcher.views(&samples);
             let ta = t.elapsed().as_secs_f64();
-            let out = TrainStep::step(&model, batch);
-            let _loss: f32 = out.item.loss.clone().into_scalar();
+            let out = workers.step(&model, &batch, step as u64);
             model = model.optimize(&mut optim, 1e-4, out.grads);
             if step >= 2 {
                 timed += t.elapsed().as_secs_f64();
