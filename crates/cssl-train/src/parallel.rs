@@ -119,7 +119,9 @@ impl<B: AutodiffBackend> Workers<B> {
     /// monitors and gradients. The optimiser step is the caller's.
     ///
     /// # Panics
-    /// When a worker's step panics (after every other worker has stopped).
+    /// When a worker's step panics (after every other worker has stopped),
+    /// or when the batch does not split evenly ([`Self::check_batch`]
+    /// refuses such a batch size with an error).
     pub fn step<M>(&self, model: &M, views: &[Vec<View>], seed: u64) -> StepResult
     where
         M: TrainStep<Input = ViewBatch<B>, Output = SslOutput<B>> + AutodiffModule<B>,
@@ -139,7 +141,12 @@ impl<B: AutodiffBackend> Workers<B> {
             }
         }
         let world = self.len();
-        let per = views.first().map_or(0, Vec::len) / world;
+        let images = views.first().map_or(0, Vec::len);
+        assert!(
+            images % world == 0,
+            "a batch of {images} images does not split over {world} workers (check_batch refuses it)"
+        );
+        let per = images / world;
         let group = GatherGroup::new(world);
         let work = |w: usize, local: M| {
             let device = &self.devices[w];
