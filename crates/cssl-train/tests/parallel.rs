@@ -1,9 +1,11 @@
 //! Data-parallel steps on the CPU: one SGD step on 2 workers leaves every
 //! parameter, target network and queue where one step on 1 worker over the
 //! same samples leaves them, for methods whose loss is over the gathered
-//! global batch (SimCLR, SwAV) or decomposes over it (MoCo v2, BYOL). The
-//! encoders use layer norm and the heads no batch norm: batch norm's
-//! statistics are each worker's own, so with it the two differ by design.
+//! global batch (SimCLR, SwAV, CPC v2) or decomposes over it (MoCo v2,
+//! BYOL, SimSiam). The encoders use layer norm and the heads no batch norm:
+//! batch norm's statistics are each worker's own, so with it the two differ
+//! by design (AMDIM and YADIM, whose encoder has batch norm, are checked to
+//! train on two workers).
 
 use burn::backend::{Autodiff, Flex};
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
@@ -29,9 +31,16 @@ const IMAGES: usize = 8;
 const LR: f64 = 0.5;
 
 /// The method at test size: ResNet-18 at 1/16 width with layer norm,
-/// heads without batch norm.
+/// heads without batch norm (CPC v2: its own CPU default, which has no
+/// batch norm; AMDIM and YADIM: their CPU defaults, batch norm included).
 fn tiny(kind: MethodKind) -> MethodConfig {
     let mut config = kind.fashion_mnist();
+    if matches!(
+        kind,
+        MethodKind::Cpc | MethodKind::Amdim | MethodKind::Yadim
+    ) {
+        return config;
+    }
     *config.encoder_mut() = ResNetConfig::resnet18(1)
         .with_base_width(4)
         .with_cifar_stem(true)
@@ -39,6 +48,10 @@ fn tiny(kind: MethodKind) -> MethodConfig {
         .with_norm(NormKind::Layer)
         .into();
     let head = ProjectionHeadConfig::new(32)
+        .with_hidden_dim(32)
+        .with_output_dim(16)
+        .with_batch_norm(false);
+    let predictor = ProjectionHeadConfig::new(16)
         .with_hidden_dim(32)
         .with_output_dim(16)
         .with_batch_norm(false);
@@ -55,10 +68,11 @@ fn tiny(kind: MethodKind) -> MethodConfig {
         }
         MethodConfig::Byol(c) => {
             c.extraction.projector = head.clone();
-            c.extraction.predictor = ProjectionHeadConfig::new(16)
-                .with_hidden_dim(32)
-                .with_output_dim(16)
-                .with_batch_norm(false);
+            c.extraction.predictor = predictor;
+        }
+        MethodConfig::Simsiam(c) => {
+            c.extraction.projector = head.clone();
+            c.extraction.predictor = predictor;
         }
         _ => panic!("no test size for {kind:?}"),
     }
@@ -228,6 +242,43 @@ fn swav_two_workers_share_the_codes_and_step_like_one() {
 #[test]
 fn byol_two_workers_step_like_one() {
     assert_two_workers_step_like_one(MethodKind::Byol);
+}
+
+/// SimSiam: a per-sample loss with a stop-gradient target.
+#[test]
+fn simsiam_two_workers_step_like_one() {
+    assert_two_workers_step_like_one(MethodKind::Simsiam);
+}
+
+/// CPC v2: InfoNCE against the gathered patch targets of the whole batch.
+#[test]
+fn cpc_two_workers_gather_the_targets_and_step_like_one() {
+    assert_two_workers_step_like_one(MethodKind::Cpc);
+}
+
+/// AMDIM and YADIM keep batch norm in their encoder (per worker by design),
+/// so two workers cannot equal one; their gathered maps must still give a
+/// finite loss near one worker's that moves the weights.
+#[test]
+fn amdim_and_yadim_train_on_two_workers() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for kind in [MethodKind::Amdim, MethodKind::Yadim] {
+        let config = tiny(kind);
+        let views = views(config.augmentation());
+        let one = step(&config, &Workers::one(Default::default()), &views);
+        let two = step(&config, &two_cpu_workers(), &views);
+        assert!(two.loss.is_finite(), "{kind:?}: loss {}", two.loss);
+        assert!(
+            ((two.loss - one.loss) / one.loss).abs() < 0.5,
+            "{kind:?}: 2 workers' loss {} is far from 1 worker's {}",
+            two.loss,
+            one.loss
+        );
+        let (largest, _) = update_gap(&one, &two);
+        assert!(largest > 1e-3, "{kind:?}: the step moved nothing");
+        assert!(two.after.iter().all(|x| x.is_finite()));
+        assert_ne!(two.after, two.before, "{kind:?}: 2 workers moved nothing");
+    }
 }
 
 #[test]
