@@ -1,6 +1,8 @@
 //! Data parallelism seen from inside a method: which worker this is
-//! ([`rank`], [`world`]) and [`all_gather`], the one collective operation
-//! the methods need, in the manner of `torch.distributed`'s default group.
+//! ([`rank`], [`world`]) and the two collective operations the methods and
+//! kernels need, [`all_gather`] (gathered negatives) and [`all_reduce_sum`]
+//! (batch-norm statistics over the global batch), in the manner of
+//! `torch.distributed`'s default group.
 //!
 //! A data-parallel training step (`cssl-train`) runs one copy of the method's
 //! step per worker, each on its own slice of the global batch, inside
@@ -186,6 +188,35 @@ pub fn all_gather<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     Tensor::cat(parts, 0)
 }
 
+/// The element-wise sum of every worker's `values` (the same length on
+/// every worker), added in rank order, so that every worker gets the same
+/// `f64`s: how batch norm's statistics and its backward sums span the
+/// global batch. Outside a worker it returns `values`.
+///
+/// # Panics
+/// When another worker of the step failed, or the lengths differ.
+pub fn all_reduce_sum(values: Vec<f64>) -> Vec<f64> {
+    let Some((group, rank)) = current() else {
+        return values;
+    };
+    if group.world() == 1 {
+        return values;
+    }
+    let n = values.len();
+    let all = group.exchange(rank, TensorData::new(values, [n]));
+    let mut total = vec![0f64; n];
+    for part in all.iter() {
+        let part = part.as_slice::<f64>().expect("f64 sums");
+        assert_eq!(
+            part.len(),
+            n,
+            "all_reduce_sum: lengths differ between workers"
+        );
+        total.iter_mut().zip(part).for_each(|(t, v)| *t += v);
+    }
+    total
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,6 +266,30 @@ mod tests {
             // d/dx [x^2 + 2 x^2] = 6x, times world 3 = 18x.
             let want: Vec<f32> = rows[r].iter().map(|v| 18.0 * v).collect();
             assert_eq!(grad, &want, "rank {r}");
+        }
+    }
+
+    #[test]
+    fn all_reduce_sums_in_rank_order_on_every_worker() {
+        assert_eq!(all_reduce_sum(vec![1.5, 2.0]), vec![1.5, 2.0]);
+        let group = GatherGroup::new(3);
+        let sums: Vec<Vec<f64>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..3)
+                .map(|r| {
+                    let group = group.clone();
+                    s.spawn(move || {
+                        in_worker(&group, r, || {
+                            let first = all_reduce_sum(vec![r as f64, 1.0]);
+                            let second = all_reduce_sum(vec![0.1 * r as f64]);
+                            [first, second].concat()
+                        })
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for got in &sums {
+            assert_eq!(got, &vec![3.0, 3.0, 0.0 + 0.1 + 0.2]);
         }
     }
 

@@ -2,7 +2,9 @@
 //! normalisation in two passes over the input, the backward pass in two more.
 //! Optionally with a residual added and a ReLU after it in the same node
 //! (ResNet's `relu(bn(x))` and `relu(bn(x) + shortcut)`), so that neither
-//! takes a pass (and an autodiff node) of its own.
+//! takes a pass (and an autodiff node) of its own. In a data-parallel step
+//! (`cssl_core::parallel`) the statistics and the backward sums span the
+//! global batch: synchronised batch norm.
 
 use crate::simd;
 use crate::AdFlex;
@@ -92,15 +94,37 @@ fn channel_sums<const K: usize>(
     total
 }
 
-/// Batch mean and biased variance per channel (as burn's batch norm).
+/// Per-channel sums over the global batch: this batch's own on one device;
+/// in a data-parallel step, every worker's added up
+/// (`cssl_core::parallel::all_reduce_sum`), so that batch norm's statistics
+/// and its backward pass span the global batch (synchronised batch norm).
+fn global_sums<const K: usize>(local: Vec<[f64; K]>) -> Vec<[f64; K]> {
+    if cssl_core::parallel::world() == 1 {
+        return local;
+    }
+    let flat = cssl_core::parallel::all_reduce_sum(local.into_iter().flatten().collect());
+    flat.chunks_exact(K)
+        .map(|c| std::array::from_fn(|k| c[k]))
+        .collect()
+}
+
+/// Values per channel over the global batch (every worker's slice has the
+/// same size).
+fn global_count(d: Dims) -> f64 {
+    d.m() * cssl_core::parallel::world() as f64
+}
+
+/// Batch mean and biased variance per channel (as burn's batch norm), over
+/// the global batch in a data-parallel step.
 fn statistics(x: &[f32], d: Dims) -> (Vec<f32>, Vec<f32>) {
-    let mean: Vec<f32> = channel_sums(x, d, |r, _, _| [simd::sum(r)])
+    let m = global_count(d);
+    let mean: Vec<f32> = global_sums(channel_sums(x, d, |r, _, _| [simd::sum(r)]))
         .iter()
-        .map(|s| (s[0] / d.m()) as f32)
+        .map(|s| (s[0] / m) as f32)
         .collect();
-    let var = channel_sums(x, d, |r, c, _| [simd::sum_sq_dev(r, mean[c])])
+    let var = global_sums(channel_sums(x, d, |r, c, _| [simd::sum_sq_dev(r, mean[c])]))
         .iter()
-        .map(|s| (s[0] / d.m()) as f32)
+        .map(|s| (s[0] / m) as f32)
         .collect();
     (mean, var)
 }
@@ -219,7 +243,13 @@ pub(crate) fn train<const D: usize>(
         }
     };
 
-    // The running statistics, exactly as burn's batch norm updates them.
+    // The running statistics, exactly as burn's batch norm updates them. In
+    // a data-parallel step the statistics are the global batch's, the same
+    // on every worker: worker 0 alone reads and updates them (no merge of
+    // several workers' updates, no race between them).
+    if cssl_core::parallel::rank() != 0 {
+        return Tensor::from_primitive(TensorPrimitive::Float(out));
+    }
     let stat = |v: Vec<f32>| {
         Tensor::<AdFlex, 1>::from_data(TensorData::new(v, [d.c]), &device).mul_scalar(bn.momentum)
     };
@@ -318,18 +348,31 @@ impl<const N: usize> Backward<Flex, N> for BatchNormBackward {
         let dyv = values(&dy);
         // sum(dy) and sum(dy * x) per channel.
         let row = d.c * d.s;
-        let sums = channel_sums(&xv, d, |xr, c, i| {
+        let local = channel_sums(&xv, d, |xr, c, i| {
             let r = i * row + c * d.s;
             let (s, p) = simd::sum_and_dot(&dyv[r..r + d.s], xr);
             [s, p]
         });
-        let m = d.m();
-        let dbeta: Vec<f32> = sums.iter().map(|s| s[0] as f32).collect();
-        let dgamma: Vec<f32> = (0..d.c)
-            .map(|c| ((sums[c][1] - mean[c] as f64 * sums[c][0]) * invstd[c] as f64) as f32)
-            .collect();
+        let dgamma_of = |sums: &[[f64; 2]]| -> Vec<f32> {
+            (0..d.c)
+                .map(|c| ((sums[c][1] - mean[c] as f64 * sums[c][0]) * invstd[c] as f64) as f32)
+                .collect()
+        };
+        // This worker's own sums are gamma's and beta's gradients (the
+        // data-parallel step averages them over the workers); the input's
+        // gradient needs the global batch's, as its statistics did.
+        let dbeta: Vec<f32> = local.iter().map(|s| s[0] as f32).collect();
+        let dgamma = dgamma_of(&local);
+        let (global_dbeta, global_dgamma) = if cssl_core::parallel::world() == 1 {
+            (dbeta.clone(), dgamma.clone())
+        } else {
+            let sums = global_sums(local);
+            (sums.iter().map(|s| s[0] as f32).collect(), dgamma_of(&sums))
+        };
+        let m = global_count(d);
 
         if let Some(node) = node_x {
+            let (dbeta, dgamma) = (&global_dbeta, &global_dgamma);
             // dx = gamma * invstd / m * (m * dy - dbeta - xhat * dgamma), as a * dy + b * x + k.
             let a: Vec<f32> = (0..d.c).map(|c| gamma[c] * invstd[c]).collect();
             let b: Vec<f32> = (0..d.c)
