@@ -16,8 +16,8 @@
 //! its own queries against their keys and the shared queue: the loss
 //! decomposes over the batch, so the step equals one device's on the global
 //! batch, and the queue enqueues the global batch's keys once. (MoCo's
-//! shuffled batch norm across GPUs is not implemented: batch-norm statistics
-//! are each worker's own.)
+//! shuffled batch norm across GPUs is not implemented: batch norm is
+//! synchronised over CPU workers, each device's own on GPUs.)
 
 use crate::extraction::MocoExtraction;
 use crate::output::embedding_std;

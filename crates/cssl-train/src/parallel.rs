@@ -9,9 +9,11 @@
 //! queue) have losses that decompose over the batch. Every method's global
 //! state is updated once per global step on the main model: EMA targets and
 //! SwAV's prototypes in `TrainStep::optimize`, MoCo's queue by worker 0 with
-//! the global batch's keys. Batch-norm statistics are each worker's own
-//! (no synchronised batch norm); running statistics are merged by burn's
-//! `RunningState` (the mean of the workers' updates).
+//! the global batch's keys. Batch norm on CPU workers (cssl-kernels' fused
+//! node) is synchronised: statistics and backward sums over the global
+//! batch, running statistics updated by worker 0. Elsewhere (GPUs) its
+//! statistics are each worker's own and burn's `RunningState` merges the
+//! running statistics (the mean of the workers' updates).
 //!
 //! The exchange goes through host memory, so the same code runs several CPU
 //! workers (each in its own thread pool) and several GPUs.
