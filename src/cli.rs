@@ -1,7 +1,7 @@
 //! The command line of the `cssl` program and of the examples
 //! (`cargo run --release --example byol -- --epochs 4`).
 
-use crate::device::{on_device, OnBackend, Placement};
+use crate::device::{on_device, OnBackend};
 use crate::job::{
     evaluate_checkpoint, export_encoder, results_table, run_config_with, Dataset, EvalOverrides,
     JobReport, RunConfig, RunControl, Scores, TensorNames,
@@ -503,8 +503,7 @@ struct Pretrain<'a>(&'a RunConfig, &'a RunControl);
 
 impl OnBackend for Pretrain<'_> {
     type Output = JobReport;
-    fn run<B: AutodiffBackend>(self, placement: Placement<B>) -> Result<JobReport> {
-        let workers = Workers::new(placement.devices, placement.threads_per_worker)?;
+    fn run<B: AutodiffBackend>(self, workers: Workers<B>) -> Result<JobReport> {
         run_config_with::<B>(self.0, self.1, &workers)
     }
 }
@@ -529,8 +528,8 @@ struct Eval<'a>(&'a EvalArgs);
 
 impl OnBackend for Eval<'_> {
     type Output = (Scores, Option<Scores>);
-    fn run<B: AutodiffBackend>(self, placement: Placement<B>) -> Result<(Scores, Option<Scores>)> {
-        let device = placement.single()?;
+    fn run<B: AutodiffBackend>(self, workers: Workers<B>) -> Result<(Scores, Option<Scores>)> {
+        let device = workers.single()?;
         let a = self.0;
         let overrides = EvalOverrides {
             probe_subset: a.probe_subset,

@@ -2,44 +2,17 @@
 //! `cpu:N` (N data-parallel CPU workers), `cuda` / `cuda:N` (burn's CUDA
 //! backend, with the `cuda` feature) and `cuda:0,1,...` (several GPUs).
 
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::AutodiffBackend;
 use cssl_core::{CsslError, Result};
-
-/// Where work runs: one device, or the workers of a data-parallel step.
-pub struct Placement<B: Backend> {
-    /// The devices, the main one first (several CPU workers repeat the CPU).
-    pub devices: Vec<B::Device>,
-    /// Several CPU workers: threads of each worker's pool (the machine's
-    /// cores shared evenly). `None` on GPUs and on one CPU worker (burn's
-    /// global pool).
-    pub threads_per_worker: Option<usize>,
-}
-
-impl<B: Backend> Placement<B> {
-    /// The one device of work that runs on one (evaluation, benchmarks).
-    ///
-    /// # Errors
-    /// A [`CsslError::Config`] for `device` when several were given.
-    pub fn single(&self) -> Result<B::Device> {
-        match self.devices.as_slice() {
-            [d] => Ok(d.clone()),
-            _ => Err(CsslError::config(
-                "device",
-                format!(
-                    "{} devices given; this command runs on one (cpu, cuda or cuda:N)",
-                    self.devices.len()
-                ),
-            )),
-        }
-    }
-}
+use cssl_train::Workers;
 
 /// Work that runs on any autodiff backend (a generic closure, spelled as a trait).
 pub trait OnBackend {
     /// What the work returns.
     type Output;
-    /// Runs on backend `B`, on `placement`.
-    fn run<B: AutodiffBackend>(self, placement: Placement<B>) -> Result<Self::Output>;
+    /// Runs on backend `B`, on `workers` (one device unless several were
+    /// named).
+    fn run<B: AutodiffBackend>(self, workers: Workers<B>) -> Result<Self::Output>;
 }
 
 /// A parsed device list.
@@ -98,10 +71,10 @@ pub fn on_device<W: OnBackend>(spec: &str, work: W) -> Result<W::Output> {
     match spec.parse::<DeviceSpec>()? {
         DeviceSpec::Cpu(workers) => {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            work.run::<burn::backend::Autodiff<burn::backend::Flex>>(Placement {
-                devices: vec![Default::default(); workers],
-                threads_per_worker: (workers > 1).then(|| (cores / workers).max(1)),
-            })
+            work.run::<burn::backend::Autodiff<burn::backend::Flex>>(Workers::new(
+                vec![Default::default(); workers],
+                Some((cores / workers).max(1)),
+            )?)
         }
         DeviceSpec::Cuda(indices) => run_cuda(indices, work),
     }
@@ -109,13 +82,13 @@ pub fn on_device<W: OnBackend>(spec: &str, work: W) -> Result<W::Output> {
 
 #[cfg(feature = "cuda")]
 fn run_cuda<W: OnBackend>(indices: Vec<usize>, work: W) -> Result<W::Output> {
-    work.run::<burn::backend::Autodiff<burn::backend::Cuda>>(Placement {
-        devices: indices
+    work.run::<burn::backend::Autodiff<burn::backend::Cuda>>(Workers::new(
+        indices
             .into_iter()
             .map(burn::backend::cuda::CudaDevice::new)
             .collect(),
-        threads_per_worker: None,
-    })
+        None,
+    )?)
 }
 
 #[cfg(not(feature = "cuda"))]

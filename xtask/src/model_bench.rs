@@ -10,13 +10,14 @@ use burn::train::{InferenceStep, TrainStep};
 use cssl::augment::SimClrAugmentationConfig;
 use cssl::core::{Image, ViewBatch};
 use cssl::data::{MultiViewBatcher, Sample};
-use cssl::device::{OnBackend, Placement};
+use cssl::device::OnBackend;
 use cssl::encoders::ResNetConfig;
 use cssl::extract::ProjectionHeadConfig;
 use cssl::methods::{
     MethodConfig, PairExtractionConfig, RunSchedule, SimClrConfig, SslMethod, SslModel, SslOutput,
     WithModel,
 };
+use cssl::train::Workers;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -88,10 +89,7 @@ fn bf16(o: &Options) -> cssl::core::Result<()> {
             .unwrap_or_else(|| fail("--precision bf16 needs --device cuda or cuda:N")),
     };
     type B = burn::backend::Autodiff<burn::backend::Cuda<burn::tensor::bf16>>;
-    Bench(o).run::<B>(cssl::device::Placement {
-        devices: vec![burn::backend::cuda::CudaDevice::new(index)],
-        threads_per_worker: None,
-    })
+    Bench(o).run::<B>(Workers::one(burn::backend::cuda::CudaDevice::new(index)))
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -104,8 +102,8 @@ struct Bench<'a>(&'a Options);
 impl OnBackend for Bench<'_> {
     type Output = ();
 
-    fn run<B: AutodiffBackend>(self, placement: Placement<B>) -> cssl::core::Result<()> {
-        let device = placement.single()?;
+    fn run<B: AutodiffBackend>(self, workers: Workers<B>) -> cssl::core::Result<()> {
+        let device = workers.single()?;
         let o = self.0;
         let config = config(&o.encoder, o.size);
         let schedule = RunSchedule::new(1000 * o.batch, o.batch, 1);

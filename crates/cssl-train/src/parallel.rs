@@ -26,7 +26,7 @@ use burn::tensor::Tensor;
 use burn::train::TrainStep;
 use cssl_core::parallel::{in_worker, GatherGroup};
 use cssl_core::{CsslError, Result, View, ViewBatch};
-use cssl_data::{mix_seed, view_batch};
+use cssl_data::{mix_seed, stack_views, view_batch};
 use cssl_methods::SslOutput;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
@@ -86,6 +86,23 @@ impl<B: AutodiffBackend> Workers<B> {
     /// The main device: the model, the optimiser, validation, checkpoints.
     pub fn main(&self) -> &B::Device {
         &self.devices[0]
+    }
+
+    /// The one device, for work that runs on one (evaluation, benchmarks).
+    ///
+    /// # Errors
+    /// A [`CsslError::Config`] for `device` when there are several.
+    pub fn single(&self) -> Result<B::Device> {
+        match self.devices.as_slice() {
+            [d] => Ok(d.clone()),
+            _ => Err(CsslError::config(
+                "device",
+                format!(
+                    "{} devices given; this command runs on one (cpu, cuda or cuda:N)",
+                    self.len()
+                ),
+            )),
+        }
     }
 
     /// Workers in a step.
@@ -156,11 +173,15 @@ impl<B: AutodiffBackend> Workers<B> {
                 catch_unwind(AssertUnwindSafe(|| {
                     in_worker(&group, w, || {
                         let local = local.fork(device);
-                        let slice: Vec<Vec<View>> = views
-                            .iter()
-                            .map(|v| v[w * per..(w + 1) * per].to_vec())
-                            .collect();
-                        let output = local.step(view_batch::<B>(&slice, device));
+                        // The worker's images, stacked straight from the
+                        // batch's buffers (no copy of the slice first).
+                        let input = ViewBatch {
+                            views: views
+                                .iter()
+                                .map(|v| stack_views::<B>(&v[w * per..(w + 1) * per], device))
+                                .collect(),
+                        };
+                        let output = local.step(input);
                         (scalars(output.item), output.grads)
                     })
                 }))
