@@ -473,7 +473,7 @@ fn run_cell(
     }
     let text = std::fs::read_to_string(&finished).map_err(|e| CsslError::io(&finished, e))?;
     let report: JobReport = serde_json::from_str(&text)
-        .map_err(|e| CsslError::format(&finished, 0, format!("not a results.json: {e}")))?;
+        .map_err(|e| CsslError::invalid(&finished, format!("not a results.json: {e}")))?;
     // The checkpoints of a finished cell are not needed again (its model and
     // encoder stay).
     let checkpoints = dir.join("checkpoint");

@@ -227,7 +227,7 @@ impl Study {
                 format!("not a cssl study: {}", e.message()),
             )
         })?;
-        let bad = |reason: String| CsslError::format(path, 0, reason);
+        let bad = |reason: String| CsslError::invalid(path, reason);
         if study.cells.is_empty() {
             return Err(bad("no [[cell]]: a study needs at least one cell".into()));
         }

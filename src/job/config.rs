@@ -3,7 +3,8 @@
 use cssl_augment::DatasetPreset;
 use cssl_core::{CsslError, Result};
 use cssl_data::{
-    Cifar10, Cifar100, Cifar100Labels, FashionMnist, ImageDataset, ImageFolder, ImageSource, Stl10,
+    labeled_splits, Cifar10, Cifar100, Cifar100Labels, CorruptPolicy, FashionMnist, ImageDataset,
+    ImageFolder, ImageSource, Stl10,
 };
 use cssl_eval::ProbeSearchConfig;
 use cssl_methods::{MethodConfig, MethodKind, RunSchedule};
@@ -79,16 +80,20 @@ impl Dataset {
     }
 
     /// Loads the splits from `dir`, or Fashion-MNIST's embedded copy when
-    /// `dir` is `None`.
+    /// `dir` is `None`. `dir` may also be the directory a dataset's archive
+    /// unpacks into (the one holding `cifar-10-batches-bin/`,
+    /// `cifar-100-binary/` or `stl10_binary/`). Image folders refuse images
+    /// of more than `max_pixels` pixels, and every header of `unlabeled/` is
+    /// read here, before anything trains.
     ///
     /// # Errors
     /// A dataset that is not shipped without a directory, or any reader
     /// error naming the file.
-    pub fn load(self, dir: Option<&Path>) -> Result<Splits> {
+    pub fn load(self, dir: Option<&Path>, max_pixels: u64) -> Result<Splits> {
         let Some(dir) = dir else {
             return match self {
                 Self::FashionMnist => {
-                    FashionMnist::embedded().map(|d| Splits::labeled(d.train, d.test))
+                    FashionMnist::embedded().map(|d| self.splits(d.train, d.test, None))
                 }
                 _ => Err(CsslError::config(
                     "data",
@@ -100,34 +105,112 @@ impl Dataset {
                 )),
             };
         };
+        let dir = &self.inner_dir(dir);
         match self {
-            Self::FashionMnist => FashionMnist::load(dir).map(|d| Splits::labeled(d.train, d.test)),
-            Self::Cifar10 => Cifar10::load(dir).map(|d| Splits::labeled(d.train, d.test)),
-            Self::Cifar100 => {
-                Cifar100::load(dir, Cifar100Labels::Fine).map(|d| Splits::labeled(d.train, d.test))
+            Self::FashionMnist => {
+                FashionMnist::load(dir).map(|d| self.splits(d.train, d.test, Some(dir)))
             }
+            Self::Cifar10 => Cifar10::load(dir).map(|d| self.splits(d.train, d.test, Some(dir))),
+            Self::Cifar100 => Cifar100::load(dir, Cifar100Labels::Fine)
+                .map(|d| self.splits(d.train, d.test, Some(dir))),
             Self::Stl10 => {
                 let d = Stl10::load(dir)?;
                 let unlabeled = d.unlabeled.map(|u| Arc::new(u) as Arc<dyn ImageSource>);
                 Ok(Splits {
                     unlabeled,
-                    ..Splits::labeled(d.train, d.test)
+                    ..self.splits(d.train, d.test, Some(dir))
                 })
             }
             Self::Folder => {
-                let train = in_memory(&dir.join("train"))?;
-                let test = in_memory(&dir.join("test"))?;
+                let (train, test) =
+                    labeled_splits(&dir.join("train"), &dir.join("test"), max_pixels)?;
+                let classes = train.classes().to_vec();
+                let train = in_memory(&train)?;
+                let test = in_memory(&test)?;
                 let u = dir.join("unlabeled");
                 let unlabeled = if u.is_dir() {
-                    Some(Arc::new(ImageFolder::unlabeled(&u)?) as Arc<dyn ImageSource>)
+                    let (folder, _) = ImageFolder::unlabeled(&u)?
+                        .with_max_pixels(max_pixels)
+                        .check_headers(CorruptPolicy::Stop)?;
+                    Some(Arc::new(folder) as Arc<dyn ImageSource>)
                 } else {
                     None
                 };
                 Ok(Splits {
+                    train,
+                    test,
                     unlabeled,
-                    ..Splits::labeled(train, test)
+                    classes,
                 })
             }
+        }
+    }
+
+    /// `dir`, or the subdirectory of it that the dataset's archive unpacks
+    /// into when `dir` holds that rather than the files.
+    fn inner_dir(self, dir: &Path) -> PathBuf {
+        let (inner, first_file) = match self {
+            Self::Cifar10 => ("cifar-10-batches-bin", "data_batch_1.bin"),
+            Self::Cifar100 => ("cifar-100-binary", "train.bin"),
+            Self::Stl10 => ("stl10_binary", "train_X.bin"),
+            Self::FashionMnist | Self::Folder => return dir.to_path_buf(),
+        };
+        if !dir.join(first_file).exists() && dir.join(inner).is_dir() {
+            dir.join(inner)
+        } else {
+            dir.to_path_buf()
+        }
+    }
+
+    /// Labeled splits with the dataset's class names (CIFAR-100's from
+    /// `fine_label_names.txt` in `dir` when it is there).
+    fn splits(self, train: ImageDataset, test: ImageDataset, dir: Option<&Path>) -> Splits {
+        let named = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
+        let classes = match self {
+            Self::FashionMnist => named(&[
+                "T-shirt/top",
+                "Trouser",
+                "Pullover",
+                "Dress",
+                "Coat",
+                "Sandal",
+                "Shirt",
+                "Sneaker",
+                "Bag",
+                "Ankle boot",
+            ]),
+            Self::Cifar10 => named(&[
+                "airplane",
+                "automobile",
+                "bird",
+                "cat",
+                "deer",
+                "dog",
+                "frog",
+                "horse",
+                "ship",
+                "truck",
+            ]),
+            Self::Stl10 => named(&[
+                "airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck",
+            ]),
+            Self::Cifar100 | Self::Folder => dir
+                .and_then(|d| std::fs::read_to_string(d.join("fine_label_names.txt")).ok())
+                .map(|t| {
+                    t.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .map(str::to_string)
+                        .collect::<Vec<_>>()
+                })
+                .filter(|names| names.len() == train.num_classes())
+                .unwrap_or_else(|| (0..train.num_classes()).map(|c| c.to_string()).collect()),
+        };
+        Splits {
+            train,
+            test,
+            unlabeled: None,
+            classes,
         }
     }
 
@@ -145,8 +228,7 @@ impl Dataset {
 
 /// A labeled image folder decoded into memory; every image must have the
 /// first one's size (the error names the file that does not).
-fn in_memory(root: &Path) -> Result<ImageDataset> {
-    let folder = ImageFolder::labeled(root)?;
+fn in_memory(folder: &ImageFolder) -> Result<ImageDataset> {
     let mut pixels = Vec::new();
     let mut labels = Vec::with_capacity(folder.len());
     let mut shape = None;
@@ -156,9 +238,8 @@ fn in_memory(root: &Path) -> Result<ImageDataset> {
         match shape {
             None => shape = Some(this),
             Some(first) if first != this => {
-                return Err(CsslError::format(
+                return Err(CsslError::invalid(
                     &folder.files()[i],
-                    0,
                     format!(
                         "a {}x{} image among {}x{} ones: the job needs one size per split \
                          (resize the folder first)",
@@ -171,8 +252,8 @@ fn in_memory(root: &Path) -> Result<ImageDataset> {
         pixels.extend_from_slice(&s.image.pixels);
         labels.push(s.label.unwrap_or(0));
     }
-    let (w, h, c) = shape
-        .ok_or_else(|| CsslError::format(root, 0, "no JPEG or PNG images under this folder"))?;
+    // `labeled_splits` refuses a split without images.
+    let (w, h, c) = shape.unwrap_or((1, 1, 3));
     Ok(ImageDataset::new(
         w,
         h,
@@ -213,18 +294,11 @@ pub struct Splits {
     /// An unlabeled split to pretrain on (STL-10's, a folder's), read on
     /// demand.
     pub unlabeled: Option<Arc<dyn ImageSource>>,
+    /// The class names, by label (both splits share them).
+    pub classes: Vec<String>,
 }
 
 impl Splits {
-    /// Labeled splits only.
-    pub fn labeled(train: ImageDataset, test: ImageDataset) -> Self {
-        Self {
-            train,
-            test,
-            unlabeled: None,
-        }
-    }
-
     /// What pretraining reads: the unlabeled split if there is one, else
     /// the labeled train split.
     pub fn pretrain_source(&self) -> Arc<dyn ImageSource> {
@@ -278,6 +352,14 @@ pub struct JobOptions {
     /// Read the dataset from this directory instead of the embedded copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    /// Image folders: refuse (from its header, before decoding) an image of
+    /// more pixels than this.
+    #[serde(default = "default_max_pixels")]
+    pub max_image_pixels: u64,
+}
+
+fn default_max_pixels() -> u64 {
+    cssl_data::DEFAULT_MAX_PIXELS
 }
 
 impl JobOptions {
@@ -305,6 +387,7 @@ impl JobOptions {
             eval_bn_batches: 40,
             probe: ProbeSearchConfig::new(),
             data_dir: None,
+            max_image_pixels: default_max_pixels(),
         }
     }
 }

@@ -57,6 +57,10 @@ pub struct JobReport {
     pub eval_seconds: f64,
     /// Images pretrained on, probe train images, test images.
     pub images: [usize; 3],
+    /// The class names, in label order (an image folder's: its train
+    /// split's class folders, sorted).
+    #[serde(default)]
+    pub classes: Vec<String>,
 }
 
 /// Linear probe (fitted by a held-out search over learning rate and L2
@@ -179,6 +183,7 @@ pub fn load_encoder<B: Backend>(
     device: &B::Device,
 ) -> Result<(RunConfig, AnyEncoder<B>)> {
     let run = RunDir::open(dir)?;
+    run.check_not_training("reading the encoder")?;
     let config = RunConfig::load(&run.file("config.json"))?;
     let path = run.file("encoder.mpk");
     if !path.exists() {
@@ -251,9 +256,10 @@ pub fn evaluate_checkpoint<B: AutodiffBackend>(
     let (config, encoder) = load_encoder::<B::InnerBackend>(dir, device)?;
     let probe_subset = probe_subset.unwrap_or(config.options.probe_subset);
     let test_subset = test_subset.unwrap_or(config.options.test_subset);
-    let splits = config
-        .dataset
-        .load(data.or(config.options.data_dir.as_deref()))?;
+    let splits = config.dataset.load(
+        data.or(config.options.data_dir.as_deref()),
+        config.options.max_image_pixels,
+    )?;
     for (field, n, split) in [
         ("probe_subset", probe_subset, &splits.train),
         ("test_subset", test_subset, &splits.test),

@@ -167,7 +167,10 @@ pub fn export_encoder(
         .map_err(|e| CsslError::record(out, format!("SafeTensors export: {e}")))?;
     std::fs::rename(&partial, out).map_err(|e| CsslError::io(out, e))?;
     let reference = if reference > 0 {
-        let data = config.dataset.load(config.options.data_dir.as_deref())?;
+        let data = config.dataset.load(
+            config.options.data_dir.as_deref(),
+            config.options.max_image_pixels,
+        )?;
         let test = subset(&data.test, reference.min(data.test.len()));
         let transform = eval_transform(&config.method);
         let samples = (0..test.len())

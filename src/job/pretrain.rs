@@ -93,7 +93,7 @@ pub fn run_config_with<B: AutodiffBackend>(
     } = check(run)?;
     let options = &run.options;
     let dir = if control.resume {
-        RunDir::open(&options.out)?
+        RunDir::resume(&options.out)?
     } else {
         let dir = RunDir::create(&options.out, control.overwrite)?;
         dir.write_json("config.json", run)?;
@@ -143,7 +143,9 @@ fn check(run: &RunConfig) -> Result<Checked> {
             "must be at least 2 (negatives come from the batch)",
         ));
     }
-    let data = run.dataset.load(options.data_dir.as_deref())?;
+    let data = run
+        .dataset
+        .load(options.data_dir.as_deref(), options.max_image_pixels)?;
     let source = data.pretrain_source();
     check_subset("options.train_subset", options.train_subset, source.len())?;
     for (field, n, split) in [
@@ -377,6 +379,7 @@ impl<B: AutodiffBackend> WithModel<B> for Pretraining<'_, B> {
             train_seconds: trained.train_seconds,
             eval_seconds,
             images: [train.len(), probe_train.len(), test.len()],
+            classes: data.classes.clone(),
         };
         run.write_json("results.json", &report)?;
         Ok(report)

@@ -22,6 +22,40 @@ pub enum CsslError {
         /// What is wrong.
         reason: String,
     },
+    /// A file or folder holds something cssl cannot use, and no byte
+    /// position tells where (an image too large, a folder without classes).
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// The file or folder.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A run or study directory is in use by another live process (an OS
+    /// file lock on its `.lock` file, released when that process ends, even
+    /// by kill -9).
+    #[error("{path} is in use by {holder}: {reason}")]
+    Locked {
+        /// The directory.
+        path: PathBuf,
+        /// Who holds the lock (`process 1234`, as written in the lock file).
+        holder: String,
+        /// What was refused and what to do.
+        reason: String,
+    },
+    /// A study ran to its end (its tables are written) but some of its cells
+    /// failed or were refused: not every result it was asked for exists.
+    #[error("{what}: {failed} of {total} cell runs failed or were refused ({detail})")]
+    Incomplete {
+        /// What ran (`study methods`).
+        what: String,
+        /// Cell runs (cell x seed) that failed or were refused.
+        failed: usize,
+        /// Cell runs asked for.
+        total: usize,
+        /// Where the failures are listed.
+        detail: String,
+    },
     /// A saved model (record, checkpoint, export) cannot be written or read,
     /// or does not match the config it should belong to.
     #[error("{path}: {reason}")]
@@ -101,6 +135,27 @@ impl CsslError {
             path: path.into(),
             offset,
             reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`CsslError::Invalid`].
+    pub fn invalid(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The process exit code that reports this error: 130 for an
+    /// interruption (as a shell reports Ctrl-C), 3 for a study with failed
+    /// or refused cells (its tables were written), 4 for a directory in use
+    /// by another process, 1 for every other error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Interrupted { .. } | Self::Stopped { .. } => 130,
+            Self::Incomplete { .. } => 3,
+            Self::Locked { .. } => 4,
+            _ => 1,
         }
     }
 

@@ -37,7 +37,7 @@ pub fn parse_cifar(
 ) -> Result<(Vec<u8>, Vec<usize>)> {
     let record = label_bytes + PIXELS;
     if bytes.is_empty() {
-        return Err(CsslError::format(path, 0, "empty file: no CIFAR records"));
+        return Err(CsslError::invalid(path, "empty file: no CIFAR records"));
     }
     if bytes.len() % record != 0 {
         let whole = bytes.len() / record;

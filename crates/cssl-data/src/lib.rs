@@ -43,7 +43,9 @@ pub use batcher::{stack_views, view_batch, LabeledBatch, LabeledBatcher, MultiVi
 pub use cifar::{Cifar10, Cifar100, Cifar100Labels};
 pub use dataset::{spread_indices, ImageDataset, Sample};
 pub use fashion_mnist::{FashionMnist, FASHION_MNIST_CLASSES};
-pub use folder::{CorruptPolicy, ImageFolder};
+pub use folder::{
+    class_names, decode_rgb_limited, labeled_splits, CorruptPolicy, ImageFolder, DEFAULT_MAX_PIXELS,
+};
 pub use loader::{CpuBatch, PrefetchLoader};
 pub use seed::mix_seed;
 pub use source::{ImageSource, SubsetSource};

@@ -4,9 +4,11 @@
 //!
 //! A checkpoint is written into `step-N.partial/` and renamed into place
 //! when complete, so a crash never leaves a half checkpoint that looks
-//! whole; the last two are kept.
+//! whole; the last two are kept. A resume verifies a checkpoint's records
+//! (lengths and CRC-32) before using it and falls back to the newest intact
+//! one, moving a damaged one aside to `damaged-step-N/`.
 
-use crate::record::Records;
+use crate::record::{read_verified, Records};
 use crate::run::{write_json, RunDir};
 use cssl_core::{CsslError, Result};
 use serde::{Deserialize, Serialize};
@@ -82,6 +84,26 @@ impl Checkpoints {
         self.dir.join(format!("step-{step:08}"))
     }
 
+    /// Removes `step-N.partial/` directories a killed process left (no
+    /// finished checkpoint is touched). Only the process holding the run's
+    /// lock may call it.
+    ///
+    /// # Returns
+    /// How many were removed.
+    pub fn remove_partials(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.starts_with("step-") && name.ends_with(".partial")
+            })
+            .filter(|e| std::fs::remove_dir_all(e.path()).is_ok())
+            .count()
+    }
+
     /// Finished checkpoints, newest first.
     pub fn list(&self) -> Vec<(usize, PathBuf)> {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
@@ -92,6 +114,7 @@ impl Checkpoints {
             .filter_map(|e| {
                 let name = e.file_name().into_string().ok()?;
                 let step = name.strip_prefix("step-")?.parse().ok()?;
+                // (`step-N.partial` does not parse as a number.)
                 Some((step, e.path()))
             })
             .collect();
@@ -129,12 +152,18 @@ impl Checkpoints {
         Ok(done)
     }
 
-    /// The newest finished checkpoint's state and directory.
+    /// The newest intact checkpoint's state and directory. Each candidate,
+    /// newest first, must have a readable `state.json` and records whose
+    /// lengths and CRC-32s are the ones it lists; a damaged one is moved
+    /// aside to `damaged-step-N/` (kept for inspection, never listed again),
+    /// with a warning naming it and why, and the next older one is tried.
     ///
     /// # Errors
-    /// No finished checkpoint, or an unreadable `state.json`.
+    /// No finished checkpoint, or none intact (the message lists each one
+    /// and why, and what to do).
     pub fn latest(&self) -> Result<(TrainState, PathBuf)> {
-        let Some((_, dir)) = self.list().into_iter().next() else {
+        let found = self.list();
+        if found.is_empty() {
             return Err(CsslError::io(
                 &self.dir,
                 std::io::Error::new(
@@ -143,10 +172,51 @@ impl Checkpoints {
                      checkpoint; start it again with --overwrite)",
                 ),
             ));
-        };
+        }
+        let mut damaged = Vec::new();
+        for (step, dir) in found {
+            match Self::verify(&dir) {
+                Ok(state) => {
+                    if !damaged.is_empty() {
+                        println!(
+                            "resuming from the older intact checkpoint {}",
+                            dir.display()
+                        );
+                    }
+                    return Ok((state, dir));
+                }
+                Err(e) => {
+                    let aside = self.dir.join(format!("damaged-step-{step:08}"));
+                    let moved = std::fs::rename(&dir, &aside).is_ok();
+                    eprintln!(
+                        "warning: skipping checkpoint {}: {e}{}",
+                        dir.display(),
+                        if moved {
+                            format!(" (moved to {})", aside.display())
+                        } else {
+                            String::new()
+                        }
+                    );
+                    damaged.push(format!("{}: {e}", dir.display()));
+                }
+            }
+        }
+        Err(CsslError::record(
+            &self.dir,
+            format!(
+                "no intact checkpoint to resume from ({}); start the run again with \
+                 --overwrite",
+                damaged.join("; ")
+            ),
+        ))
+    }
+
+    /// The state of the checkpoint in `dir`, after checking every record it
+    /// lists against its length and CRC-32.
+    fn verify(dir: &Path) -> Result<TrainState> {
         let path = dir.join("state.json");
         let text = std::fs::read_to_string(&path).map_err(|e| CsslError::io(&path, e))?;
-        let state = serde_json::from_str(&text).map_err(|e| {
+        let state: TrainState = serde_json::from_str(&text).map_err(|e| {
             CsslError::record(
                 &path,
                 format!(
@@ -156,13 +226,40 @@ impl Checkpoints {
                 ),
             )
         })?;
-        Ok((state, dir))
+        if state.records.is_empty() {
+            return Err(CsslError::record(&path, "lists no record files"));
+        }
+        for (name, info) in &state.records {
+            read_verified(&dir.join(name), info)?;
+        }
+        Ok(state)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::RecordInfo;
+
+    /// Saves a checkpoint after `step` steps whose `model.mpk` is one byte.
+    fn save(c: &Checkpoints, step: usize) -> Result<PathBuf> {
+        let state = TrainState {
+            step,
+            ..Default::default()
+        };
+        c.save(&state, |d| {
+            let bytes = [step as u8];
+            std::fs::write(d.join("model.mpk"), bytes).unwrap();
+            let info = RecordInfo {
+                kind: "model".into(),
+                method: "test".into(),
+                made_from: serde_json::Value::Null,
+                bytes: 1,
+                crc32: crc32fast::hash(&bytes),
+            };
+            Ok(Records::from([("model.mpk".to_string(), info)]))
+        })
+    }
 
     #[test]
     fn checkpoints_appear_whole_and_the_last_two_are_kept() {
@@ -175,15 +272,7 @@ mod tests {
             .to_string()
             .contains("no finished checkpoint"));
         for step in [3, 6, 9] {
-            let state = TrainState {
-                step,
-                ..Default::default()
-            };
-            c.save(&state, |d| {
-                std::fs::write(d.join("model.mpk"), [step as u8]).unwrap();
-                Ok(Records::new())
-            })
-            .unwrap();
+            save(&c, step).unwrap();
         }
         let steps: Vec<usize> = c.list().iter().map(|(s, _)| *s).collect();
         assert_eq!(steps, [9, 6]);
@@ -200,5 +289,34 @@ mod tests {
         );
         assert!(failed.is_err());
         assert_eq!(c.latest().unwrap().0.step, 9);
+        // ... and a kill's leftover is removed at the next start.
+        assert!(c.path(12).with_extension("partial").exists());
+        assert_eq!(c.remove_partials(), 1);
+        assert!(!c.path(12).with_extension("partial").exists());
+        assert_eq!(c.list().len(), 2);
+    }
+
+    #[test]
+    fn a_damaged_newest_checkpoint_falls_back_to_the_older_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::create(dir.path().join("run"), false).unwrap();
+        let c = Checkpoints::of(&run);
+        save(&c, 4).unwrap();
+        let newest = save(&c, 8).unwrap();
+        // Cut short (a copy that stopped, a disk error).
+        std::fs::write(newest.join("model.mpk"), []).unwrap();
+        let (state, path) = c.latest().unwrap();
+        assert_eq!((state.step, path), (4, c.path(4)));
+        // Moved aside, kept, never listed again.
+        let aside = dir.path().join("run/checkpoint/damaged-step-00000008");
+        assert!(aside.join("state.json").exists() && !newest.exists());
+        assert_eq!(c.list().len(), 1);
+        // Nothing intact: an error naming each and what to do.
+        std::fs::write(c.path(4).join("state.json"), "{").unwrap();
+        let err = c.latest().unwrap_err().to_string();
+        assert!(
+            err.contains("step-00000004") && err.contains("--overwrite"),
+            "{err}"
+        );
     }
 }

@@ -130,6 +130,10 @@ where
             "larger than the training set: no full batch to train on",
         ));
     }
+    let removed = checkpoints.remove_partials();
+    if removed > 0 {
+        println!("removed {removed} unfinished checkpoint(s) a stopped process left behind");
+    }
     let mut state = TrainState::default();
     let mut resumed_at = None;
     if o.resume {

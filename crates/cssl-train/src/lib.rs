@@ -39,6 +39,6 @@ pub use fit::{
 pub use optim::{optimizer, AnyOptimizer};
 pub use parallel::{StepResult, Workers};
 pub use plots::{read_steps_csv, training_plot, CURVE_POINTS};
-pub use run::{write_atomic, write_json, RunDir};
+pub use run::{write_atomic, write_json, DirLock, RunDir, LOCK_FILE};
 pub use schedule::WarmupCosineLr;
 pub use signal::{clear_stop, install_stop_handler, restore_default_signals, stop_requested};

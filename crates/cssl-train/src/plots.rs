@@ -72,11 +72,7 @@ pub fn read_steps_csv(path: &Path) -> Result<(Vec<String>, Vec<Vec<f64>>)> {
     let mut lines = text.lines();
     let header: Vec<String> = lines
         .next()
-        .ok_or_else(|| CsslError::Format {
-            path: path.into(),
-            offset: 0,
-            reason: "empty file: no header".into(),
-        })?
+        .ok_or_else(|| CsslError::invalid(path, "empty file: no header"))?
         .split(',')
         .map(str::to_string)
         .collect();

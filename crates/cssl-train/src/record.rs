@@ -103,6 +103,26 @@ pub fn load_record<B: Backend, R: Record<B>>(
             )
         }));
     }
+    let bytes = read_verified(path, info)?;
+    let device = device.clone();
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        Recorder::<B>::load::<R>(&Bytes::default(), bytes, &device)
+    }))
+    .map_err(|_| CsslError::record(path, format!("does not decode as a cssl {}", expect.kind)))?
+    .map_err(|e| {
+        CsslError::record(
+            path,
+            format!("does not decode as a cssl {}: {e}", expect.kind),
+        )
+    })
+}
+
+/// The bytes of the record file at `path`, checked against the length and
+/// CRC-32 that `info` recorded when it was written.
+///
+/// # Errors
+/// The file cannot be read, is truncated, or was altered.
+pub fn read_verified(path: &Path, info: &RecordInfo) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path).map_err(|e| CsslError::io(path, e))?;
     if (bytes.len() as u64) < info.bytes {
         return Err(CsslError::record(
@@ -121,17 +141,7 @@ pub fn load_record<B: Backend, R: Record<B>>(
              when it was written",
         ));
     }
-    let device = device.clone();
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-        Recorder::<B>::load::<R>(&Bytes::default(), bytes, &device)
-    }))
-    .map_err(|_| CsslError::record(path, format!("does not decode as a cssl {}", expect.kind)))?
-    .map_err(|e| {
-        CsslError::record(
-            path,
-            format!("does not decode as a cssl {}: {e}", expect.kind),
-        )
-    })
+    Ok(bytes)
 }
 
 /// Reads `records.json` in `dir`.

@@ -2,6 +2,7 @@ use cssl_core::{CsslError, Result};
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A run directory: `config.json` (replays the run), `metrics.csv`,
 /// `model.mpk` and `encoder.mpk` (final weights) with `records.json` (what
@@ -10,58 +11,208 @@ use std::path::{Path, PathBuf};
 ///
 /// Every file is written aside and renamed into place, so a crash leaves
 /// either the old file or the new one, never half of one.
+///
+/// A run directory that is trained in is locked ([`DirLock`]): a second
+/// process that would train in it, clear it, or read its results is
+/// refused while the first lives.
 #[derive(Clone, Debug)]
 pub struct RunDir {
     path: PathBuf,
+    lock: Option<Arc<DirLock>>,
 }
 
 /// The file every cssl run directory starts with.
 const MARKER: &str = "config.json";
 
+/// The lock file of a run or study directory.
+pub const LOCK_FILE: &str = ".lock";
+
+/// An advisory OS lock (`flock`) on a directory's [`LOCK_FILE`], held
+/// until dropped. The OS releases it when the process ends in any way
+/// (kill -9 included), so a lock is never stale; the file itself stays and
+/// names the last holder.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: std::fs::File,
+}
+
+impl DirLock {
+    /// Locks `dir` (which must exist) for this process.
+    ///
+    /// # Errors
+    /// [`CsslError::Locked`] naming the process that holds it, with
+    /// `refused` (what was refused) in the message; or the lock file cannot
+    /// be opened.
+    pub fn acquire(dir: &Path, refused: &str) -> Result<Self> {
+        let path = dir.join(LOCK_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| CsslError::io(&path, e))?;
+        if !try_flock(&file).map_err(|e| CsslError::io(&path, e))? {
+            return Err(locked(dir, refused));
+        }
+        let holder = format!(
+            "process {} ({})\n",
+            std::process::id(),
+            std::env::args().take(2).collect::<Vec<_>>().join(" ")
+        );
+        let mut write = || -> std::io::Result<()> {
+            use std::io::Seek;
+            file.set_len(0)?;
+            file.seek(std::io::SeekFrom::Start(0))?;
+            file.write_all(holder.as_bytes())
+        };
+        write().map_err(|e| CsslError::io(&path, e))?;
+        Ok(Self { _file: file })
+    }
+
+    /// Whether another live process holds `dir`'s lock; `Err` names it.
+    ///
+    /// # Errors
+    /// [`CsslError::Locked`] when it is held, with `refused` in the message.
+    pub fn check_free(dir: &Path, refused: &str) -> Result<()> {
+        let path = dir.join(LOCK_FILE);
+        let Ok(file) = std::fs::File::open(&path) else {
+            return Ok(()); // never locked
+        };
+        match try_flock(&file) {
+            Ok(false) => Err(locked(dir, refused)),
+            // Released with `file` at the end of this call.
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A non-blocking exclusive `flock` on `file`: `Ok(false)` when another
+/// open file description holds it.
+fn try_flock(file: &std::fs::File) -> std::io::Result<bool> {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: flock on a file descriptor this process owns.
+    let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// The error of a lock held by another process, naming it.
+fn locked(dir: &Path, refused: &str) -> CsslError {
+    let holder = std::fs::read_to_string(dir.join(LOCK_FILE))
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "another process".into());
+    CsslError::Locked {
+        path: dir.to_path_buf(),
+        holder,
+        reason: format!("{refused} while it runs; wait for it to finish, or stop it first"),
+    }
+}
+
 impl RunDir {
-    /// A new run directory at `path`.
+    /// A new run directory at `path`, locked for this process.
     ///
     /// # Errors
     /// `path` exists and is not empty, unless `overwrite`: then it is
     /// cleared first (only if it is a cssl run directory, i.e. holds a
     /// `config.json`, so that a mistyped `--out` never deletes anything
     /// else), so that no file of the old run stays beside the new one.
+    /// [`CsslError::Locked`] while another process trains in it.
     pub fn create(path: impl Into<PathBuf>, overwrite: bool) -> Result<Self> {
         let path = path.into();
-        if path.exists() {
-            let non_empty = std::fs::read_dir(&path)
-                .map_err(|e| CsslError::io(&path, e))?
-                .next()
-                .is_some();
-            if non_empty && !overwrite {
-                return Err(CsslError::config(
-                    "out",
-                    format!(
-                        "{} exists and is not empty; continue it with `--resume {0}`, \
-                         replace it with `--overwrite`, or choose another `--out`",
-                        path.display()
-                    ),
-                ));
-            }
-            if non_empty {
-                if !path.join(MARKER).is_file() {
-                    return Err(CsslError::config(
-                        "out",
-                        format!(
-                            "{} is not a cssl run directory (no {MARKER}); --overwrite only \
-                             clears run directories",
-                            path.display()
-                        ),
-                    ));
-                }
-                std::fs::remove_dir_all(&path).map_err(|e| CsslError::io(&path, e))?;
-            }
+        let refused = if overwrite {
+            "--overwrite is refused"
+        } else {
+            "a new run here is refused"
+        };
+        // Read-only first, so that a refused directory gets no lock file;
+        // a directory another process trains in says so.
+        if let Err(e) = Self::may_create(&path, overwrite) {
+            DirLock::check_free(&path, refused)?;
+            return Err(e);
         }
         std::fs::create_dir_all(&path).map_err(|e| CsslError::io(&path, e))?;
-        Ok(Self { path })
+        // Then again under the lock, before anything is removed.
+        let lock = DirLock::acquire(&path, refused)?;
+        if Self::may_create(&path, overwrite)? {
+            // Everything but the lock file (removing it would let another
+            // process lock a new one while this one holds the old).
+            for entry in std::fs::read_dir(&path).map_err(|e| CsslError::io(&path, e))? {
+                let entry = entry.map_err(|e| CsslError::io(&path, e))?;
+                if entry.file_name() == LOCK_FILE {
+                    continue;
+                }
+                let p = entry.path();
+                let r = if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+                r.map_err(|e| CsslError::io(&p, e))?;
+            }
+        }
+        Ok(Self {
+            path,
+            lock: Some(Arc::new(lock)),
+        })
     }
 
-    /// An existing run directory (to resume or evaluate).
+    /// Whether a new run may start at `path`: `Ok(true)` when an old run
+    /// must be cleared first.
+    fn may_create(path: &Path, overwrite: bool) -> Result<bool> {
+        if !path.is_dir() {
+            return Ok(false);
+        }
+        let non_empty = std::fs::read_dir(path)
+            .map_err(|e| CsslError::io(path, e))?
+            .flatten()
+            .any(|e| e.file_name() != LOCK_FILE);
+        if non_empty && !overwrite {
+            return Err(CsslError::config(
+                "out",
+                format!(
+                    "{} exists and is not empty; continue it with `--resume {0}`, \
+                     replace it with `--overwrite`, or choose another `--out`",
+                    path.display()
+                ),
+            ));
+        }
+        if non_empty && !path.join(MARKER).is_file() {
+            return Err(CsslError::config(
+                "out",
+                format!(
+                    "{} is not a cssl run directory (no {MARKER}); --overwrite only \
+                     clears run directories",
+                    path.display()
+                ),
+            ));
+        }
+        Ok(non_empty)
+    }
+
+    /// An existing run directory to train in again (`--resume`), locked for
+    /// this process.
+    ///
+    /// # Errors
+    /// `path` is not a cssl run directory; [`CsslError::Locked`] while
+    /// another process trains in it.
+    pub fn resume(path: impl Into<PathBuf>) -> Result<Self> {
+        let mut run = Self::open(path)?;
+        let lock = DirLock::acquire(&run.path, "--resume is refused")?;
+        run.lock = Some(Arc::new(lock));
+        Ok(run)
+    }
+
+    /// An existing run directory to read (evaluate, export) unlocked.
     ///
     /// # Errors
     /// `path` is not a cssl run directory.
@@ -76,7 +227,22 @@ impl RunDir {
                 ),
             ));
         }
-        Ok(Self { path })
+        Ok(Self { path, lock: None })
+    }
+
+    /// Errs while another process trains in this directory: its files are
+    /// still being written. `what` is what is refused (`eval`).
+    ///
+    /// # Errors
+    /// [`CsslError::Locked`] naming the process.
+    pub fn check_not_training(&self, what: &str) -> Result<()> {
+        if self.lock.is_some() {
+            return Ok(());
+        }
+        DirLock::check_free(
+            &self.path,
+            &format!("{what} of a run that is training is refused"),
+        )
     }
 
     /// The directory.
@@ -132,6 +298,11 @@ mod tests {
         let run = RunDir::create(&out, false).unwrap();
         run.write_json("config.json", &1).unwrap();
         std::fs::write(run.file("metrics.csv"), "old").unwrap();
+        // The run has ended (its lock is released).
+        let run = {
+            drop(run);
+            RunDir::open(&out).unwrap()
+        };
         let err = RunDir::create(&out, false).unwrap_err().to_string();
         assert!(
             err.contains("--resume") && err.contains("--overwrite"),
@@ -148,7 +319,53 @@ mod tests {
         let err = RunDir::create(&foreign, true).unwrap_err().to_string();
         assert!(err.contains("not a cssl run directory"), "{err}");
         assert!(foreign.join("cat.jpg").exists());
+        // A refused directory gets no lock file.
+        let other = dir.path().join("other");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::write(other.join("cat.jpg"), "meow").unwrap();
+        assert!(RunDir::create(&other, true).is_err());
+        assert!(!other.join(LOCK_FILE).exists());
         assert!(RunDir::open(&foreign).is_err());
+    }
+
+    #[test]
+    fn a_locked_run_refuses_a_second_process_until_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run");
+        let run = RunDir::create(&out, false).unwrap();
+        run.write_json("config.json", &1).unwrap();
+        // A second open file description is what a second process has.
+        for err in [
+            RunDir::create(&out, true).unwrap_err(),
+            RunDir::resume(&out).unwrap_err(),
+            RunDir::open(&out)
+                .unwrap()
+                .check_not_training("eval")
+                .unwrap_err(),
+        ] {
+            assert!(matches!(err, CsslError::Locked { .. }), "{err}");
+            let msg = err.to_string();
+            assert!(
+                msg.contains(&format!("process {}", std::process::id())),
+                "{msg}"
+            );
+        }
+        assert!(run.file("config.json").exists());
+        drop(run);
+        RunDir::open(&out)
+            .unwrap()
+            .check_not_training("eval")
+            .unwrap();
+        let again = RunDir::resume(&out).unwrap();
+        again.check_not_training("eval").unwrap();
+        drop(again);
+        // --overwrite keeps the lock file and clears the rest.
+        RunDir::create(&out, true).unwrap();
+        let left: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, [LOCK_FILE]);
     }
 
     #[test]
