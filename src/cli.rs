@@ -4,7 +4,7 @@
 use crate::device::{on_device, OnBackend};
 use crate::job::{
     evaluate_checkpoint, export_encoder, results_table, run_config_with, Dataset, EvalOverrides,
-    JobReport, RunConfig, RunControl, Scores, TensorNames,
+    JobReport, RunConfig, RunControl, RunFlags, Scores, TensorNames,
 };
 use burn::tensor::backend::AutodiffBackend;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
@@ -138,8 +138,8 @@ pub struct RunArgs {
     /// Device: `cpu`, or `cuda` / `cuda:N` (build with `--features cuda`);
     /// several for data-parallel steps: `cpu:N` (N CPU workers sharing the
     /// cores) or `cuda:0,1,...`. The batch is split evenly over them.
-    #[arg(long, visible_alias = "devices", default_value = "cpu")]
-    device: String,
+    #[arg(long, visible_alias = "devices")]
+    device: Option<String>,
     /// Continue the run in this directory from its newest checkpoint, with
     /// its own config.json (same schedules, data order and augmentations).
     #[arg(long, value_name = "RUN_DIR")]
@@ -149,16 +149,20 @@ pub struct RunArgs {
     overwrite: bool,
     /// Write a checkpoint at least every this many minutes (and at the end
     /// of every epoch).
-    #[arg(long, default_value_t = 5.0)]
-    checkpoint_minutes: f64,
+    #[arg(long)]
+    checkpoint_minutes: Option<f64>,
     /// Also write a checkpoint every this many steps (0: off).
-    #[arg(long, default_value_t = 0)]
-    checkpoint_steps: usize,
+    #[arg(long)]
+    checkpoint_steps: Option<usize>,
     /// Online kNN at every epoch's end (a `kNN accuracy` column in
     /// metrics.csv and the progress line): this many train images are the
     /// bank, half as many test images the queries; 0 turns it off.
-    #[arg(long, default_value_t = 2000)]
-    online_knn: usize,
+    #[arg(long)]
+    online_knn: Option<usize>,
+    /// Image folders: refuse an image that decodes to more pixels than this
+    /// (read from its header, before decoding).
+    #[arg(long)]
+    max_image_pixels: Option<u64>,
     /// Stop after this many steps as an interruption would (a checkpoint,
     /// then exit code 130); `--resume` continues. For tests and budgets.
     #[arg(long, hide = true)]
@@ -244,6 +248,7 @@ fn default_helps() -> Vec<(&'static str, String)> {
     let method = MethodKind::default();
     let dataset = Dataset::default();
     let o = crate::job::JobOptions::for_method(method, dataset);
+    let f = RunFlags::default();
     let per_method = MethodKind::ALL
         .map(|m| format!("{} {}", m.name(), m.cpu_train_images()))
         .join(", ");
@@ -268,7 +273,19 @@ fn default_helps() -> Vec<(&'static str, String)> {
         ("test_subset", o.test_subset.to_string()),
         ("seed", o.seed.to_string()),
         ("out", "runs/<method>-<dataset>".to_string()),
+        ("max_image_pixels", o.max_image_pixels.to_string()),
     ]
+    .into_iter()
+    .chain(
+        [
+            ("device", f.device),
+            ("checkpoint_minutes", f.checkpoint_minutes.to_string()),
+            ("checkpoint_steps", f.checkpoint_steps.to_string()),
+            ("online_knn", f.online_knn.to_string()),
+        ]
+        .map(|(id, v)| (id, format!("{v}; --resume: the run's own"))),
+    )
+    .collect()
 }
 
 /// `arg`'s help with ` [default: value]` appended.
@@ -334,17 +351,12 @@ pub fn example_main(method: MethodKind) {
     }));
 }
 
-/// Prints `result`'s error and exits: 130 after an interruption (as a
-/// shell reports Ctrl-C), 1 for every other error.
+/// Prints `result`'s error and exits with [`CsslError::exit_code`] (the
+/// README's "Exit codes").
 fn exit_on_error(result: Result<()>) {
     if let Err(e) = result {
         eprintln!("error: {e}");
-        let code = if matches!(e, CsslError::Interrupted { .. } | CsslError::Stopped { .. }) {
-            130
-        } else {
-            1
-        };
-        std::process::exit(code);
+        std::process::exit(e.exit_code());
     }
 }
 
@@ -411,6 +423,13 @@ pub fn run_config_from(args: &PretrainArgs) -> Result<RunConfig> {
     o.seed = a.seed.unwrap_or(o.seed);
     o.out = a.out.clone().unwrap_or(o.out.clone());
     o.raw_pixel_baseline &= !a.no_raw_baseline;
+    o.max_image_pixels = a.max_image_pixels.unwrap_or(o.max_image_pixels);
+    if o.max_image_pixels == 0 {
+        return Err(CsslError::config(
+            "options.max_image_pixels",
+            "must be at least 1",
+        ));
+    }
     // A data directory resolves the same from any working directory later.
     if let Some(d) = &o.data_dir {
         o.data_dir = Some(std::path::absolute(d).map_err(|e| CsslError::io(d, e))?);
@@ -448,6 +467,7 @@ fn resumed_config(args: &PretrainArgs, dir: &std::path::Path) -> Result<RunConfi
         ("--seed", a.seed.is_some()),
         ("--out", a.out.is_some()),
         ("--no-raw-baseline", a.no_raw_baseline),
+        ("--max-image-pixels", a.max_image_pixels.is_some()),
         ("--overwrite", a.overwrite),
     ];
     if let Some((flag, _)) = changed.iter().find(|(_, set)| *set) {
@@ -477,24 +497,37 @@ fn resumed_config(args: &PretrainArgs, dir: &std::path::Path) -> Result<RunConfi
     Ok(run)
 }
 
-/// The run control of `args` (resume, overwrite, checkpoint cadence).
+/// The run control of `args` (resume, overwrite, checkpoint cadence,
+/// device): the flags given, and for `--resume` the run's own kept flags
+/// for those not given.
 fn run_control(args: &RunArgs) -> Result<RunControl> {
-    if !(args.checkpoint_minutes.is_finite() && args.checkpoint_minutes > 0.0) {
+    let base = match &args.resume {
+        Some(dir) => RunFlags::load(dir)?.unwrap_or_default(),
+        None => RunFlags::default(),
+    };
+    let flags = RunFlags {
+        device: args.device.clone().unwrap_or(base.device),
+        checkpoint_minutes: args.checkpoint_minutes.unwrap_or(base.checkpoint_minutes),
+        checkpoint_steps: args.checkpoint_steps.unwrap_or(base.checkpoint_steps),
+        online_knn: args.online_knn.unwrap_or(base.online_knn),
+    };
+    if !(flags.checkpoint_minutes.is_finite() && flags.checkpoint_minutes > 0.0) {
         return Err(CsslError::config(
             "checkpoint_minutes",
             format!(
                 "{}: must be a positive number of minutes",
-                args.checkpoint_minutes
+                flags.checkpoint_minutes
             ),
         ));
     }
     Ok(RunControl {
         resume: args.resume.is_some(),
         overwrite: args.overwrite,
-        checkpoint_interval: std::time::Duration::from_secs_f64(args.checkpoint_minutes * 60.0),
-        checkpoint_steps: args.checkpoint_steps,
+        checkpoint_interval: std::time::Duration::from_secs_f64(flags.checkpoint_minutes * 60.0),
+        checkpoint_steps: flags.checkpoint_steps,
         stop_after_steps: args.stop_after_steps,
-        online_knn: args.online_knn,
+        online_knn: flags.online_knn,
+        flags: Some(flags),
         ..RunControl::default()
     })
 }
@@ -512,7 +545,8 @@ fn pretrain(args: PretrainArgs) -> Result<()> {
     let run = run_config_from(&args)?;
     let control = run_control(&args.run)?;
     let start = std::time::Instant::now();
-    let r = on_device(&args.run.device, Pretrain(&run, &control))?;
+    let device = control.flags.as_ref().map_or("cpu", |f| f.device.as_str());
+    let r = on_device(device, Pretrain(&run, &control))?;
     println!("\n{}", results_table(&r));
     println!(
         "pretraining {:.0}s + evaluation {:.0}s (total wall time {:.0}s); run directory: {}",

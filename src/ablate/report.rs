@@ -65,7 +65,7 @@ fn diff(d: &Option<Summary>) -> String {
         Some(s) => {
             let (lo, hi) = s.interval();
             let verdict = match s.holds_zero() {
-                None => "one seed",
+                None => "fewer than 3 seeds: no interval",
                 Some(true) => "within noise",
                 Some(false) if s.mean > 0.0 => "better",
                 Some(false) => "worse",

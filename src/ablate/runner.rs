@@ -252,15 +252,28 @@ pub fn ablate(opts: &AblateOptions) -> Result<Report> {
                 }
             }
         }
+        let cells = runs.len() / study.seeds.len();
         println!(
-            "{}: {} cells checked, {bad} refused; nothing was trained",
+            "{}: {cells} cells checked, {bad} refused; nothing was trained",
             file.display(),
-            runs.len() / study.seeds.len()
         );
+        if bad > 0 {
+            return Err(CsslError::Incomplete {
+                what: format!("study {} (--check)", study.name),
+                failed: bad,
+                total: cells,
+                detail: "the refused cells are listed above".into(),
+            });
+        }
         return Ok(Report::default());
     }
 
+    // One process per study directory (its cells lock their own runs).
+    if out.is_dir() {
+        cssl_train::DirLock::check_free(&out, "another `cssl ablate` here is refused")?;
+    }
     prepare_dir(&out, opts.force)?;
+    let _lock = cssl_train::DirLock::acquire(&out, "another `cssl ablate` here is refused")?;
     let study_text =
         toml::to_string(&study).map_err(|e| CsslError::config("study", e.to_string()))?;
     cssl_train::write_atomic(&out.join("study.toml"), study_text.as_bytes())?;
@@ -333,6 +346,25 @@ pub fn ablate(opts: &AblateOptions) -> Result<Report> {
         study_start.elapsed().as_secs_f64() / 60.0,
         out.display()
     );
+    let failed = runs
+        .iter()
+        .filter(|r| {
+            done.iter()
+                .any(|d| d.cell == r.label && d.seed == r.seed && d.status == Status::Failed)
+        })
+        .count();
+    if failed > 0 {
+        return Err(CsslError::Incomplete {
+            what: format!("study {}", study.name),
+            failed,
+            total: runs.len(),
+            detail: format!(
+                "their errors are in {} and the tables; fix the cells and run with --force, \
+                 or leave them out with --cells",
+                results.path.display()
+            ),
+        });
+    }
     Ok(report)
 }
 

@@ -17,6 +17,9 @@ pub fn t95(df: usize) -> f64 {
     }
 }
 
+/// The fewest values a 95% interval is given for.
+pub const MIN_SEEDS_FOR_INTERVAL: usize = 3;
+
 /// Mean, sample standard deviation and 95% confidence interval of values.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Summary {
@@ -26,7 +29,9 @@ pub struct Summary {
     pub mean: f64,
     /// Sample standard deviation (n - 1; NaN for one value).
     pub std: f64,
-    /// Half-width of the 95% interval of the mean (NaN for one value).
+    /// Half-width of the 95% interval of the mean; NaN for fewer than
+    /// [`MIN_SEEDS_FOR_INTERVAL`] values (with two, t = 12.7 makes the
+    /// interval wider than any difference a study looks for).
     pub half_width: f64,
 }
 
@@ -44,7 +49,11 @@ impl Summary {
             n,
             mean,
             std,
-            half_width: t95(n.saturating_sub(1)) * std / (n as f64).sqrt(),
+            half_width: if n >= MIN_SEEDS_FOR_INTERVAL {
+                t95(n - 1) * std / (n as f64).sqrt()
+            } else {
+                f64::NAN
+            },
         }
     }
 
@@ -86,6 +95,10 @@ mod tests {
         assert!((s.half_width - 0.0496828).abs() < 1e-5, "{}", s.half_width);
         assert_eq!(s.holds_zero(), Some(false));
         assert_eq!(Summary::of(&[1.0]).holds_zero(), None);
+        // Two seeds: a standard deviation, but no interval.
+        let two = Summary::of(&[0.10, 0.50]);
+        assert!(two.std.is_finite() && two.half_width.is_nan());
+        assert_eq!(two.holds_zero(), None);
         assert!((t95(10) - 2.2281).abs() < 1e-4 && t95(100) == 1.96);
     }
 

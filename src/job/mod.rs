@@ -17,4 +17,7 @@ pub use evaluate::{
     results_table, EvalOverrides, EvalSettings, JobReport, Scores,
 };
 pub use export::{export_encoder, import_encoder, Export, TensorNames};
-pub use pretrain::{check_run_config, run_config, run_config_with, RunControl, ONLINE_KNN};
+pub use pretrain::{
+    check_run_config, run_config, run_config_with, RunControl, RunFlags, ONLINE_KNN,
+    RUN_CONTROL_FILE,
+};

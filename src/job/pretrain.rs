@@ -17,6 +17,7 @@ use cssl_eval::{extract_features, knn_accuracy, KnnConfig};
 use cssl_methods::{RunSchedule, SslModel, SslOutput, WithModel};
 use cssl_train::record::{save_record, Records};
 use cssl_train::{pretrain, PretrainOptions, RunDir, Training, WarmupCosineLr, Workers};
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,6 +42,57 @@ pub struct RunControl {
     /// accuracy is the `valid` rows' `kNN accuracy` in `metrics.csv`
     /// (0: off). It reads the model only, so the run computes the same.
     pub online_knn: usize,
+    /// The run-control flags as given, written to the run directory's
+    /// [`RUN_CONTROL_FILE`] once it is locked, so that `--resume` reuses
+    /// them (`None`: nothing is written).
+    pub flags: Option<RunFlags>,
+}
+
+/// The file of a run directory that keeps its run-control flags.
+pub const RUN_CONTROL_FILE: &str = "run-control.json";
+
+/// The run-control flags of `cssl pretrain` (how a run is driven, not what
+/// it computes): kept in [`RUN_CONTROL_FILE`] and reused by `--resume`
+/// unless the resuming command gives them anew.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunFlags {
+    /// `--device`.
+    pub device: String,
+    /// `--checkpoint-minutes`.
+    pub checkpoint_minutes: f64,
+    /// `--checkpoint-steps`.
+    pub checkpoint_steps: usize,
+    /// `--online-knn`.
+    pub online_knn: usize,
+}
+
+impl Default for RunFlags {
+    fn default() -> Self {
+        Self {
+            device: "cpu".into(),
+            checkpoint_minutes: 5.0,
+            checkpoint_steps: 0,
+            online_knn: 2_000,
+        }
+    }
+}
+
+impl RunFlags {
+    /// The flags kept in the run directory `dir` (`None` when it keeps none:
+    /// a run written before they were kept).
+    ///
+    /// # Errors
+    /// The file exists but cannot be read or parsed.
+    pub fn load(dir: &std::path::Path) -> Result<Option<Self>> {
+        let path = dir.join(RUN_CONTROL_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| CsslError::invalid(&path, format!("not a cssl run control: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(CsslError::io(&path, e)),
+        }
+    }
 }
 
 /// The `metrics.csv` column of the online kNN accuracy.
@@ -60,6 +112,7 @@ impl Default for RunControl {
             stop_after_steps: None,
             progress_interval: Duration::from_secs(10),
             online_knn: 2_000,
+            flags: None,
         }
     }
 }
@@ -99,6 +152,9 @@ pub fn run_config_with<B: AutodiffBackend>(
         dir.write_json("config.json", run)?;
         dir
     };
+    if let Some(flags) = &control.flags {
+        dir.write_json(RUN_CONTROL_FILE, flags)?;
+    }
     // The model's random init (the encoder first) comes from this seed.
     B::seed(device, options.seed);
     run.method.with_model::<B, _>(
