@@ -136,6 +136,79 @@ row "eval: records.json missing" "$BIN" eval --checkpoint good
 rm -rf good && cp -r good.pristine good
 "$BIN" export --checkpoint good --out e.safetensors >/dev/null 2>&1
 row "export over an existing file" "$BIN" export --checkpoint good --out e.safetensors
+
+# --- Image folders: one class mapping, a pixel limit, headers at start-up.
+python3 - <<'EOF2'
+import struct, zlib, os
+def png(path, w, h, color=0, rows=None):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
+    z = zlib.compressobj(9)
+    row = b"\0" + bytes([color]) * (w * 3)
+    data = b"".join(z.compress(row) for _ in range(h)) + z.flush()
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+def split(root, classes, n=4):
+    for c in classes:
+        for k in range(n):
+            png(f"{root}/{c}/{k}.png", 16, 16, 40 * k)
+split("f_empty/train", ["cat", "dog"]); os.makedirs("f_empty/train/eel"); split("f_empty/test", ["cat", "dog"])
+split("f_testonly/train", ["cat", "dog"]); split("f_testonly/test", ["cat", "dog", "zebra"])
+split("f_big/train", ["cat", "dog"]); split("f_big/test", ["cat", "dog"])
+# 20000 x 20000 RGB (1.2 GB decoded), a few hundred KB on disk.
+import shutil
+png("f_big/train/dog/huge.png", 20000, 20000)
+for d in ["f_bigu", "f_junku"]:
+    shutil.copytree("f_big", d)
+    os.remove(f"{d}/train/dog/huge.png")
+shutil.copy("f_big/train/dog/huge.png", "f_bigu/unlabeled/a/huge.png") if os.makedirs("f_bigu/unlabeled/a") is None else None
+split("f_junku/unlabeled", ["x"], 3)
+open("f_junku/unlabeled/x/notes.jpg", "w").write("not a jpeg")
+# CIFAR-10 as its archive unpacks: the files one level down (one record each).
+os.makedirs("c10/cifar-10-batches-bin")
+for f in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+    open(f"c10/cifar-10-batches-bin/{f}", "wb").write(bytes([3]) + bytes(3072))
+EOF2
+echo "huge.png on disk: $(du -k f_big/train/dog/huge.png | cut -f1) KB" >&2
+row "folder: an empty train class" "$BIN" pretrain --dataset folder --data f_empty "${TINY[@]}" --out r30
+row "folder: a class only test/ has" "$BIN" pretrain --dataset folder --data f_testonly "${TINY[@]}" --out r31
+row "folder: a 20000x20000 PNG of 1.1 MB in train/" "$BIN" pretrain --dataset folder --data f_big "${TINY[@]}" --out r32
+/usr/bin/time -v "$BIN" pretrain --dataset folder --data f_big "${TINY[@]}" --out r32b 2> time.txt >/dev/null
+echo "peak memory refusing huge.png: $(grep 'Maximum resident' time.txt | awk '{print $NF}') KB" >&2
+row "folder: the same PNG in unlabeled/ (found at start-up)" "$BIN" pretrain --dataset folder --data f_bigu "${TINY[@]}" --out r33
+row "folder: a text file named .jpg in unlabeled/" "$BIN" pretrain --dataset folder --data f_junku "${TINY[@]}" --out r34
+row "--max-image-pixels 0" "$BIN" pretrain "${TINY[@]}" --max-image-pixels 0 --out r35
+row "CIFAR-10 --data one level up (1 record per file)" "$BIN" pretrain --dataset cifar10 --data c10 "${TINY[@]}" --out r36
+
+# --- A live run: a second process is refused; kill -9 releases the lock.
+tiny --train-subset 6400
+"$BIN" pretrain "${TINY[@]}" --out live >/dev/null 2>&1 &
+LIVE=$!
+while [ ! -f live/config.json ]; do sleep 0.2; done
+row "--overwrite of a run another process trains" "$BIN" pretrain "${TINY[@]}" --out live --overwrite
+row "--resume of a run another process trains" "$BIN" pretrain --resume live
+row "eval of a run another process trains" "$BIN" eval --checkpoint live
+kill -9 $LIVE; wait $LIVE 2>/dev/null
+tiny
+row "--overwrite after kill -9 of its trainer" "$BIN" pretrain "${TINY[@]}" --out live --overwrite
+
+# --- Checkpoints: a damaged newest one, then none intact.
+tiny --train-subset 320
+"$BIN" pretrain "${TINY[@]}" --online-knn 0 --checkpoint-steps 2 --stop-after-steps 4 --out ck >/dev/null 2>&1
+head -c 100 ck/checkpoint/step-00000004/model.mpk > cut && mv cut ck/checkpoint/step-00000004/model.mpk
+row "--resume with the newest checkpoint truncated (falls back)" "$BIN" pretrain --resume ck --stop-after-steps 5
+for d in ck/checkpoint/step-*; do echo '{' > "$d/state.json"; done
+row "--resume with no intact checkpoint" "$BIN" pretrain --resume ck
+tiny
+
+# --- Studies: a failing cell and a refused one are not exit 0.
+printf 'name = "bad"\ntitle = "a cell that cannot run"\nfinding = "none"\ncharacteristic = "similarity"\nmethod = "simclr"\nseeds = [1]\n[budget]\nepochs = 1\ntrain_subset = 128\nbatch_size = 32\n[eval]\nprobe_subset = 128\ntest_subset = 128\nbn_batches = 1\nprobe_epochs = 2\n[[cell]]\nlabel = "base"\n[[cell]]\nlabel = "too big"\nset = { "options.batch_size" = 4096 }\n' > bad.toml
+row "ablate --check with a refused cell" "$BIN" ablate bad.toml --check
+row "ablate with a failing cell (table written)" "$BIN" ablate bad.toml --out study
+[ -f study/table.md ] || echo "THE FAILED STUDY WROTE NO TABLE" >&2
+
 echo
 echo "panics (exit code 101): $panics"
 diff -r good good.pristine >/dev/null && echo "the existing run is unchanged" || echo "THE EXISTING RUN CHANGED"

@@ -1,7 +1,8 @@
 //! `cssl ablate` end to end on the shipped `tiny` study (2 cells x 1 seed,
 //! a few steps): a study killed with SIGKILL in the middle and run again
 //! skips its finished cell and ends with the same table as an uninterrupted
-//! run; a cell that cannot run is recorded as failed and the study goes on.
+//! run; a cell that cannot run is recorded as failed, the study goes on and
+//! exits with 3.
 
 mod common;
 
@@ -118,9 +119,21 @@ fn a_cell_that_cannot_run_is_recorded_as_failed_and_the_study_goes_on() {
         + "[[cell]]\nlabel = \"too big\"\nset = { \"options.batch_size\" = 4096 }\n";
     std::fs::write(&study, text).unwrap();
     let out = dir.path().join("out");
+    // --check refuses it: exit code 3, nothing trained.
+    let (code, text) = ablate(&[study.to_str().unwrap(), "--check"]);
+    assert_eq!(code, 3, "{text}");
+    assert!(
+        text.contains("refused too big") && text.contains("1 of 2"),
+        "{text}"
+    );
     let (code, text) = ablate(&[study.to_str().unwrap(), "--out", out.to_str().unwrap()]);
-    assert_eq!(code, 0, "{text}");
+    // The study goes on, writes its table, then exits with 3 (not 0).
+    assert_eq!(code, 3, "{text}");
     assert!(text.contains("too big seed 1: FAILED"), "{text}");
+    assert!(
+        text.contains("error: study") && text.contains("1 of 2 cell runs failed"),
+        "{text}"
+    );
     let md = std::fs::read_to_string(out.join("table.md")).unwrap();
     assert!(
         md.contains("| too big | 0 | failed: ") && md.contains("batch_size"),

@@ -55,6 +55,13 @@ fn tiny_args(method: &str, out: &Path, extra: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// `args` with `--train-subset n`.
+fn train_subset(mut args: Vec<String>, n: &str) -> Vec<String> {
+    let i = args.iter().position(|a| a == "--train-subset").unwrap();
+    args[i + 1] = n.into();
+    args
+}
+
 fn tiny_run(dir: &Path, method: &str) -> std::path::PathBuf {
     let run = dir.join(method);
     let args = tiny_args(method, &run, &[]);
@@ -467,4 +474,95 @@ fn sigint_saves_a_checkpoint_and_resume_finishes_the_run() {
         "{text}"
     );
     assert!(run.join("results.json").exists());
+}
+
+/// A run another process trains in is locked: `--overwrite`, `--resume`
+/// and `eval` of it are refused (exit code 4) naming that process; kill -9
+/// leaves no stale lock, so `--overwrite` then works.
+#[cfg(unix)]
+#[test]
+fn a_live_run_is_locked_and_kill_9_releases_it() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("live");
+    let out = run.to_str().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cssl"))
+        .args(train_subset(tiny_args("simclr", &run, &[]), "6400"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let header = lines.next().unwrap().unwrap();
+    assert!(header.starts_with("cssl: simclr"), "{header}");
+    let holder = format!("process {}", child.id());
+    let overwrite = tiny_args("simclr", &run, &["--overwrite"]);
+    let overwrite: Vec<&str> = overwrite.iter().map(String::as_str).collect();
+    for args in [
+        overwrite.clone(),
+        vec!["pretrain", "--resume", out],
+        vec!["eval", "--checkpoint", out],
+    ] {
+        let (code, text) = cssl_status(&args);
+        assert_eq!(code, 4, "{args:?}: {text}");
+        assert!(
+            text.contains("is in use by") && text.contains(&holder),
+            "{args:?}: {text}"
+        );
+    }
+    assert!(run.join("config.json").exists());
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let (code, text) = cssl_status(&overwrite);
+    assert_eq!(code, 0, "{text}");
+    assert!(run.join("results.json").exists());
+}
+
+/// `--resume` keeps the run's own checkpoint cadence (`run-control.json`)
+/// unless it is given again, and removes a checkpoint a kill left half
+/// written.
+#[test]
+fn resume_keeps_the_run_control_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("cadence");
+    let out = run.to_str().unwrap();
+    let args = tiny_args(
+        "simclr",
+        &run,
+        &[
+            "--checkpoint-steps",
+            "2",
+            "--checkpoint-minutes",
+            "60",
+            "--online-knn",
+            "0",
+            "--stop-after-steps",
+            "3",
+        ],
+    );
+    let args = train_subset(args, "320");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, text) = cssl_status(&args);
+    assert_eq!(code, 130, "{text}");
+    let kept = std::fs::read_to_string(run.join("run-control.json")).unwrap();
+    assert!(kept.contains("\"checkpoint_steps\": 2"), "{kept}");
+    // What a kill -9 in the middle of a checkpoint leaves.
+    std::fs::create_dir(run.join("checkpoint/step-00000005.partial")).unwrap();
+    let (code, text) = cssl_status(&["pretrain", "--resume", out, "--stop-after-steps", "7"]);
+    assert_eq!(code, 130, "{text}");
+    assert!(text.contains("removed 1 unfinished checkpoint"), "{text}");
+    // Every 2 steps (4, 6) and the stop (7): the newest two are kept. With
+    // the default 5 minutes they would be 7 and 3.
+    let mut names: Vec<String> = std::fs::read_dir(run.join("checkpoint"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["step-00000006", "step-00000007"]);
+    // A flag given on resume overrides the kept one, and is kept in turn.
+    let (code, text) = cssl_status(&["pretrain", "--resume", out, "--checkpoint-steps", "0"]);
+    assert_eq!(code, 0, "{text}");
+    let kept = std::fs::read_to_string(run.join("run-control.json")).unwrap();
+    assert!(kept.contains("\"checkpoint_steps\": 0"), "{kept}");
 }

@@ -144,6 +144,43 @@ fn a_run_stopped_mid_epoch_or_between_epochs_resumes_bitwise() {
     }
 }
 
+/// A damaged newest checkpoint (its model file cut short) is skipped, with
+/// a warning, for the older intact one; the run then ends bit for bit where
+/// the uninterrupted run ends.
+#[test]
+fn a_truncated_newest_checkpoint_resumes_from_the_older_one_bitwise() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Default::default();
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole");
+    let full = run_config::<B>(&tiny(MethodKind::Simclr, &whole), &device).unwrap();
+    let out = dir.path().join("damaged");
+    let run = tiny(MethodKind::Simclr, &out);
+    let stopped = RunControl {
+        stop_after_steps: Some(4),
+        checkpoint_steps: 1,
+        ..RunControl::default()
+    };
+    let err = run_config_with::<B>(&run, &stopped, &Workers::one(device)).unwrap_err();
+    assert!(
+        matches!(err, CsslError::Interrupted { step: 4, .. }),
+        "{err}"
+    );
+    let newest = out.join("checkpoint/step-00000004/model.mpk");
+    let bytes = std::fs::read(&newest).unwrap();
+    std::fs::write(&newest, &bytes[..bytes.len() / 2]).unwrap();
+    let resume = RunControl {
+        resume: true,
+        ..RunControl::default()
+    };
+    let resumed = run_config_with::<B>(&run, &resume, &Workers::one(device)).unwrap();
+    assert!(out
+        .join("checkpoint/damaged-step-00000004/model.mpk")
+        .exists());
+    assert_eq!(weights(&whole), weights(&out));
+    same_scores(&full, &resumed);
+}
+
 #[test]
 fn lars_and_sgd_runs_train_and_resume_bitwise() {
     use cssl::methods::OptimizerKind;

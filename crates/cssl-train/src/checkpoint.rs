@@ -216,16 +216,8 @@ impl Checkpoints {
     fn verify(dir: &Path) -> Result<TrainState> {
         let path = dir.join("state.json");
         let text = std::fs::read_to_string(&path).map_err(|e| CsslError::io(&path, e))?;
-        let state: TrainState = serde_json::from_str(&text).map_err(|e| {
-            CsslError::record(
-                &path,
-                format!(
-                    "not a cssl training state: {e} (line {}, column {})",
-                    e.line(),
-                    e.column()
-                ),
-            )
-        })?;
+        let state: TrainState = serde_json::from_str(&text)
+            .map_err(|e| CsslError::record(&path, format!("not a cssl training state: {e}")))?;
         if state.records.is_empty() {
             return Err(CsslError::record(&path, "lists no record files"));
         }
