@@ -62,6 +62,8 @@ fn cifar100_trains_from_its_binary_files() {
         std::fs::write(data.join(file), out).unwrap();
     }
     trains(Dataset::Cifar100, &data, &dir.path().join("run"));
+    // The directory the archive unpacks into works as well.
+    trains(Dataset::Cifar100, dir.path(), &dir.path().join("run-outer"));
 }
 
 #[test]
@@ -132,6 +134,9 @@ fn folders_pretrain_on_unlabeled_images_and_probe_on_labeled_ones() {
         );
     }
     trains(Dataset::Folder, &data, &dir.path().join("run"));
+    let results = std::fs::read_to_string(dir.path().join("run/results.json")).unwrap();
+    let results: serde_json::Value = serde_json::from_str(&results).unwrap();
+    assert_eq!(results["classes"], serde_json::json!(["cat", "dog"]));
     // A labeled image of another size is named.
     png(&data.join("test").join("dog").join("odd.png"), 30, 30, 1);
     let err = run_config::<B>(

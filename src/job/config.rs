@@ -4,7 +4,7 @@ use cssl_augment::DatasetPreset;
 use cssl_core::{CsslError, Result};
 use cssl_data::{
     labeled_splits, Cifar10, Cifar100, Cifar100Labels, CorruptPolicy, FashionMnist, ImageDataset,
-    ImageFolder, ImageSource, Stl10,
+    ImageFolder, ImageSource, Stl10, CIFAR10_CLASSES, FASHION_MNIST_CLASSES, STL10_CLASSES,
 };
 use cssl_eval::ProbeSearchConfig;
 use cssl_methods::{MethodConfig, MethodKind, RunSchedule};
@@ -167,33 +167,9 @@ impl Dataset {
     fn splits(self, train: ImageDataset, test: ImageDataset, dir: Option<&Path>) -> Splits {
         let named = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
         let classes = match self {
-            Self::FashionMnist => named(&[
-                "T-shirt/top",
-                "Trouser",
-                "Pullover",
-                "Dress",
-                "Coat",
-                "Sandal",
-                "Shirt",
-                "Sneaker",
-                "Bag",
-                "Ankle boot",
-            ]),
-            Self::Cifar10 => named(&[
-                "airplane",
-                "automobile",
-                "bird",
-                "cat",
-                "deer",
-                "dog",
-                "frog",
-                "horse",
-                "ship",
-                "truck",
-            ]),
-            Self::Stl10 => named(&[
-                "airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck",
-            ]),
+            Self::FashionMnist => named(&FASHION_MNIST_CLASSES),
+            Self::Cifar10 => named(&CIFAR10_CLASSES),
+            Self::Stl10 => named(&STL10_CLASSES),
             Self::Cifar100 | Self::Folder => dir
                 .and_then(|d| std::fs::read_to_string(d.join("fine_label_names.txt")).ok())
                 .map(|t| {

@@ -12,6 +12,20 @@ use std::path::Path;
 
 const PIXELS: usize = 32 * 32 * 3;
 
+/// The ten CIFAR-10 classes, by label (`batches.meta.txt`).
+pub const CIFAR10_CLASSES: [&str; 10] = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+];
+
 /// Which CIFAR-100 label to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cifar100Labels {

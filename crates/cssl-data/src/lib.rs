@@ -40,7 +40,7 @@ mod source;
 pub mod stl10;
 
 pub use batcher::{stack_views, view_batch, LabeledBatch, LabeledBatcher, MultiViewBatcher};
-pub use cifar::{Cifar10, Cifar100, Cifar100Labels};
+pub use cifar::{Cifar10, Cifar100, Cifar100Labels, CIFAR10_CLASSES};
 pub use dataset::{spread_indices, ImageDataset, Sample};
 pub use fashion_mnist::{FashionMnist, FASHION_MNIST_CLASSES};
 pub use folder::{
@@ -49,4 +49,4 @@ pub use folder::{
 pub use loader::{CpuBatch, PrefetchLoader};
 pub use seed::mix_seed;
 pub use source::{ImageSource, SubsetSource};
-pub use stl10::{Stl10, Stl10Unlabeled};
+pub use stl10::{Stl10, Stl10Unlabeled, STL10_CLASSES};

@@ -11,6 +11,11 @@ use cssl_core::{CsslError, Image, Result};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+/// The ten STL-10 classes, by label (`class_names.txt`).
+pub const STL10_CLASSES: [&str; 10] = [
+    "airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck",
+];
+
 /// Side of an STL-10 image.
 pub const STL_SIDE: usize = 96;
 /// Bytes of one STL-10 image.
