@@ -38,6 +38,9 @@ enum Command {
     /// replaced) over seeds, with 95% intervals, tables and plots; re-running
     /// skips finished cells and resumes an interrupted one.
     Ablate(AblateArgs),
+    /// The devices `--device` can name in this build: CPU cores, and the
+    /// wgpu adapters (with `--features wgpu`) by their `wgpu:N` index.
+    Devices,
 }
 
 /// `cssl ablate`.
@@ -65,8 +68,8 @@ pub struct AblateArgs {
     /// Read the dataset from this directory.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Device of every cell: cpu, cuda or cuda:N; several (cpu:N,
-    /// cuda:0,1) for data-parallel steps.
+    /// Device of every cell: cpu, cuda, cuda:N, wgpu, wgpu:N or wgpu:cpu;
+    /// several (cpu:N, cuda:0,1, wgpu:0,1) for data-parallel steps.
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Only these cells (comma-separated labels).
@@ -135,9 +138,11 @@ pub struct RunArgs {
     /// Skip the raw-pixel baseline.
     #[arg(long)]
     no_raw_baseline: bool,
-    /// Device: `cpu`, or `cuda` / `cuda:N` (build with `--features cuda`);
-    /// several for data-parallel steps: `cpu:N` (N CPU workers sharing the
-    /// cores) or `cuda:0,1,...`. The batch is split evenly over them.
+    /// Device: `cpu`, `cuda` / `cuda:N` (build with `--features cuda`), or
+    /// `wgpu` / `wgpu:N` / `wgpu:cpu` (build with `--features wgpu`; `cssl
+    /// devices` lists the adapters); several for data-parallel steps:
+    /// `cpu:N` (N CPU workers sharing the cores), `cuda:0,1,...` or
+    /// `wgpu:0,1,...`. The batch is split evenly over them.
     #[arg(long, visible_alias = "devices")]
     device: Option<String>,
     /// Continue the run in this directory from its newest checkpoint, with
@@ -196,7 +201,7 @@ pub struct EvalArgs {
     /// Also score raw pixels under the same probe and kNN.
     #[arg(long)]
     raw_pixels: bool,
-    /// Device: `cpu`, or `cuda` / `cuda:N`.
+    /// Device: `cpu`, `cuda` / `cuda:N`, or `wgpu` / `wgpu:N` / `wgpu:cpu`.
     #[arg(long, default_value = "cpu")]
     device: String,
 }
@@ -329,6 +334,10 @@ pub fn main() {
         Some(Command::Eval(args)) => eval(args),
         Some(Command::Export(args)) => export(args),
         Some(Command::Ablate(args)) => ablate(args),
+        Some(Command::Devices) => {
+            devices();
+            Ok(())
+        }
     };
     exit_on_error(result);
 }
@@ -593,6 +602,28 @@ fn eval(args: EvalArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn devices() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("cpu: burn's Flex on {cores} cores (cpu:N for N data-parallel workers)");
+    if cfg!(feature = "cuda") {
+        println!("cuda:N: CUDA GPU N (this build has the cuda feature)");
+    } else {
+        println!("cuda: not in this build (rebuild with `--features cuda`)");
+    }
+    #[cfg(feature = "wgpu")]
+    {
+        let adapters = crate::wgpu::adapters();
+        if adapters.is_empty() {
+            println!("wgpu: no adapter found (see `--device wgpu` for what to install)");
+        }
+        for (i, a) in adapters.iter().enumerate() {
+            println!("wgpu:{i}: {a}");
+        }
+    }
+    #[cfg(not(feature = "wgpu"))]
+    println!("wgpu: not in this build (rebuild with `--features wgpu`)");
 }
 
 fn ablate(args: AblateArgs) -> Result<()> {

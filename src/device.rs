@@ -1,6 +1,10 @@
 //! Choosing the backend and devices at run time: `cpu` (burn's Flex),
 //! `cpu:N` (N data-parallel CPU workers), `cuda` / `cuda:N` (burn's CUDA
-//! backend, with the `cuda` feature) and `cuda:0,1,...` (several GPUs).
+//! backend, with the `cuda` feature), `cuda:0,1,...` (several GPUs), and
+//! with the `wgpu` feature burn's wgpu backend (Vulkan, Metal, DX12):
+//! `wgpu` (the default adapter), `wgpu:N` (adapter N of `cssl devices`),
+//! `wgpu:0,1,...` (several adapters) and `wgpu:cpu` (a CPU adapter such as
+//! Mesa's lavapipe).
 
 use burn::tensor::backend::AutodiffBackend;
 use cssl_core::{CsslError, Result};
@@ -22,6 +26,42 @@ pub enum DeviceSpec {
     Cpu(usize),
     /// These GPUs (`cuda` = `cuda:0`, `cuda:N`, `cuda:0,1` or `cuda:0,cuda:1`).
     Cuda(Vec<usize>),
+    /// These wgpu adapters (`wgpu`, `wgpu:N`, `wgpu:0,1`, `wgpu:cpu`).
+    Wgpu(Vec<WgpuAdapter>),
+}
+
+/// One adapter of burn's wgpu backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WgpuAdapter {
+    /// The one wgpu prefers (a discrete GPU first; `CUBECL_WGPU_DEFAULT_DEVICE`
+    /// overrides it).
+    Default,
+    /// The N-th adapter of the platform's graphics API, as `cssl devices`
+    /// lists them.
+    Index(usize),
+    /// The first CPU adapter (Mesa's lavapipe, for one).
+    Cpu,
+}
+
+/// Parses `N,M,...` (each part may repeat `prefix`): the list of a
+/// several-device name, no index twice.
+fn index_list<T: PartialEq + std::fmt::Debug>(
+    list: &str,
+    prefix: &str,
+    item: impl Fn(&str) -> Option<T>,
+    bad: &dyn Fn(&str) -> CsslError,
+) -> Result<Vec<T>> {
+    let mut items = Vec::new();
+    for part in list.split(',') {
+        let part = part.trim();
+        let i = item(part.strip_prefix(prefix).unwrap_or(part).trim())
+            .ok_or_else(|| bad(&format!("`{part}` is not a device index")))?;
+        if items.contains(&i) {
+            return Err(bad(&format!("{part} named twice")));
+        }
+        items.push(i);
+    }
+    Ok(items)
 }
 
 impl std::str::FromStr for DeviceSpec {
@@ -41,21 +81,27 @@ impl std::str::FromStr for DeviceSpec {
                 0 => Err(bad("at least one CPU worker")),
                 n => Ok(Self::Cpu(n)),
             },
-            t if t.starts_with("cuda:") => {
-                let mut indices = Vec::new();
-                for part in t[5..].split(',') {
-                    let i = count(part.trim().trim_start_matches("cuda:"))?;
-                    if indices.contains(&i) {
-                        return Err(bad(&format!("cuda:{i} named twice")));
-                    }
-                    indices.push(i);
-                }
-                Ok(Self::Cuda(indices))
-            }
+            t if t.starts_with("cuda:") => Ok(Self::Cuda(index_list(
+                &t[5..],
+                "cuda:",
+                |n| n.parse().ok(),
+                &bad,
+            )?)),
+            "wgpu" => Ok(Self::Wgpu(vec![WgpuAdapter::Default])),
+            t if t.starts_with("wgpu:") => Ok(Self::Wgpu(index_list(
+                &t[5..],
+                "wgpu:",
+                |n| match n {
+                    "cpu" => Some(WgpuAdapter::Cpu),
+                    n => n.parse().ok().map(WgpuAdapter::Index),
+                },
+                &bad,
+            )?)),
             other => Err(CsslError::config(
                 "device",
                 format!(
-                    "unknown device `{other}` (expected cpu, cpu:N, cuda, cuda:N or cuda:0,1,...)"
+                    "unknown device `{other}` (expected cpu, cpu:N, cuda, cuda:N, cuda:0,1,..., \
+                     wgpu, wgpu:N, wgpu:0,1,... or wgpu:cpu)"
                 ),
             )),
         }
@@ -77,6 +123,7 @@ pub fn on_device<W: OnBackend>(spec: &str, work: W) -> Result<W::Output> {
             )?)
         }
         DeviceSpec::Cuda(indices) => run_cuda(indices, work),
+        DeviceSpec::Wgpu(adapters) => run_wgpu(adapters, work),
     }
 }
 
@@ -99,9 +146,26 @@ fn run_cuda<W: OnBackend>(_indices: Vec<usize>, _work: W) -> Result<W::Output> {
     ))
 }
 
+#[cfg(feature = "wgpu")]
+fn run_wgpu<W: OnBackend>(adapters: Vec<WgpuAdapter>, work: W) -> Result<W::Output> {
+    let devices = adapters
+        .into_iter()
+        .map(crate::wgpu::device)
+        .collect::<Result<Vec<_>>>()?;
+    work.run::<burn::backend::Autodiff<burn::backend::Wgpu>>(Workers::new(devices, None)?)
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn run_wgpu<W: OnBackend>(_adapters: Vec<WgpuAdapter>, _work: W) -> Result<W::Output> {
+    Err(CsslError::config(
+        "device",
+        "this binary was built without wgpu; rebuild with `--features wgpu`",
+    ))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::DeviceSpec;
+    use super::{DeviceSpec, WgpuAdapter};
 
     #[test]
     fn parses_device_lists() {
@@ -112,7 +176,21 @@ mod tests {
         assert_eq!(p("cuda:1").unwrap(), DeviceSpec::Cuda(vec![1]));
         assert_eq!(p("cuda:0,1").unwrap(), DeviceSpec::Cuda(vec![0, 1]));
         assert_eq!(p("cuda:0,cuda:3").unwrap(), DeviceSpec::Cuda(vec![0, 3]));
-        for bad in ["gpu", "cpu:0", "cpu:x", "cuda:0,0", "cuda:", ""] {
+        assert_eq!(
+            p("wgpu").unwrap(),
+            DeviceSpec::Wgpu(vec![WgpuAdapter::Default])
+        );
+        assert_eq!(
+            p("wgpu:cpu").unwrap(),
+            DeviceSpec::Wgpu(vec![WgpuAdapter::Cpu])
+        );
+        assert_eq!(
+            p("wgpu:0,wgpu:2").unwrap(),
+            DeviceSpec::Wgpu(vec![WgpuAdapter::Index(0), WgpuAdapter::Index(2)])
+        );
+        for bad in [
+            "gpu", "cpu:0", "cpu:x", "cuda:0,0", "cuda:", "", "wgpu:", "wgpu:1,1", "wgpu:gpu",
+        ] {
             let err = p(bad).unwrap_err().to_string();
             assert!(err.contains("device"), "{bad}: {err}");
         }

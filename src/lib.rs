@@ -61,3 +61,5 @@ pub mod ablate;
 pub mod cli;
 pub mod device;
 pub mod job;
+#[cfg(feature = "wgpu")]
+pub mod wgpu;

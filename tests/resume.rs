@@ -81,7 +81,12 @@ fn weights(run: &Path) -> Vec<u32> {
     let schedule = config.schedule(config.options.train_subset);
     config
         .method
-        .with_model::<B, _>(&schedule, &Default::default(), Read(run))
+        .with_model::<B, _>(
+            &schedule,
+            &Default::default(),
+            config.options.seed,
+            Read(run),
+        )
         .unwrap()
 }
 

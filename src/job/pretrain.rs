@@ -156,10 +156,10 @@ pub fn run_config_with<B: AutodiffBackend>(
         dir.write_json(RUN_CONTROL_FILE, flags)?;
     }
     // The model's random init (the encoder first) comes from this seed.
-    B::seed(device, options.seed);
     run.method.with_model::<B, _>(
         &schedule,
         device,
+        options.seed,
         Pretraining {
             run,
             control,

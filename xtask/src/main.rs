@@ -12,7 +12,6 @@
 use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
 use burn::optim::AdamWConfig;
-use burn::tensor::backend::Backend;
 use burn::train::{InferenceStep, TrainStep};
 use clap::{Parser, Subcommand};
 use cssl::augment::{pipelines, DatasetPreset, MultiViewAugmentation, SimClrAugmentationConfig};
@@ -510,15 +509,14 @@ fn bench_method(
     steps: usize,
     workers: &Workers<Autodiff<Flex>>,
 ) -> StepBench {
-    type B = Autodiff<Flex>;
     let device = Default::default();
-    B::seed(&device, 0);
     // A long run's schedule: SwAV's prototypes frozen, as in its first epoch.
     let schedule = RunSchedule::new(1000 * batch_size, batch_size, 1);
     config
         .with_model(
             &schedule,
             &device,
+            0,
             TimeSteps {
                 config,
                 data,

@@ -107,11 +107,11 @@ impl OnBackend for Bench<'_> {
         let o = self.0;
         let config = config(&o.encoder, o.size);
         let schedule = RunSchedule::new(1000 * o.batch, o.batch, 1);
-        B::seed(&device, 0);
         let start = Instant::now();
         config.with_model(
             &schedule,
             &device,
+            0,
             Time::<B> {
                 o,
                 config: &config,

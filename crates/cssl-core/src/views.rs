@@ -28,9 +28,23 @@ pub struct Views(pub Vec<View>);
 pub struct ViewBatch<B: Backend> {
     /// One tensor per view index.
     pub views: Vec<Tensor<B, 4>>,
+    /// Seed of what a step draws on the host (AMDIM's sampled locations),
+    /// so that the draw is the same on every backend; the training loop sets
+    /// it from the step's seed (each worker its own).
+    pub seed: u64,
 }
 
 impl<B: Backend> ViewBatch<B> {
+    /// A batch of these views, seed 0.
+    pub fn new(views: Vec<Tensor<B, 4>>) -> Self {
+        Self { views, seed: 0 }
+    }
+
+    /// The same batch with the host draws' seed `seed`.
+    pub fn with_seed(self, seed: u64) -> Self {
+        Self { seed, ..self }
+    }
+
     /// Number of samples.
     pub fn batch_size(&self) -> usize {
         self.views.first().map(|v| v.dims()[0]).unwrap_or(0)

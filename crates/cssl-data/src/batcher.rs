@@ -73,17 +73,13 @@ pub fn stack_views<B: Backend>(views: &[View], device: &B::Device) -> Tensor<B, 
 /// A [`ViewBatch`] of `views[v][i]` (view `v` of sample `i`, as a
 /// [`PrefetchLoader`](crate::PrefetchLoader) builds them): one tensor per view.
 pub fn view_batch<B: Backend>(views: &[Vec<View>], device: &B::Device) -> ViewBatch<B> {
-    ViewBatch {
-        views: views.iter().map(|v| stack_views(v, device)).collect(),
-    }
+    ViewBatch::new(views.iter().map(|v| stack_views(v, device)).collect())
 }
 
 impl<B: Backend> Batcher<B, Sample, ViewBatch<B>> for MultiViewBatcher {
     fn batch(&self, items: Vec<Sample>, device: &B::Device) -> ViewBatch<B> {
         let views = self.views(&items);
-        ViewBatch {
-            views: views.iter().map(|v| stack_views(v, device)).collect(),
-        }
+        ViewBatch::new(views.iter().map(|v| stack_views(v, device)).collect())
     }
 }
 

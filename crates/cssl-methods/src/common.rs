@@ -330,6 +330,7 @@ pub(crate) mod testing {
         };
         ViewBatch {
             views: (0..augmentation.num_views()).map(stack).collect(),
+            seed: 0,
         }
     }
 
@@ -363,7 +364,12 @@ pub(crate) mod testing {
         let batch = fashion_batch::<AB>(config.augmentation(), 32, &device);
         let _seed = seeded::<AB>(7);
         let loss = config
-            .with_model(&RunSchedule::new(32 * 10, 32, 1), &device, FirstStep(batch))
+            .with_model(
+                &RunSchedule::new(32 * 10, 32, 1),
+                &device,
+                7,
+                FirstStep(batch),
+            )
             .unwrap();
         println!("{}: first-step loss {loss:.7}", kind.name());
         TensorData::from([loss])

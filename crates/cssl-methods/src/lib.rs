@@ -62,7 +62,7 @@ pub use extraction::{
     AmdimExtractionConfig, CpcExtractionConfig, MocoExtractionConfig, MomentumTarget,
     PairExtractionConfig, PredictorExtractionConfig, SwavExtractionConfig,
 };
-pub use method::{RunSchedule, Span, SslMethod, SslModel, WithModel};
+pub use method::{init_model, RunSchedule, Span, SslMethod, SslModel, WithModel};
 pub use optim::{OptimizerConfig, OptimizerKind};
 pub use output::{
     embedding_std, fraction_of_columns_used, SslOutput, LOSS_OVER_LN_K, PROTOTYPES_USED,

@@ -141,6 +141,48 @@ pub trait SslMethod: Sized {
     }
 }
 
+/// Builds `config`'s model for `schedule` on `device` with its weights drawn
+/// from `seed` by burn's CPU backend (Flex), whatever `B` is: for one seed a
+/// model starts bitwise the same on Flex, wgpu and CUDA, so that runs on
+/// different devices can be compared step for step. On another backend the
+/// model is drawn on the CPU, its record (every parameter, batch-norm
+/// statistic and method buffer, such as MoCo's queue and SwAV's prototypes)
+/// serialised at full precision and loaded onto `device`.
+///
+/// # Errors
+/// What [`SslMethod::init`] refuses, or a record that does not load.
+pub fn init_model<C: SslMethod, B: Backend>(
+    config: &C,
+    schedule: &RunSchedule,
+    device: &B::Device,
+    seed: u64,
+) -> cssl_core::Result<C::Model<B>> {
+    use burn::backend::Flex;
+    use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
+    B::seed(device, seed);
+    // On Flex (plain or under autodiff, which draws through it) the CPU's
+    // draw is this one.
+    let on_flex = [
+        core::any::TypeId::of::<Flex>(),
+        core::any::TypeId::of::<burn::backend::Autodiff<Flex>>(),
+    ]
+    .contains(&core::any::TypeId::of::<B>());
+    let model = config.init::<B>(schedule, device)?;
+    if on_flex {
+        return Ok(model);
+    }
+    let cpu = Default::default();
+    Flex::seed(&cpu, seed);
+    let drawn = config.init::<Flex>(schedule, &cpu)?;
+    let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
+    let failed = |e: burn::record::RecorderError| {
+        cssl_core::CsslError::config("method", format!("moving the initial weights: {e}"))
+    };
+    let bytes = Recorder::<Flex>::record(&recorder, drawn.into_record(), ()).map_err(failed)?;
+    let record = Recorder::<B>::load(&recorder, bytes, device).map_err(failed)?;
+    Ok(model.load_record(record))
+}
+
 /// Generic work on a freshly built model of any method: the one place where a
 /// [`MethodConfig`](crate::MethodConfig) becomes a concrete model type
 /// ([`MethodConfig::with_model`](crate::MethodConfig::with_model)). The job,
@@ -330,10 +372,14 @@ macro_rules! methods {
 
             /// Builds the model for `schedule` on `device` and hands it to
             /// `work`: the one dispatch from a config to generic code.
+            ///
+            /// The weights are drawn from `seed` on the CPU ([`init_model`](crate::init_model)),
+            /// so that a model starts the same on every backend.
             pub fn with_model<B, W>(
                 &self,
                 schedule: &$crate::RunSchedule,
                 device: &B::Device,
+                seed: u64,
                 work: W,
             ) -> cssl_core::Result<W::Output>
             where
@@ -341,7 +387,7 @@ macro_rules! methods {
                 W: $crate::WithModel<B>,
             {
                 Ok(match self {
-                    $(Self::$variant(c) => work.run($crate::SslMethod::init::<B>(c, schedule, device)?),)*
+                    $(Self::$variant(c) => work.run($crate::init_model::<$config, B>(c, schedule, device, seed)?),)*
                 })
             }
         }

@@ -305,6 +305,7 @@ mod tests {
             &model.valid(),
             ViewBatch {
                 views: b.views.iter().map(|v| v.clone().inner()).collect(),
+                seed: 0,
             },
         );
         assert_eq!(q0, model.queue().into_data().to_vec::<f32>().unwrap());
@@ -326,6 +327,7 @@ mod tests {
                 .iter()
                 .map(|v| v.clone().slice([0..10, 0..1, 0..28, 0..28]))
                 .collect(),
+            seed: 0,
         };
         let _ = model.forward(small.clone(), true); // rows 32-41
         let before: Vec<f32> = model.queue().into_data().to_vec().unwrap();

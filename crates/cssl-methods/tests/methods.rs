@@ -39,6 +39,7 @@ fn batch(augmentation: &dyn Augmentation, n: usize) -> ViewBatch<B> {
                 cssl_data::stack_views::<B>(&one, &device)
             })
             .collect(),
+        seed: 0,
     }
 }
 
@@ -110,12 +111,11 @@ fn train(config: &MethodConfig, n: usize) -> Vec<f32> {
         .validate(FASHION, &schedule(n))
         .expect("valid config");
     let device = Default::default();
-    B::seed(&device, 7);
     let batch = batch(config.augmentation(), n);
     // Each method's own peak learning rate.
     let lr = config.optimizer().lr;
     config
-        .with_model(&schedule(n), &device, ThreeSteps { batch, lr })
+        .with_model(&schedule(n), &device, 7, ThreeSteps { batch, lr })
         .expect("model builds")
 }
 
@@ -150,9 +150,8 @@ impl WithModel<B> for EncoderWeights {
 fn initial_encoder(config: &MethodConfig, seed: u64) -> Vec<f32> {
     let _one_at_a_time = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     let device = Default::default();
-    B::seed(&device, seed);
     config
-        .with_model(&schedule(32), &device, EncoderWeights)
+        .with_model(&schedule(32), &device, seed, EncoderWeights)
         .unwrap()
 }
 

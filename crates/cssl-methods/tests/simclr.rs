@@ -57,6 +57,7 @@ fn a_few_steps_on_a_small_fashion_mnist_subset_lower_the_loss() {
     };
     let batch = ViewBatch {
         views: vec![stack(0), stack(1)],
+        seed: 0,
     };
     let mut optim = AdamWConfig::new().init();
     let mut losses = Vec::new();

@@ -380,9 +380,12 @@ where
         InferenceStep<Input = ViewBatch<B::InnerBackend>, Output = SslOutput<B::InnerBackend>>,
 {
     let mut sums = BTreeMap::new();
-    for batch in valid.epoch(0) {
+    for (i, batch) in valid.epoch(0).enumerate() {
         let batch = batch?;
-        let out = inner.step(view_batch::<B::InnerBackend>(&batch.views, device));
+        let out = inner.step(
+            view_batch::<B::InnerBackend>(&batch.views, device)
+                .with_seed(mix_seed(&[0x7A11D, i as u64])),
+        );
         for (name, v) in scalars(out) {
             let e = sums.entry(name).or_insert((0.0, 0));
             e.0 += v;

@@ -98,7 +98,7 @@ impl<B: AutodiffBackend> Workers<B> {
             _ => Err(CsslError::config(
                 "device",
                 format!(
-                    "{} devices given; this command runs on one (cpu, cuda or cuda:N)",
+                    "{} devices given; this command runs on one (cpu, cuda, cuda:N, wgpu, wgpu:N or wgpu:cpu)",
                     self.len()
                 ),
             )),
@@ -147,7 +147,7 @@ impl<B: AutodiffBackend> Workers<B> {
     {
         if self.len() == 1 {
             B::seed(self.main(), seed);
-            let output = model.step(view_batch::<B>(views, self.main()));
+            let output = model.step(view_batch::<B>(views, self.main()).with_seed(seed));
             return StepResult {
                 values: scalars(output.item),
                 grads: output.grads,
@@ -175,12 +175,13 @@ impl<B: AutodiffBackend> Workers<B> {
                         let local = local.fork(device);
                         // The worker's images, stacked straight from the
                         // batch's buffers (no copy of the slice first).
-                        let input = ViewBatch {
-                            views: views
+                        let input = ViewBatch::new(
+                            views
                                 .iter()
                                 .map(|v| stack_views::<B>(&v[w * per..(w + 1) * per], device))
                                 .collect(),
-                        };
+                        )
+                        .with_seed(mix_seed(&[seed, w as u64]));
                         let output = local.step(input);
                         (scalars(output.item), output.grads)
                     })

@@ -138,10 +138,9 @@ impl WithModel<B> for OneStep<'_> {
 
 fn step(config: &MethodConfig, workers: &Workers<B>, views: &[Vec<View>]) -> Stepped {
     let device = workers.main();
-    B::seed(device, 11);
     let schedule = RunSchedule::new(64, IMAGES, 1);
     config
-        .with_model::<B, _>(&schedule, device, OneStep { workers, views })
+        .with_model::<B, _>(&schedule, device, 11, OneStep { workers, views })
         .unwrap()
 }
 
