@@ -614,7 +614,7 @@ fn devices() {
     }
     #[cfg(feature = "wgpu")]
     {
-        let adapters = crate::wgpu::adapters();
+        let adapters = cssl_train::wgpu::adapters();
         if adapters.is_empty() {
             println!("wgpu: no adapter found (see `--device wgpu` for what to install)");
         }

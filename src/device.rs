@@ -8,6 +8,7 @@
 
 use burn::tensor::backend::AutodiffBackend;
 use cssl_core::{CsslError, Result};
+pub use cssl_train::wgpu::WgpuAdapter;
 use cssl_train::Workers;
 
 /// Work that runs on any autodiff backend (a generic closure, spelled as a trait).
@@ -28,19 +29,6 @@ pub enum DeviceSpec {
     Cuda(Vec<usize>),
     /// These wgpu adapters (`wgpu`, `wgpu:N`, `wgpu:0,1`, `wgpu:cpu`).
     Wgpu(Vec<WgpuAdapter>),
-}
-
-/// One adapter of burn's wgpu backend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WgpuAdapter {
-    /// The one wgpu prefers (a discrete GPU first; `CUBECL_WGPU_DEFAULT_DEVICE`
-    /// overrides it).
-    Default,
-    /// The N-th adapter of the platform's graphics API, as `cssl devices`
-    /// lists them.
-    Index(usize),
-    /// The first CPU adapter (Mesa's lavapipe, for one).
-    Cpu,
 }
 
 /// Parses `N,M,...` (each part may repeat `prefix`): the list of a
@@ -150,7 +138,7 @@ fn run_cuda<W: OnBackend>(_indices: Vec<usize>, _work: W) -> Result<W::Output> {
 fn run_wgpu<W: OnBackend>(adapters: Vec<WgpuAdapter>, work: W) -> Result<W::Output> {
     let devices = adapters
         .into_iter()
-        .map(crate::wgpu::device)
+        .map(cssl_train::wgpu::device)
         .collect::<Result<Vec<_>>>()?;
     work.run::<burn::backend::Autodiff<burn::backend::Wgpu>>(Workers::new(devices, None)?)
 }

@@ -61,5 +61,3 @@ pub mod ablate;
 pub mod cli;
 pub mod device;
 pub mod job;
-#[cfg(feature = "wgpu")]
-pub mod wgpu;

@@ -31,6 +31,8 @@ pub mod record;
 mod run;
 mod schedule;
 mod signal;
+#[cfg(feature = "wgpu")]
+pub mod wgpu;
 
 pub use checkpoint::{Checkpoints, CurvePoint, MetricsRow, TrainState};
 pub use fit::{

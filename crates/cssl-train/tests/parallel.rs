@@ -12,11 +12,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use burn::train::{InferenceStep, TrainStep};
 use cssl_core::{Augmentation, View, ViewBatch};
-use cssl_encoders::ResNetConfig;
-use cssl_extract::ProjectionHeadConfig;
-use cssl_methods::{
-    MethodConfig, MethodKind, PairExtractionConfig, RunSchedule, SslModel, SslOutput, WithModel,
-};
+use cssl_methods::{MethodConfig, MethodKind, RunSchedule, SslModel, SslOutput, WithModel};
 use cssl_train::{Workers, LOSS};
 use std::sync::Mutex;
 
@@ -28,50 +24,9 @@ static SERIAL: Mutex<()> = Mutex::new(());
 const IMAGES: usize = 8;
 const LR: f64 = 0.5;
 
-/// The method at test size: ResNet-18 at 1/16 width and small heads, with
-/// batch norm where the CPU defaults have it (synchronised over the
-/// workers); AMDIM, YADIM and CPC v2: their CPU defaults.
+/// The method at test size ([`MethodKind::tiny`]).
 fn tiny(kind: MethodKind) -> MethodConfig {
-    let mut config = kind.fashion_mnist();
-    if matches!(
-        kind,
-        MethodKind::Cpc | MethodKind::Amdim | MethodKind::Yadim
-    ) {
-        return config;
-    }
-    *config.encoder_mut() = ResNetConfig::resnet18(1)
-        .with_base_width(4)
-        .with_cifar_stem(true)
-        .with_cifar_stem_stride(2)
-        .into();
-    let head = ProjectionHeadConfig::new(32)
-        .with_hidden_dim(32)
-        .with_output_dim(16);
-    let predictor = ProjectionHeadConfig::new(16)
-        .with_hidden_dim(32)
-        .with_output_dim(16);
-    match &mut config {
-        MethodConfig::Simclr(c) => c.extraction = PairExtractionConfig::Projection(head),
-        MethodConfig::Moco(c) => {
-            c.extraction.head = head.with_batch_norm(false);
-            c.extraction.queue = c.extraction.queue.clone().with_size(32).with_dim(16);
-        }
-        MethodConfig::Swav(c) => {
-            c.extraction.head = head;
-            c.extraction.prototypes = cssl_extract::PrototypesConfig::new(16).with_count(12);
-            c.extraction.freeze_prototypes = cssl_methods::Span::Epochs(0.0);
-        }
-        MethodConfig::Byol(c) => {
-            c.extraction.projector = head;
-            c.extraction.predictor = predictor;
-        }
-        MethodConfig::Simsiam(c) => {
-            c.extraction.projector = head;
-            c.extraction.predictor = predictor;
-        }
-        _ => panic!("no test size for {kind:?}"),
-    }
-    config
+    kind.tiny()
 }
 
 /// `views[v][i]`: view `v` of Fashion-MNIST training image `i`.

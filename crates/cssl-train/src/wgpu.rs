@@ -4,12 +4,24 @@
 //! adapter is missing; everything here is checked first, so a machine
 //! without a driver gets a [`CsslError::Config`] that says what to install.
 
-use crate::device::WgpuAdapter;
 use burn::backend::wgpu::graphics::{AutoGraphicsApi, GraphicsApi};
 use burn::backend::wgpu::WgpuDevice;
 use cssl_core::{CsslError, Result};
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
+
+/// One adapter of burn's wgpu backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WgpuAdapter {
+    /// The one wgpu prefers (a discrete GPU first; `CUBECL_WGPU_DEFAULT_DEVICE`
+    /// overrides it).
+    Default,
+    /// The N-th adapter of the platform's graphics API, as `cssl devices`
+    /// lists them.
+    Index(usize),
+    /// The first CPU adapter (Mesa's lavapipe, for one).
+    Cpu,
+}
 
 /// What the loader found: one line per adapter, in `wgpu:N` order.
 #[derive(Clone, Debug)]

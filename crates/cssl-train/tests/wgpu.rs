@@ -1,0 +1,272 @@
+//! Every method on burn's wgpu backend (a CubeCL backend: JIT kernels,
+//! autotune, fusion) against Flex, step for step: the same initial weights
+//! (drawn on the CPU), the same batch, three AdamW steps; the losses, and
+//! after the steps every float tensor of the model (parameters, batch-norm
+//! statistics, MoCo's queue, BYOL's target network, SwAV's prototypes),
+//! within stated tolerances. With burn's fusion and without it, so that a
+//! fusion bug shows as a difference between the two.
+//!
+//! Needs `--features wgpu` and a wgpu adapter; CI runs it on Mesa's lavapipe
+//! (`apt-get install mesa-vulkan-drivers libvulkan1`). Without an adapter it
+//! fails, naming what to install: it never passes without running.
+#![cfg(feature = "wgpu")]
+
+use burn::backend::wgpu::{CubeBackend, WgpuDevice, WgpuRuntime};
+use burn::backend::{Autodiff, Flex, Wgpu};
+use burn::module::{AutodiffModule, ModuleVisitor, Param};
+use burn::optim::AdamWConfig;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{ElementConversion, Tensor};
+use burn::train::{InferenceStep, TrainStep};
+use cssl_core::{Augmentation, View, ViewBatch};
+use cssl_methods::{MethodConfig, MethodKind, Moco, RunSchedule, SslModel, SslOutput, WithModel};
+use cssl_train::wgpu::WgpuAdapter;
+use std::any::Any;
+use std::sync::{Mutex, MutexGuard};
+
+/// burn's wgpu backend without fusion (every op its own kernel).
+type Unfused = CubeBackend<WgpuRuntime, f32, i32, u32>;
+
+/// Images per batch: small, so that lavapipe compiles few kernel shapes.
+const N: usize = 8;
+/// Optimiser steps compared.
+const STEPS: usize = 3;
+
+/// The method at test size ([`MethodKind::tiny`]).
+fn tiny(kind: MethodKind) -> MethodConfig {
+    kind.tiny()
+}
+
+/// The views of the first `N` embedded Fashion-MNIST images, host-side.
+fn views(augmentation: &dyn Augmentation) -> Vec<Vec<View>> {
+    let data = cssl_data::FashionMnist::embedded().expect("embedded Fashion-MNIST in data/");
+    let per_image: Vec<_> = (0..N)
+        .map(|i| augmentation.views(&data.train.image(i), i as u64).0)
+        .collect();
+    (0..augmentation.num_views())
+        .map(|v| per_image.iter().map(|x| x[v].clone()).collect())
+        .collect()
+}
+
+/// What three steps left: the loss before each step and after the last,
+/// and every float tensor of the model by its module path.
+struct Trace {
+    losses: Vec<f32>,
+    tensors: Vec<(String, Vec<f32>)>,
+}
+
+/// Every float tensor (parameters and buffers) by module path.
+struct Floats<'a> {
+    path: Vec<String>,
+    out: &'a mut Vec<(String, Vec<f32>)>,
+}
+
+impl<B: Backend> ModuleVisitor<B> for Floats<'_> {
+    fn enter_module(&mut self, name: &str, _container: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<B, D>>) {
+        let values = p
+            .val()
+            .into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .unwrap();
+        self.out.push((self.path.join("."), values));
+    }
+}
+
+struct Steps<B: Backend> {
+    /// Held while the model is drawn; dropped before it trains.
+    drawing: MutexGuard<'static, ()>,
+    views: Vec<Vec<View>>,
+    lr: f64,
+    device: B::Device,
+}
+
+impl<B: AutodiffBackend> WithModel<B> for Steps<B> {
+    type Output = Trace;
+
+    fn run<M>(self, mut model: M) -> Trace
+    where
+        M: TrainStep<Input = ViewBatch<B>, Output = SslOutput<B>>
+            + AutodiffModule<B>
+            + core::fmt::Display
+            + 'static,
+        M::InnerModule: InferenceStep<Input = ViewBatch<B::InnerBackend>, Output = SslOutput<B::InnerBackend>>
+            + SslModel<B::InnerBackend>,
+    {
+        drop(self.drawing);
+        let batch = || cssl_data::view_batch::<B>(&self.views, &self.device).with_seed(11);
+        // On a fixed batch MoCo's queue would fill with the very same keys;
+        // as in the method tests, the initial negatives are put back after
+        // each step (the queue's update is still compared, step by step).
+        let negatives = (&model as &dyn Any)
+            .downcast_ref::<Moco<B>>()
+            .map(|m| m.queue());
+        let mut optim = AdamWConfig::new().init::<B, M>();
+        let mut losses = Vec::new();
+        for _ in 0..STEPS {
+            let out = TrainStep::step(&model, batch());
+            losses.push(out.item.loss.clone().into_scalar().elem::<f32>());
+            model = model.optimize(&mut optim, self.lr, out.grads);
+            if let (Some(q), Some(m)) = (&negatives, (&model as &dyn Any).downcast_ref::<Moco<B>>())
+            {
+                m.set_queue(q.clone());
+            }
+        }
+        losses.push(
+            TrainStep::step(&model, batch())
+                .item
+                .loss
+                .into_scalar()
+                .elem::<f32>(),
+        );
+        let mut tensors = Vec::new();
+        model.visit(&mut Floats {
+            path: Vec::new(),
+            out: &mut tensors,
+        });
+        Trace { losses, tensors }
+    }
+}
+
+fn trace<B: AutodiffBackend>(config: &MethodConfig, device: &B::Device) -> Trace {
+    let schedule = RunSchedule::new(100 * N, N, 1);
+    config
+        .validate((1, 28, 28), &schedule)
+        .expect("valid config");
+    let steps = Steps::<B> {
+        drawing: DRAWING.lock().unwrap_or_else(|e| e.into_inner()),
+        views: views(config.augmentation()),
+        lr: config.optimizer().lr,
+        device: device.clone(),
+    };
+    config
+        .with_model::<B, _>(&schedule, device, 7, steps)
+        .expect("model builds")
+}
+
+/// The largest absolute difference between two traces' tensors, and where.
+fn largest_difference(a: &Trace, b: &Trace) -> (f32, String) {
+    assert_eq!(a.tensors.len(), b.tensors.len(), "the same tensors");
+    let mut worst = (0.0f32, String::new());
+    for ((name, x), (other, y)) in a.tensors.iter().zip(&b.tensors) {
+        assert_eq!(name, other);
+        assert_eq!(x.len(), y.len(), "{name}");
+        for (p, q) in x.iter().zip(y) {
+            let d = (p - q).abs();
+            assert!(d.is_finite(), "{name}: {p} against {q}");
+            if d > worst.0 {
+                worst = (d, name.clone());
+            }
+        }
+    }
+    worst
+}
+
+fn relative(a: f32, b: f32) -> f32 {
+    (a - b).abs() / a.abs().max(1e-6)
+}
+
+/// The first step's loss, on the same weights and batch: float32 sums in
+/// another order, nothing more.
+const FIRST_LOSS_RTOL: f32 = 1e-4;
+/// The loss after three AdamW steps.
+const LAST_LOSS_RTOL: f32 = 1e-3;
+/// Any tensor after three steps. AdamW moves every weight by about `lr` per
+/// step whatever the gradient's size, so a gradient that is zero up to
+/// rounding can move a weight by up to `lr` one way on one backend and the
+/// other way on the other: the bound is in units of the steps' size,
+/// `STEPS * lr`.
+const TENSOR_TOL_IN_STEPS: f32 = 1.0;
+
+/// burn's CPU generator is global, and every model's weights are drawn on
+/// it: a test holds this lock while its model is built, not while it trains.
+static DRAWING: Mutex<()> = Mutex::new(());
+
+/// The wgpu adapter the tests run on; a machine without one fails here,
+/// saying what to install.
+fn adapter() -> WgpuDevice {
+    cssl_train::wgpu::device(WgpuAdapter::Default)
+        .unwrap_or_else(|e| panic!("no wgpu adapter for the CubeCL tests: {e}"))
+}
+
+/// Trains `kind` on Flex and on `B` over `device` and checks the two traces
+/// against the tolerances above; prints a table row.
+fn compare<B: AutodiffBackend>(kind: MethodKind, backend: &str, device: &B::Device) {
+    let config = tiny(kind);
+    let flex = trace::<Autodiff<Flex>>(&config, &Default::default());
+    let other = trace::<B>(&config, device);
+    let (d, worst) = largest_difference(&flex, &other);
+    println!(
+        "| {} | {backend} | {:.6} | {:.6} | {:.6} | {:.6} | {d:.2e} ({worst}) |",
+        kind.name(),
+        flex.losses[0],
+        other.losses[0],
+        flex.losses[STEPS],
+        other.losses[STEPS],
+    );
+    let bound = TENSOR_TOL_IN_STEPS * STEPS as f32 * config.optimizer().lr as f32;
+    let mut failures = Vec::new();
+    if relative(flex.losses[0], other.losses[0]) > FIRST_LOSS_RTOL {
+        failures.push(format!(
+            "first loss {} against Flex's {}",
+            other.losses[0], flex.losses[0]
+        ));
+    }
+    if relative(flex.losses[STEPS], other.losses[STEPS]) > LAST_LOSS_RTOL {
+        failures.push(format!(
+            "loss after {STEPS} steps {} against Flex's {}",
+            other.losses[STEPS], flex.losses[STEPS]
+        ));
+    }
+    if d > bound {
+        failures.push(format!(
+            "{worst} differs from Flex's by {d:.3e} (bound {bound:.1e})"
+        ));
+    }
+    assert!(
+        failures.is_empty(),
+        "{} on {backend}: {}",
+        kind.name(),
+        failures.join("; ")
+    );
+}
+
+/// One test per method on fused wgpu (CI), and one on unfused wgpu
+/// (`-- --ignored`: it compiles every op as its own kernel, which doubles
+/// the time on lavapipe).
+macro_rules! on_wgpu {
+    ($($method:ident: $kind:ident;)*) => {
+        mod fused {
+            use super::*;
+            $(#[test]
+            fn $method() {
+                compare::<Autodiff<Wgpu>>(MethodKind::$kind, "wgpu, fused", &adapter());
+            })*
+        }
+        mod unfused {
+            use super::*;
+            $(#[test]
+            #[ignore = "unfused wgpu: run with -- --ignored"]
+            fn $method() {
+                compare::<Autodiff<Unfused>>(MethodKind::$kind, "wgpu, unfused", &adapter());
+            })*
+        }
+    };
+}
+
+on_wgpu! {
+    amdim: Amdim;
+    cpc: Cpc;
+    simclr: Simclr;
+    moco: Moco;
+    byol: Byol;
+    swav: Swav;
+    simsiam: Simsiam;
+    yadim: Yadim;
+}
