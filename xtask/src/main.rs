@@ -85,10 +85,11 @@ enum Command {
         /// View side for --encoder (32: CIFAR stem; larger: ImageNet stem).
         #[arg(long, default_value_t = 32)]
         size: usize,
-        /// Device for --encoder: cpu, cuda or cuda:N (build with --features cuda).
+        /// Device for --encoder: cpu, cuda, cuda:N (build with --features
+        /// cuda), wgpu, wgpu:N or wgpu:cpu (build with --features wgpu).
         #[arg(long, default_value = "cpu")]
         device: String,
-        /// Element type for --encoder: f32, or bf16 (CUDA only).
+        /// Element type for --encoder: f32, bf16 (CUDA only) or f16 (wgpu only).
         #[arg(long, default_value = "f32")]
         precision: String,
         /// Untimed steps after the first for --encoder (kernel compilation, autotuning).

@@ -1,7 +1,7 @@
-//! `cargo xtask bench --encoder resnet18|resnet50 [--device cuda[:N]] [--size N]
-//! [--batch-size N] [--precision f32|bf16]`: SimCLR's step with a full-width
-//! encoder, on any device: the cold start (model built to first step
-//! finished, kernel compilation included) and the steady state.
+//! `cargo xtask bench --encoder resnet18|resnet50 [--device cuda[:N]|wgpu[:N|:cpu]]
+//! [--size N] [--batch-size N] [--precision f32|bf16|f16]`: SimCLR's step with
+//! a full-width encoder, on any device: the cold start (model built to first
+//! step finished, kernel compilation included) and the steady state.
 
 use burn::module::AutodiffModule;
 use burn::optim::AdamWConfig;
@@ -72,7 +72,10 @@ pub fn run(o: Options) {
     let result = match o.precision.as_str() {
         "f32" => cssl::device::on_device(&o.device, Bench(&o)),
         "bf16" => bf16(&o),
-        other => fail(format!("--precision: `{other}` (expected f32 or bf16)")),
+        "f16" => f16(&o),
+        other => fail(format!(
+            "--precision: `{other}` (expected f32, bf16 or f16)"
+        )),
     };
     if let Err(e) = result {
         fail(e);
@@ -95,6 +98,24 @@ fn bf16(o: &Options) -> cssl::core::Result<()> {
 #[cfg(not(feature = "cuda"))]
 fn bf16(_: &Options) -> cssl::core::Result<()> {
     fail("--precision bf16 runs on CUDA: build with `--features cuda` and pass --device cuda")
+}
+
+/// Half precision on burn's wgpu backend (WGSL's `f16`, where the adapter
+/// has `shader-f16`).
+#[cfg(feature = "wgpu")]
+fn f16(o: &Options) -> cssl::core::Result<()> {
+    let adapter = match o.device.parse::<cssl::device::DeviceSpec>()? {
+        cssl::device::DeviceSpec::Wgpu(a) if a.len() == 1 => a[0],
+        _ => fail("--precision f16 needs --device wgpu, wgpu:N or wgpu:cpu"),
+    };
+    let device = cssl::train::wgpu::device(adapter)?;
+    type B = burn::backend::Autodiff<burn::backend::Wgpu<burn::tensor::f16>>;
+    Bench(o).run::<B>(Workers::one(device))
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn f16(_: &Options) -> cssl::core::Result<()> {
+    fail("--precision f16 runs on wgpu: build with `--features wgpu` and pass --device wgpu")
 }
 
 struct Bench<'a>(&'a Options);

@@ -31,7 +31,6 @@ pub mod record;
 mod run;
 mod schedule;
 mod signal;
-#[cfg(feature = "wgpu")]
 pub mod wgpu;
 
 pub use checkpoint::{Checkpoints, CurvePoint, MetricsRow, TrainState};
