@@ -1,23 +1,28 @@
 #!/usr/bin/env bash
 # GPU check: builds nothing. Takes the release binaries (built elsewhere with
 # `cargo build --release --features cuda --bin cssl` and
-# `cargo build --release -p xtask --features cuda`), then
+# `cargo build --release -p xtask --features cuda`; `--features wgpu` for a
+# wgpu adapter: Vulkan, Metal, DX12 or Mesa's lavapipe), then
 #   1. cold start and steady state of SimCLR's step: ResNet-18 at 32 px,
 #      batch 512, and ResNet-50 at 32 px, batch 256 (f32; bf16 with --bf16);
 #   2. the same step in PyTorch when `python3 -c "import torch"` works
-#      (scripts/torch_simclr_step.py), for a ratio on the same GPU;
+#      (scripts/torch_simclr_step.py), for a ratio on the same GPU (CUDA);
 #   3. a short SimCLR pretrain + evaluation on generated CIFAR-10-format files,
 #      on one device, then data-parallel on DEVICES (every GPU when there
 #      are several; cpu:2 with DEVICE=cpu);
 # and prints one summary. On a machine without a GPU: DEVICE=cpu (small
-# batches) shows that it runs end to end.
+# batches) shows that it runs end to end; DEVICE=wgpu:cpu runs the GPU code
+# path on lavapipe (tiny batches, e.g. R18_BATCH=8 R50_BATCH=4 STEPS=2
+# WARMUP=1 LIMIT=1200: lavapipe is slow).
 #
 # Usage: scripts/gpu-check.sh [--bf16]
-# Env: BIN (folder of the binaries, default target/release), DEVICE (cuda),
+# Env: BIN (folder of the binaries, default target/release), DEVICE (cuda;
+#      or cpu, cuda:N, wgpu, wgpu:N, wgpu:cpu),
 #      PYTHON (python3), R18_BATCH (512), R50_BATCH (256), STEPS (20),
 #      WARMUP (20), LIMIT (seconds per step of the check, 300), DEVICES
 #      (cuda:0,1,... for every GPU when there are several; cpu:2 on the CPU;
-#      empty: no data-parallel run).
+#      empty: no data-parallel run), TRAIN (2000) and BATCH (128) of the
+#      short pretrain.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release}
@@ -30,6 +35,7 @@ WARMUP=${WARMUP:-20}
 LIMIT=${LIMIT:-300}
 if [ -z "${DEVICES+set}" ]; then
   if [ "$DEVICE" = cpu ]; then DEVICES=cpu:2
+  elif [ "${DEVICE#wgpu}" != "$DEVICE" ]; then DEVICES=
   else
     GPUS=$(nvidia-smi --query-gpu=index --format=csv,noheader 2>/dev/null | paste -sd, -)
     case "$GPUS" in *,*) DEVICES="cuda:$GPUS" ;; *) DEVICES= ;; esac
@@ -43,8 +49,12 @@ done
 OUT=$(mktemp -d)
 SUMMARY="$OUT/summary.txt"
 TORCH=no
-if [ "$DEVICE" != cpu ] && "$PYTHON" -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then TORCH=yes; fi
-echo "gpu-check on $DEVICE ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || echo 'no nvidia-smi')), torch anchor: $TORCH" | tee "$SUMMARY"
+if [ "${DEVICE#cuda}" != "$DEVICE" ] && "$PYTHON" -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then TORCH=yes; fi
+case "$DEVICE" in
+  wgpu*) NAME=$("$BIN/cssl" devices | grep '^wgpu:' | paste -sd';' -) ;;
+  *) NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || echo 'no nvidia-smi') ;;
+esac
+echo "gpu-check on $DEVICE (${NAME:-none}), torch anchor: $TORCH" | tee "$SUMMARY"
 
 bench() { # encoder batch precision
   local log="$OUT/$1-$3.log"
@@ -86,12 +96,12 @@ pretrain() { # devices name
   local start rc views
   start=$(date +%s)
   timeout "$LIMIT" "$BIN/cssl" pretrain --dataset cifar10 --data "$DATA" --device "$1" --epochs 1 \
-    --train-subset 2000 --probe-subset 1000 --test-subset 1000 --batch-size 128 --no-raw-baseline \
+    --train-subset "${TRAIN:-2000}" --probe-subset 1000 --test-subset 1000 --batch-size "${BATCH:-128}" --no-raw-baseline \
     --out "$OUT/$2" > "$OUT/$2.log" 2>&1
   rc=$?
   tail -12 "$OUT/$2.log"
   views=$(grep -o '[0-9]* views/s' "$OUT/$2.log" | tail -1)
-  printf "simclr pretrain + eval on generated CIFAR-10 files (1 epoch, 2,000 images) on %s: exit %s in %s s (last progress: %s)\n" \
+  printf "simclr pretrain + eval on generated CIFAR-10 files (1 epoch, ${TRAIN:-2000} images) on %s: exit %s in %s s (last progress: %s)\n" \
     "$1" "$rc" "$(( $(date +%s) - start ))" "${views:--}" | tee -a "$SUMMARY"
 }
 pretrain "$DEVICE" run

@@ -38,11 +38,18 @@ mod adapters {
         pub kind: ::wgpu::DeviceType,
         /// The graphics API it was found through.
         pub backend: ::wgpu::Backend,
+        /// Whether its shaders take `f16` (half precision on this backend).
+        pub f16: bool,
     }
 
     impl std::fmt::Display for Adapter {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "{} ({:?}, {:?})", self.name, self.kind, self.backend)
+            let f16 = if self.f16 { ", shader-f16" } else { "" };
+            write!(
+                f,
+                "{} ({:?}, {:?}{f16})",
+                self.name, self.kind, self.backend
+            )
         }
     }
 
@@ -74,6 +81,7 @@ mod adapters {
                     name: info.name,
                     kind: info.device_type,
                     backend: info.backend,
+                    f16: a.features().contains(::wgpu::Features::SHADER_F16),
                 }
             })
             .collect()

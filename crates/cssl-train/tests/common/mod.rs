@@ -1,0 +1,156 @@
+//! What the tests that train a method on several devices or backends share:
+//! the batch, a visitor of every float a model holds, and one data-parallel
+//! step with its comparison.
+#![allow(dead_code)]
+
+use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
+use burn::optim::SgdConfig;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::Tensor;
+use burn::train::{InferenceStep, TrainStep};
+use cssl_core::{Augmentation, View, ViewBatch};
+use cssl_methods::{MethodConfig, RunSchedule, SslModel, SslOutput, WithModel};
+use cssl_train::{Workers, LOSS};
+
+/// Images per batch: small, so that a CubeCL backend compiles few shapes.
+pub const IMAGES: usize = 8;
+/// The SGD step of [`step`]: large, so that an update stands out of rounding.
+pub const LR: f64 = 0.5;
+
+/// `views[v][i]`: view `v` of Fashion-MNIST training image `i`.
+pub fn views(augmentation: &dyn Augmentation) -> Vec<Vec<View>> {
+    let data = cssl_data::FashionMnist::embedded().expect("embedded Fashion-MNIST in data/");
+    let per_image: Vec<Vec<View>> = (0..IMAGES)
+        .map(|i| augmentation.views(&data.train.image(i), i as u64).0)
+        .collect();
+    (0..augmentation.num_views())
+        .map(|v| per_image.iter().map(|p| p[v].clone()).collect())
+        .collect()
+}
+
+/// Every float tensor a model holds (parameters, batch-norm statistics,
+/// target networks, queues, prototypes) by module path, in visiting order.
+pub fn floats<B: Backend, M: Module<B>>(model: &M) -> Vec<(String, Vec<f32>)> {
+    struct Floats {
+        path: Vec<String>,
+        out: Vec<(String, Vec<f32>)>,
+    }
+    impl<B: Backend> ModuleVisitor<B> for Floats {
+        fn enter_module(&mut self, name: &str, _container: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<B, D>>) {
+            let values = p
+                .val()
+                .into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .unwrap();
+            self.out.push((self.path.join("."), values));
+        }
+    }
+    let mut floats = Floats {
+        path: Vec::new(),
+        out: Vec::new(),
+    };
+    model.visit(&mut floats);
+    floats.out
+}
+
+/// The floats of [`floats`], one flat list.
+pub fn flat<B: Backend, M: Module<B>>(model: &M) -> Vec<f32> {
+    floats(model).into_iter().flat_map(|(_, v)| v).collect()
+}
+
+/// What one step leaves: the loss it reported, every float before and after.
+pub struct Stepped {
+    pub loss: f64,
+    pub before: Vec<f32>,
+    pub after: Vec<f32>,
+}
+
+struct OneStep<'a, B: AutodiffBackend> {
+    workers: &'a Workers<B>,
+    views: &'a [Vec<View>],
+}
+
+impl<B: AutodiffBackend> WithModel<B> for OneStep<'_, B> {
+    type Output = Stepped;
+
+    fn run<M>(self, model: M) -> Stepped
+    where
+        M: TrainStep<Input = ViewBatch<B>, Output = SslOutput<B>>
+            + AutodiffModule<B>
+            + core::fmt::Display
+            + 'static,
+        M::InnerModule: InferenceStep<Input = ViewBatch<B::InnerBackend>, Output = SslOutput<B::InnerBackend>>
+            + SslModel<B::InnerBackend>,
+    {
+        let before = flat(&model);
+        let step = self.workers.step(&model, self.views, 7);
+        let mut optim = SgdConfig::new().init();
+        let model = model.optimize(&mut optim, LR, step.grads);
+        let after = flat(&model.valid());
+        let loss = step.values.iter().find(|(n, _)| n == LOSS).unwrap().1;
+        Stepped {
+            loss,
+            before,
+            after,
+        }
+    }
+}
+
+/// One SGD step of `config`'s model (seed 11) on `workers` over `views`.
+pub fn step<B: AutodiffBackend>(
+    config: &MethodConfig,
+    workers: &Workers<B>,
+    views: &[Vec<View>],
+) -> Stepped {
+    let schedule = RunSchedule::new(64, IMAGES, 1);
+    config
+        .with_model::<B, _>(&schedule, workers.main(), 11, OneStep { workers, views })
+        .unwrap()
+}
+
+/// The updates of the two steps: the largest update of one worker, and the
+/// worst float, as `(its gap, its own update)`, where the gap is measured
+/// against `1e-3` of its own update plus `1e-5` of the largest.
+pub fn update_gap(one: &Stepped, two: &Stepped) -> (f32, (f32, f32)) {
+    assert_eq!(one.before, two.before, "both start from the same weights");
+    let largest = one
+        .before
+        .iter()
+        .zip(&one.after)
+        .map(|(b, a)| (a - b).abs())
+        .fold(0f32, f32::max);
+    let mut worst = (0f32, 0f32);
+    let mut worst_excess = f32::MIN;
+    for ((b, a1), a2) in one.before.iter().zip(&one.after).zip(&two.after) {
+        let (d1, d2) = (a1 - b, a2 - b);
+        let gap = (d1 - d2).abs();
+        let excess = gap - (1e-3 * d1.abs() + 1e-5 * largest);
+        if excess > worst_excess {
+            worst_excess = excess;
+            worst = (gap, d1);
+        }
+    }
+    (largest, worst)
+}
+
+/// Asserts that `two` (a step on several workers) moved every float as
+/// `one` (one worker, the same batch) did, and reported its loss.
+pub fn assert_steps_alike(what: &str, one: &Stepped, two: &Stepped) {
+    assert_eq!(one.after.len(), two.after.len());
+    let (largest, (gap, update)) = update_gap(one, two);
+    assert!(largest > 1e-3, "{what}: the step moved nothing ({largest})");
+    assert!(
+        gap <= 1e-3 * update.abs() + 1e-5 * largest,
+        "{what}: 2 workers moved a float {gap} away from 1 worker's update {update} \
+         (largest update {largest})"
+    );
+    let rel = ((one.loss - two.loss) / one.loss).abs();
+    assert!(rel < 1e-5, "{what}: loss {} vs {}", one.loss, two.loss);
+}
