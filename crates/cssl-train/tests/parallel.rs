@@ -10,7 +10,7 @@ mod common;
 use burn::backend::{Autodiff, Flex};
 use common::{assert_steps_alike, step, views, IMAGES};
 use cssl_core::View;
-use cssl_methods::{MethodConfig, MethodKind};
+use cssl_methods::MethodKind;
 use cssl_train::Workers;
 use std::sync::Mutex;
 
@@ -19,18 +19,13 @@ type B = Autodiff<Flex>;
 /// burn's CPU generator is global: one test at a time draws from it.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// The method at test size ([`MethodKind::tiny`]).
-fn tiny(kind: MethodKind) -> MethodConfig {
-    kind.tiny()
-}
-
 fn two_cpu_workers() -> Workers<B> {
     Workers::new(vec![Default::default(); 2], Some(1)).unwrap()
 }
 
 fn assert_two_workers_step_like_one(kind: MethodKind) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let config = tiny(kind);
+    let config = kind.tiny();
     let views = views(config.augmentation());
     let one = step(&config, &Workers::<B>::one(Default::default()), &views);
     let two = step(&config, &two_cpu_workers(), &views);
@@ -44,7 +39,7 @@ fn assert_two_workers_step_like_one(kind: MethodKind) {
 fn simclr_two_workers_gather_negatives_and_step_like_one() {
     assert_two_workers_step_like_one(MethodKind::Simclr);
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let config = tiny(MethodKind::Simclr);
+    let config = MethodKind::Simclr.tiny();
     let views = views(config.augmentation());
     let global = step(&config, &Workers::<B>::one(Default::default()), &views).loss;
     let halves: Vec<f64> = [0..IMAGES / 2, IMAGES / 2..IMAGES]
@@ -106,7 +101,7 @@ fn yadim_two_workers_gather_the_maps_and_step_like_one() {
 #[test]
 fn amdim_trains_on_two_workers() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let config = tiny(MethodKind::Amdim);
+    let config = MethodKind::Amdim.tiny();
     let views = views(config.augmentation());
     let one = step(&config, &Workers::<B>::one(Default::default()), &views);
     let two = step(&config, &two_cpu_workers(), &views);

@@ -34,11 +34,6 @@ type Unfused = CubeBackend<WgpuRuntime, f32, i32, u32>;
 /// Optimiser steps compared.
 const STEPS: usize = 3;
 
-/// The method at test size ([`MethodKind::tiny`]).
-fn tiny(kind: MethodKind) -> MethodConfig {
-    kind.tiny()
-}
-
 /// What three steps left: the loss before each step and after the last,
 /// and every float tensor of the model by its module path.
 struct Trace {
@@ -165,7 +160,7 @@ fn adapter() -> WgpuDevice {
 /// Trains `kind` on Flex and on `B` over `device` and checks the two traces
 /// against the tolerances above; prints a table row.
 fn compare<B: AutodiffBackend>(kind: MethodKind, backend: &str, device: &B::Device) {
-    let config = tiny(kind);
+    let config = kind.tiny();
     let flex = trace::<Autodiff<Flex>>(&config, &Default::default());
     let other = trace::<B>(&config, device);
     let (d, worst) = largest_difference(&flex, &other);
