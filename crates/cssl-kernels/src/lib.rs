@@ -14,8 +14,9 @@
 //! for ResNet's `relu(bn(x) + shortcut)`) and stay generic over
 //! `B: Backend`: on `Autodiff<Flex>` (training) and `Flex` (inference)
 //! they take the fused path for `f32` tensors; on every other backend and
-//! element type they call burn's own forward, so CUDA and friends are
-//! untouched. Both paths compute the same function: the crate's tests
+//! element type they call burn's own forward (a strided 1x1 convolution is
+//! written as a subsampling and a stride-1 convolution there, which avoids a
+//! wrong burn-cubecl kernel in its input gradient; see [`conv2d`]). Both paths compute the same function: the crate's tests
 //! compare outputs and gradients of the two on fixed inputs.
 //!
 //! Set `CSSL_KERNELS=off` in the environment to force burn's path everywhere
@@ -31,8 +32,9 @@ pub use conv::{set_direct_positions, set_im2col_cache_limit};
 
 use burn::backend::{Autodiff, Flex};
 use burn::nn::conv::Conv2d;
-use burn::nn::{BatchNorm, GroupNorm};
+use burn::nn::{BatchNorm, GroupNorm, PaddingConfig2d};
 use burn::tensor::backend::Backend;
+use burn::tensor::ops::{ConvOptions, PadMode};
 use burn::tensor::Tensor;
 use std::any::{Any, TypeId};
 use std::sync::OnceLock;
@@ -160,11 +162,17 @@ pub fn group_norm<B: Backend, const D: usize>(gn: &GroupNorm<B>, x: Tensor<B, D>
 
 /// 2-D convolution, as `conv.forward(x)`.
 ///
+/// Off the fused path, a strided 1x1 convolution is computed as a
+/// subsampling followed by a stride-1 1x1 convolution (the same function):
+/// on the CubeCL backends burn-cubecl 0.21's autotuner may otherwise compute
+/// its input gradient with a direct transposed-convolution kernel that
+/// returns zeros when the kernel is smaller than the stride.
+///
 /// # Shapes
 /// `[n, c_in, h, w]` -> `[n, c_out, h_out, w_out]`.
 pub fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     if !enabled() {
-        return conv.forward(x);
+        return generic_conv2d(conv, x);
     }
     let x = match cast::<Tensor<B, 4>, Tensor<AdFlex, 4>>(x) {
         Ok(x) => {
@@ -179,6 +187,59 @@ pub fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
             let conv = cast_ref::<Conv2d<B>, Conv2d<Flex>>(conv).expect("same backend");
             cast(conv::inference(conv, x)).unwrap_or_else(|_| unreachable!())
         }
-        Err(x) => conv.forward(x),
+        Err(x) => generic_conv2d(conv, x),
     }
+}
+
+/// `conv.forward(x)` with burn's operations, except that a strided 1x1
+/// convolution (ResNet's projection shortcut) is computed as a subsampling
+/// followed by a stride-1 1x1 convolution: the same function, whose input
+/// gradient avoids a kernel that is wrong in burn-cubecl 0.21.
+///
+/// On the CubeCL backends (wgpu, CUDA) a convolution's input gradient may
+/// fall back to `conv_transpose2d`, whose autotuner chooses between an
+/// im2col kernel and a direct one. The direct kernel
+/// (`burn-cubecl/src/kernel/conv/conv_transpose2d/transpose_direct.rs`)
+/// visits `kernel * dilation - stride + 1` input rows per output row, none
+/// when the kernel is smaller than the stride, so it returns zeros (the bias)
+/// for a 1x1 stride-2 transposed convolution - and, doing no work, it is the
+/// fastest candidate. When the autotuner picks it, every gradient through
+/// the shortcut is lost. A stride-1 1x1 convolution's transposed
+/// convolution is computed correctly by both kernels.
+fn generic_conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [sh, sw] = conv.stride;
+    let padding = match conv.padding {
+        PaddingConfig2d::Valid => Some((0, 0, 0, 0)),
+        PaddingConfig2d::Explicit(top, left, bottom, right) => Some((top, left, bottom, right)),
+        PaddingConfig2d::Same => None,
+    };
+    let Some((top, left, bottom, right)) = padding else {
+        return conv.forward(x);
+    };
+    if conv.kernel_size != [1, 1] || (sh == 1 && sw == 1) {
+        return conv.forward(x);
+    }
+    let [n, c, h, w] = x.dims();
+    let (hp, wp) = (h + top + bottom, w + left + right);
+    let (ho, wo) = ((hp - 1) / sh + 1, (wp - 1) / sw + 1);
+    // Pad to whole `stride` blocks, keep the first element of each block.
+    let extra = (ho * sh - hp, wo * sw - wp);
+    let x = if (top, left, bottom + extra.0, right + extra.1) == (0, 0, 0, 0) {
+        x
+    } else {
+        x.pad(
+            (left, right + extra.1, top, bottom + extra.0),
+            PadMode::Constant(0.0),
+        )
+    };
+    let x = x
+        .reshape([n, c, ho, sh, wo, sw])
+        .slice([0..n, 0..c, 0..ho, 0..1, 0..wo, 0..1])
+        .reshape([n, c, ho, wo]);
+    burn::tensor::module::conv2d(
+        x,
+        conv.weight.val(),
+        conv.bias.as_ref().map(|b| b.val()),
+        ConvOptions::new([1, 1], [0, 0], [1, 1], conv.groups),
+    )
 }
