@@ -22,14 +22,9 @@ use std::path::Path;
 mod common;
 use common::cssl_status;
 
-/// `cssl args` with its exit code and output.
-fn cssl(args: &[&str]) -> (i32, String) {
-    cssl_status(args)
-}
-
 /// `cssl args`, which must exit with `code`; its output.
 fn expect(code: i32, args: &[&str]) -> String {
-    let (got, text) = cssl(args);
+    let (got, text) = cssl_status(args);
     assert_eq!(got, code, "cssl {args:?} exited {got}:\n{text}");
     text
 }
