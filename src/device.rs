@@ -136,17 +136,6 @@ fn run_cuda<W: OnBackend>(_indices: Vec<usize>, _work: W) -> Result<W::Output> {
 
 #[cfg(feature = "wgpu")]
 fn run_wgpu<W: OnBackend>(adapters: Vec<WgpuAdapter>, work: W) -> Result<W::Output> {
-    if adapters.len() > 1 {
-        // A data-parallel step forks the model onto each device and brings
-        // the gradients back: burn 0.21 moves a tensor between two wgpu
-        // devices through cubecl's `comm_init`, which the wgpu runtime
-        // leaves unimplemented (a panic in every worker).
-        return Err(CsslError::config(
-            "device",
-            "several wgpu devices: burn 0.21's wgpu backend cannot move tensors between \
-             devices yet; use one (wgpu, wgpu:N or wgpu:cpu), or cpu:N / cuda:0,1,...",
-        ));
-    }
     let devices = adapters
         .into_iter()
         .map(cssl_train::wgpu::device)

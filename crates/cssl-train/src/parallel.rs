@@ -17,13 +17,25 @@
 //!
 //! The exchange goes through host memory, so the same code runs several CPU
 //! workers (each in its own thread pool) and several GPUs.
+//!
+//! Moving the model to a worker's device and its gradients back goes
+//! through host memory too ([`to_device_via_host`]): burn 0.21 moves a
+//! tensor between two CubeCL devices through cubecl's `comm_init`, which
+//! only the CUDA runtime implements (the wgpu runtime panics). A worker on
+//! another device than the main one gets its own copy of the model (burn's
+//! `RunningState`s, which hold batch-norm statistics and method state, are
+//! shared between clones of a module, and would otherwise be moved between
+//! devices under the other workers): worker 0, on the main device, steps the
+//! main model itself, so the method state it updates (MoCo's queue,
+//! batch-norm running statistics on GPUs) is the main model's, and the
+//! copies' updates are dropped with them.
 
 use crate::fit::scalars;
-use burn::module::{AutodiffModule, ModuleVisitor, Param};
+use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
-use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::Tensor;
-use burn::train::TrainStep;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Bool, Int, Tensor};
+use burn_train::TrainStep;
 use cssl_core::parallel::{in_worker, GatherGroup};
 use cssl_core::{CsslError, Result, View, ViewBatch};
 use cssl_data::{mix_seed, stack_views, view_batch};
@@ -167,12 +179,25 @@ impl<B: AutodiffBackend> Workers<B> {
         );
         let per = images / world;
         let group = GatherGroup::new(world);
-        let work = |w: usize, local: M| {
+        // Workers on another device than the main one get their own copy,
+        // taken here, before any worker's step updates the model's state.
+        let locals: Vec<(M, bool)> = self
+            .devices
+            .iter()
+            .map(|device| match device == self.main() {
+                true => (model.clone(), false),
+                false => (M::from_inner(model.valid()), true),
+            })
+            .collect();
+        let work = |w: usize, (local, copied): (M, bool)| {
             let device = &self.devices[w];
             let run = || {
                 catch_unwind(AssertUnwindSafe(|| {
                     in_worker(&group, w, || {
-                        let local = local.fork(device);
+                        let local = match copied {
+                            true => local.map(&mut ViaHost::<B> { device }),
+                            false => local.fork(device),
+                        };
                         // The worker's images, stacked straight from the
                         // batch's buffers (no copy of the slice first).
                         let input = ViewBatch::new(
@@ -194,9 +219,10 @@ impl<B: AutodiffBackend> Workers<B> {
             }
         };
         let outputs: Vec<_> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..world)
-                .map(|w| {
-                    let local = model.clone();
+            let handles: Vec<_> = locals
+                .into_iter()
+                .enumerate()
+                .map(|(w, local)| {
                     let work = &work;
                     s.spawn(move || work(w, local))
                 })
@@ -248,11 +274,64 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for MeanGrads<'_, B> {
             .parts
             .iter_mut()
             .filter_map(|g| g.remove::<B::InnerBackend, D>(param.id))
-            .map(|g| g.to_device(self.device))
+            .map(|g| to_device_via_host(g, self.device))
             .reduce(|a, b| a + b);
         if let Some(sum) = sum {
             self.out
                 .register::<B::InnerBackend, D>(param.id, sum.div_scalar(world));
         }
+    }
+}
+
+/// `tensor` on `device`: itself when it is there already, otherwise a copy
+/// made through host memory (which every backend can do; see the module
+/// docs for why not burn's `to_device`). Not differentiable: what it returns
+/// is a leaf of the autodiff graph.
+pub(crate) fn to_device_via_host<B: Backend, const D: usize>(
+    tensor: Tensor<B, D>,
+    device: &B::Device,
+) -> Tensor<B, D> {
+    if tensor.device() == *device {
+        return tensor;
+    }
+    Tensor::from_data(tensor.into_data(), device)
+}
+
+/// Moves every tensor of a module to `device` through host memory, keeping
+/// each parameter's id and whether it requires a gradient.
+struct ViaHost<'a, B: Backend> {
+    device: &'a B::Device,
+}
+
+impl<B: Backend> ModuleMapper<B> for ViaHost<'_, B> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        param.map(|t| {
+            let require_grad = t.is_require_grad();
+            let moved = to_device_via_host(t, self.device);
+            match require_grad {
+                true => moved.require_grad(),
+                false => moved,
+            }
+        })
+    }
+
+    fn map_int<const D: usize>(
+        &mut self,
+        param: Param<Tensor<B, D, Int>>,
+    ) -> Param<Tensor<B, D, Int>> {
+        param.map(|t| match t.device() == *self.device {
+            true => t,
+            false => Tensor::from_data(t.into_data(), self.device),
+        })
+    }
+
+    fn map_bool<const D: usize>(
+        &mut self,
+        param: Param<Tensor<B, D, Bool>>,
+    ) -> Param<Tensor<B, D, Bool>> {
+        param.map(|t| match t.device() == *self.device {
+            true => t,
+            false => Tensor::from_data(t.into_data(), self.device),
+        })
     }
 }

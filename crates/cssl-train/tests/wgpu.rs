@@ -19,7 +19,7 @@ use burn::module::AutodiffModule;
 use burn::optim::AdamWConfig;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ElementConversion;
-use burn::train::{InferenceStep, TrainStep};
+use burn_train::{InferenceStep, TrainStep};
 use common::{assert_steps_alike, floats, step, views, IMAGES};
 use cssl_core::{View, ViewBatch};
 use cssl_methods::{MethodConfig, MethodKind, Moco, RunSchedule, SslModel, SslOutput, WithModel};
@@ -203,11 +203,10 @@ fn compare<B: AutodiffBackend>(kind: MethodKind, backend: &str, device: &B::Devi
 /// (`-- --ignored`: every op its own kernel, twice the time on lavapipe).
 /// CPC v2 is left out of CI: in about half of the runs from an empty
 /// autotune cache its first loss is off (5.685388 against 5.664280, fused
-/// and unfused alike), and swapping one autotune entry alone makes a passing
-/// cache fail: burn-cubecl's matmul autotuner choosing
-/// `matmul_double_unit_min_tile_size` for m 8192, k 8, n 16 with a
-/// transposed right-hand side (the README's GPU section has the details).
-/// `-- --ignored` runs it.
+/// and unfused alike): burn-cubecl's matmul autotuner may choose cubek's
+/// double-buffered unit matmul, which is wrong for CPC's 1x1 convolution
+/// (see `burn_double_unit_matmul_is_wrong_for_a_column_major_rhs_with_k_8`
+/// and docs/GPU.md). `-- --ignored` runs it.
 macro_rules! on_wgpu {
     ($($method:ident: $kind:ident $(, $why:literal)?;)*) => {
         mod fused {
@@ -232,8 +231,9 @@ macro_rules! on_wgpu {
 on_wgpu! {
     amdim: Amdim;
     cpc: Cpc, "wrong in some runs from an empty autotune cache: burn-cubecl's matmul \
-               autotuner may pick matmul_double_unit_min_tile_size for m 8192, k 8, n 16 \
-               (transposed rhs), and the first loss is then off by 4e-3";
+               autotuner may pick cubek's double-buffered unit matmul, which is wrong for a \
+               column-major rhs with k = 8 (see burn_double_unit_matmul_is_wrong_for_a_\
+               column_major_rhs_with_k_8), and the first loss is then off by 4e-3";
     simclr: Simclr;
     moco: Moco;
     byol: Byol;
@@ -298,6 +298,128 @@ fn burn_direct_conv_transpose_is_zero_when_the_kernel_is_smaller_than_the_stride
     );
 }
 
+/// The matmul `lhs [m, k] @ rhs` on wgpu with one of burn-cubecl's "unit"
+/// strategies, launched directly (no autotune), against Flex: how many of
+/// the `m * n` values are off (beyond `1e-5 + 1e-4 |x|`), or the launch
+/// error. `rhs` is stored `[n, k]` and used transposed (column-major, as
+/// burn-cubecl lowers a 1x1 convolution's weight), or stored `[k, n]`.
+fn unit_matmul_errors(
+    strategy: &cubek::matmul::launch::Strategy,
+    (m, k, n): (usize, usize, usize),
+    transposed: bool,
+) -> Result<usize, String> {
+    use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
+    use cubek::matmul::definition::{MatmulElems, MatmulGlobalElems};
+    use cubek::std::InputBinding;
+    let device = adapter();
+    let data = |shape: [usize; 2], salt: usize| {
+        let count = shape[0] * shape[1];
+        let values = (0..count).map(|i| (((i * 37 + salt) % 101) as f32 - 50.0) / 50.0);
+        TensorData::new(values.collect::<Vec<_>>(), shape)
+    };
+    fn rhs<B: Backend>(data: TensorData, transposed: bool, device: &B::Device) -> Tensor<B, 2> {
+        let t = Tensor::<B, 2>::from_data(data, device);
+        if transposed {
+            t.transpose()
+        } else {
+            t
+        }
+    }
+    let stored = if transposed { [n, k] } else { [k, n] };
+    let flex = Tensor::<Flex, 2>::from_data(data([m, k], 1), &Default::default())
+        .matmul(rhs::<Flex>(
+            data(stored, 2),
+            transposed,
+            &Default::default(),
+        ))
+        .into_data();
+    let lhs = Tensor::<Unfused, 2>::from_data(data([m, k], 1), &device)
+        .into_primitive()
+        .tensor();
+    let rhs = rhs::<Unfused>(data(stored, 2), transposed, &device)
+        .into_primitive()
+        .tensor();
+    let out = Tensor::<Unfused, 2>::zeros([m, n], &device)
+        .into_primitive()
+        .tensor();
+    let client = out.client.clone();
+    let mut dtypes = MatmulElems::from_globals(&MatmulGlobalElems {
+        lhs: DType::F32.into(),
+        rhs: DType::F32.into(),
+        out: DType::F32.into(),
+    });
+    cubek::matmul::launch::launch_ref(
+        strategy,
+        &client,
+        InputBinding::new(lhs.binding(), DType::F32.into()),
+        InputBinding::new(rhs.binding(), DType::F32.into()),
+        out.clone().binding(),
+        &mut dtypes,
+    )
+    .map_err(|e| format!("{e:?}"))?;
+    let got = Tensor::<Unfused, 2>::from_primitive(TensorPrimitive::Float(out)).into_data();
+    Ok(got
+        .iter::<f32>()
+        .zip(flex.iter::<f32>())
+        .filter(|(a, b)| (a - b).abs() > 1e-5 + 1e-4 * b.abs())
+        .count())
+}
+
+/// CPC v2's wrong first loss on wgpu, reduced to one kernel. The autotune
+/// entry that flips it is a matmul of m 8192, k 8, n 16 with a transposed
+/// right-hand side (a 1x1 convolution from 8 to 16 channels in CPC's
+/// encoder, lowered to a matmul with its weight transposed). Launched
+/// directly, burn-cubecl's double-buffered unit matmul
+/// (`matmul_double_unit_{min,max}_tile_size`, cubek 0.2) is wrong for it,
+/// and for any shape whose right-hand side is column-major with k = 8 or 24
+/// (k = 4, 9, 12, 16 and 32 are right; so is every row-major right-hand
+/// side); the simple unit matmul is right everywhere. The smallest case
+/// found: `[4, 8] @ [4, 8]^T`, 9 of 16 values off. The autotuner times both
+/// and keeps whichever is faster, so the loss is wrong in some runs only.
+/// This test pins the upstream bug: when it fails on the double-buffered
+/// kernel's lines, cubek has fixed it and CPC v2 can join CI again.
+#[test]
+fn burn_double_unit_matmul_is_wrong_for_a_column_major_rhs_with_k_8() {
+    use cubek::matmul::launch::Strategy;
+    use cubek::matmul::routines::double_unit::DoubleUnitSelectionArgs;
+    use cubek::matmul::routines::simple_unit::SimpleUnitSelectionArgs;
+    use cubek::matmul::routines::{BlueprintStrategy, TileSizeSelection};
+    let tile_size = TileSizeSelection::MinTileSize;
+    let simple = Strategy::SimpleUnit(BlueprintStrategy::Inferred(SimpleUnitSelectionArgs {
+        tile_size,
+    }));
+    let double = Strategy::DoubleUnit(BlueprintStrategy::Inferred(DoubleUnitSelectionArgs {
+        tile_size,
+    }));
+    let cases = [
+        // (shape, rhs transposed, double-buffered kernel wrong)
+        ((8192, 8, 16), true, true), // CPC v2's
+        ((4, 8, 4), true, true),
+        ((64, 24, 16), true, true),
+        ((8192, 8, 16), false, false),
+        ((64, 16, 16), true, false),
+        ((64, 9, 16), true, false),
+    ];
+    for ((m, k, n), transposed, wrong) in cases {
+        let what = format!("[{m}, {k}] @ rhs (k {k}, n {n}, transposed {transposed})");
+        let simple_off = unit_matmul_errors(&simple, (m, k, n), transposed).expect("launches");
+        let double_off = unit_matmul_errors(&double, (m, k, n), transposed).expect("launches");
+        println!(
+            "{what}: simple unit {simple_off} values off, double unit {double_off} of {}",
+            m * n
+        );
+        assert_eq!(simple_off, 0, "simple unit matmul, {what}");
+        if wrong {
+            assert!(
+                double_off > 0,
+                "{what}: cubek's double-buffered unit matmul is now right: CPC v2 can join CI"
+            );
+        } else {
+            assert_eq!(double_off, 0, "double unit matmul, {what}");
+        }
+    }
+}
+
 /// The input and weight gradients of a strided 1x1 convolution through
 /// `cssl_kernels::conv2d` on wgpu equal Flex's, whichever kernels the
 /// autotuner picks (odd sizes and padding included).
@@ -359,21 +481,10 @@ fn strided_one_by_one_conv_gradients_match_flex() {
     }
 }
 
-/// Two wgpu devices (clients of the default adapter and of the CPU adapter:
-/// both lavapipe in CI) take one data-parallel step (`Workers`) as one
-/// device does: SimCLR's NT-Xent over the gathered embeddings of both. With
-/// layer norm for batch norm, because on a CubeCL backend batch norm is
-/// burn's, with each device's own statistics (see the README).
-#[test]
-#[ignore = "burn 0.21 cannot move a tensor between two wgpu devices: cubecl-runtime's \
-            comm_init is unimplemented for wgpu (server/base.rs:468), so cssl refuses \
-            several wgpu devices"]
-fn two_wgpu_devices_step_like_one() {
-    let main = adapter();
-    let second = cssl_train::wgpu::device(WgpuAdapter::Cpu).unwrap_or_else(|e| {
-        panic!("the two-device test uses the CPU adapter as its second device: {e}")
-    });
-    let mut config = MethodKind::Simclr.tiny();
+/// `config` with layer norm for every batch norm: on a CubeCL backend batch
+/// norm is burn's, whose statistics are each worker's own (see the README),
+/// so only a model without it steps on two devices as on one.
+fn without_batch_norm(mut config: MethodConfig) -> MethodConfig {
     if let cssl_encoders::EncoderConfig::ResNet(r) = config.encoder_mut() {
         r.norm = cssl_encoders::NormKind::Layer;
     }
@@ -382,17 +493,42 @@ fn two_wgpu_devices_step_like_one() {
             *head = head.clone().with_batch_norm(false);
         }
     }
+    config
+}
+
+/// One SGD step of `kind` on two wgpu devices (`Workers`) against one. The
+/// two are clients of the default adapter and of the CPU adapter (both
+/// lavapipe in CI): distinct burn devices, between which the step moves the
+/// model and the gradients through host memory.
+fn two_wgpu_devices_step_like_one(kind: MethodKind) {
+    let main = adapter();
+    let second = cssl_train::wgpu::device(WgpuAdapter::Cpu).unwrap_or_else(|e| {
+        panic!("the two-device test uses the CPU adapter as its second device: {e}")
+    });
+    assert_ne!(main, second, "two distinct burn devices");
+    let config = without_batch_norm(kind.tiny());
     let views = views(config.augmentation());
-    let (one, two) = {
-        let _drawing = DRAWING.lock().unwrap_or_else(|e| e.into_inner());
-        type B = Autodiff<Wgpu>;
-        let one = step(&config, &Workers::<B>::one(main.clone()), &views);
-        let two = step(
-            &config,
-            &Workers::<B>::new(vec![main, second], None).unwrap(),
-            &views,
-        );
-        (one, two)
-    };
-    assert_steps_alike("SimCLR on two wgpu devices", &one, &two);
+    let _drawing = DRAWING.lock().unwrap_or_else(|e| e.into_inner());
+    type B = Autodiff<Wgpu>;
+    let one = step(&config, &Workers::<B>::one(main.clone()), &views);
+    let two = step(
+        &config,
+        &Workers::<B>::new(vec![main, second], None).unwrap(),
+        &views,
+    );
+    assert_steps_alike(&format!("{} on two wgpu devices", kind.name()), &one, &two);
+}
+
+/// SimCLR: NT-Xent over the gathered embeddings of both devices.
+#[test]
+fn simclr_on_two_wgpu_devices_steps_like_one() {
+    two_wgpu_devices_step_like_one(MethodKind::Simclr);
+}
+
+/// MoCo v2: a momentum key encoder copied to the second device, and the
+/// queue, which takes the global batch's keys once (worker 0, on the main
+/// device), compared after the step with every other float.
+#[test]
+fn moco_on_two_wgpu_devices_steps_like_one() {
+    two_wgpu_devices_step_like_one(MethodKind::Moco);
 }
