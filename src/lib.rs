@@ -61,3 +61,13 @@ pub mod ablate;
 pub mod cli;
 pub mod device;
 pub mod job;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
+/// docs/METHODS.md's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/METHODS.md")]
+struct MethodsDoctests;

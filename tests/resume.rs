@@ -6,7 +6,7 @@
 use burn::backend::{Autodiff, Flex};
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
-use burn::train::{InferenceStep, TrainStep};
+use burn_train::{InferenceStep, TrainStep};
 use cssl::core::{CsslError, ViewBatch};
 use cssl::job::{run_config, run_config_with, Dataset, JobReport, RunConfig, RunControl};
 use cssl::methods::{MethodKind, SslModel, SslOutput, WithModel};

@@ -10,7 +10,7 @@ use super::config::{check_subset, subset, RunConfig, Splits};
 use super::evaluate::{eval_transform, evaluate, evaluate_raw_pixels, EvalSettings, JobReport};
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::AutodiffBackend;
-use burn::train::{InferenceStep, TrainStep};
+use burn_train::{InferenceStep, TrainStep};
 use cssl_core::{Augmentation, CsslError, Encoder, Result, ViewBatch};
 use cssl_data::{spread_indices, ImageSource, PrefetchLoader, SubsetSource};
 use cssl_eval::{extract_features, knn_accuracy, KnnConfig};

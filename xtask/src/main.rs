@@ -12,7 +12,7 @@
 use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
 use burn::optim::AdamWConfig;
-use burn::train::{InferenceStep, TrainStep};
+use burn_train::{InferenceStep, TrainStep};
 use clap::{Parser, Subcommand};
 use cssl::augment::{pipelines, DatasetPreset, MultiViewAugmentation, SimClrAugmentationConfig};
 use cssl::core::{Augmentation, Image, ViewBatch};

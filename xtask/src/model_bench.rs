@@ -6,7 +6,7 @@
 use burn::module::AutodiffModule;
 use burn::optim::AdamWConfig;
 use burn::tensor::backend::AutodiffBackend;
-use burn::train::{InferenceStep, TrainStep};
+use burn_train::{InferenceStep, TrainStep};
 use cssl::augment::SimClrAugmentationConfig;
 use cssl::core::{Image, ViewBatch};
 use cssl::data::{MultiViewBatcher, Sample};

@@ -53,3 +53,10 @@ pub use patch::{PatchGrid, Patchify};
 pub use pipeline::{EvalTransform, MultiViewAugmentation, Normalize, ViewTransform};
 pub use pipelines::DatasetPreset;
 pub use simclr::SimClrAugmentationConfig;
+
+pub use cssl_core::{Augmentation, Image, View, Views};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -42,16 +42,29 @@
 #![warn(missing_docs)]
 
 mod error;
+#[cfg(feature = "burn")]
 mod features;
 mod image;
+#[cfg(feature = "burn")]
 pub mod parallel;
 mod traits;
 mod vectorised;
 mod views;
 
+#[cfg(feature = "burn")]
+pub use burn;
 pub use error::{CsslError, Result};
-pub use features::materialize;
-pub use features::{l2_normalize, FeatureMaps};
+#[cfg(feature = "burn")]
+pub use features::{l2_normalize, materialize, FeatureMaps};
 pub use image::Image;
-pub use traits::{Augmentation, ContrastiveLoss, Encoder, Similarity};
-pub use views::{View, ViewBatch, Views};
+pub use traits::Augmentation;
+#[cfg(feature = "burn")]
+pub use traits::{ContrastiveLoss, Encoder, Similarity};
+#[cfg(feature = "burn")]
+pub use views::ViewBatch;
+pub use views::{View, Views};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,4 +1,7 @@
-use crate::{FeatureMaps, Image, Views};
+#[cfg(feature = "burn")]
+use crate::FeatureMaps;
+use crate::{Image, Views};
+#[cfg(feature = "burn")]
 use burn::tensor::{backend::Backend, Tensor};
 
 /// Characteristic 1: the data augmentation pipeline `A(x)`.
@@ -17,6 +20,7 @@ pub trait Augmentation: Send + Sync {
     fn view_shape(&self, index: usize, input: (usize, usize, usize)) -> (usize, usize, usize);
 }
 
+#[cfg(feature = "burn")]
 /// Characteristic 2: the encoder, a network from an image batch to feature maps.
 pub trait Encoder<B: Backend> {
     /// Encodes a batch.
@@ -29,6 +33,7 @@ pub trait Encoder<B: Backend> {
     fn out_channels(&self) -> usize;
 }
 
+#[cfg(feature = "burn")]
 /// Characteristic 4: the similarity between two sets of vectors.
 pub trait Similarity<B: Backend> {
     /// Scores every row of `a` against every row of `b`.
@@ -45,6 +50,7 @@ pub trait Similarity<B: Backend> {
     fn paired(&self, a: Tensor<B, 2>, b: Tensor<B, 2>) -> Tensor<B, 1>;
 }
 
+#[cfg(feature = "burn")]
 /// Characteristic 5: the loss, from scores to a scalar.
 pub trait ContrastiveLoss<B: Backend> {
     /// The scores (and whatever else) this loss consumes; its docs give the shape.

@@ -1,3 +1,4 @@
+#[cfg(feature = "burn")]
 use burn::tensor::{backend::Backend, Tensor};
 
 /// One augmented view: a normalised float image, `channels x height x width`
@@ -19,6 +20,7 @@ pub struct View {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Views(pub Vec<View>);
 
+#[cfg(feature = "burn")]
 /// A batch of multi-view samples on a device.
 ///
 /// # Shapes
@@ -34,6 +36,7 @@ pub struct ViewBatch<B: Backend> {
     pub seed: u64,
 }
 
+#[cfg(feature = "burn")]
 impl<B: Backend> ViewBatch<B> {
     /// A batch of these views, seed 0.
     pub fn new(views: Vec<Tensor<B, 4>>) -> Self {

@@ -1,4 +1,4 @@
-use crate::idx::read_idx;
+use crate::idx::{decode_idx, read_idx, IdxArray};
 use crate::ImageDataset;
 use cssl_core::{CsslError, Result};
 use std::path::{Path, PathBuf};
@@ -18,7 +18,8 @@ pub const FASHION_MNIST_CLASSES: [&str; 10] = [
 ];
 
 /// Fashion-MNIST (Xiao et al., 2017): 60,000 train and 10,000 test 28x28
-/// grayscale images of 10 clothing classes. Shipped in `data/fashion-mnist`.
+/// grayscale images of 10 clothing classes. cssl embeds it
+/// ([`FashionMnist::embedded`], from the `cssl-fashion-mnist` crate).
 #[derive(Clone, Debug)]
 pub struct FashionMnist {
     /// The 60,000 training images.
@@ -27,19 +28,70 @@ pub struct FashionMnist {
     pub test: ImageDataset,
 }
 
+/// What [`FashionMnist::embedded`] reads: the directory named by
+/// `$CSSL_DATA_DIR/fashion-mnist` when that variable is set, else the copy
+/// compiled into the binary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EmbeddedSource {
+    /// `$CSSL_DATA_DIR/fashion-mnist`.
+    Dir(PathBuf),
+    /// The `cssl-fashion-mnist` crate's files (feature `embedded`).
+    Compiled,
+}
+
 impl FashionMnist {
-    /// The copy shipped with cssl: `$CSSL_DATA_DIR/fashion-mnist` when that
-    /// variable is set, else the repository's `data/fashion-mnist`.
+    /// The dataset cssl ships: compiled into the binary from the
+    /// `cssl-fashion-mnist` crate (feature `embedded`), or read from
+    /// `$CSSL_DATA_DIR/fashion-mnist` when that variable is set (which
+    /// overrides the compiled copy).
+    ///
+    /// # Errors
+    /// What [`FashionMnist::load`] returns for the directory; built without
+    /// the feature and without the variable, a [`CsslError::Invalid`] that
+    /// says how to get the data.
     pub fn embedded() -> Result<Self> {
-        Self::load(Self::embedded_dir())
+        match Self::embedded_source() {
+            EmbeddedSource::Dir(dir) => Self::load(dir),
+            EmbeddedSource::Compiled => Self::compiled(),
+        }
     }
 
     /// Where [`FashionMnist::embedded`] reads from.
-    pub fn embedded_dir() -> PathBuf {
+    pub fn embedded_source() -> EmbeddedSource {
         match std::env::var_os("CSSL_DATA_DIR") {
-            Some(d) => PathBuf::from(d).join("fashion-mnist"),
-            None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/fashion-mnist"),
+            Some(d) => EmbeddedSource::Dir(PathBuf::from(d).join("fashion-mnist")),
+            None => EmbeddedSource::Compiled,
         }
+    }
+
+    #[cfg(feature = "embedded")]
+    fn compiled() -> Result<Self> {
+        let [train_images, train_labels, test_images, test_labels] = cssl_fashion_mnist::files();
+        let at = |name: &str| PathBuf::from(format!("<embedded>/{name}"));
+        let split = |(iname, ibytes): (&str, _), (lname, lbytes): (&str, _)| {
+            let images: std::borrow::Cow<'static, [u8]> = ibytes;
+            let labels: std::borrow::Cow<'static, [u8]> = lbytes;
+            split_from_idx(
+                decode_idx(&images, &at(iname))?,
+                &at(iname),
+                decode_idx(&labels, &at(lname))?,
+                &at(lname),
+            )
+        };
+        Ok(Self {
+            train: split(train_images, train_labels)?,
+            test: split(test_images, test_labels)?,
+        })
+    }
+
+    #[cfg(not(feature = "embedded"))]
+    fn compiled() -> Result<Self> {
+        Err(CsslError::invalid(
+            "<embedded>/fashion-mnist",
+            "Fashion-MNIST is not compiled into this build: turn on cssl-data's `embedded` \
+             feature (the cssl-fashion-mnist crate), set CSSL_DATA_DIR to a directory that \
+             holds fashion-mnist/ with the four idx files, or call FashionMnist::load(dir)",
+        ))
     }
 
     /// Reads the four idx files (`train-images-idx3-ubyte[.gz]`, ...) in `dir`.
@@ -69,8 +121,18 @@ fn find(dir: &Path, stem: &str) -> PathBuf {
 fn load_split(dir: &Path, prefix: &str) -> Result<ImageDataset> {
     let ip = find(dir, &format!("{prefix}-images-idx3-ubyte"));
     let lp = find(dir, &format!("{prefix}-labels-idx1-ubyte"));
-    let images = read_idx(&ip)?;
-    let labels = read_idx(&lp)?;
+    split_from_idx(read_idx(&ip)?, &ip, read_idx(&lp)?, &lp)
+}
+
+/// One split from its image and label arrays, checked (`ip`, `lp`: where
+/// they came from, for errors).
+fn split_from_idx(
+    images: IdxArray,
+    ip: &Path,
+    labels: IdxArray,
+    lp: &Path,
+) -> Result<ImageDataset> {
+    let (ip, lp) = (ip.to_path_buf(), lp.to_path_buf());
     if images.dims.len() == 1 {
         return Err(CsslError::format(
             &ip,

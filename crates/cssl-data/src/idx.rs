@@ -29,16 +29,24 @@ pub struct IdxArray {
 pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray> {
     let path = path.as_ref();
     let raw = std::fs::read(path).map_err(|e| CsslError::io(path, e))?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
+    decode_idx(&raw, path)
+}
+
+/// [`read_idx`] of a file's bytes already in memory (gzip or raw); `path`
+/// is only used in errors.
+///
+/// # Errors
+/// As [`read_idx`], for everything after reading the file.
+pub fn decode_idx(raw: &[u8], path: &Path) -> Result<IdxArray> {
+    if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::with_capacity(raw.len() * 4);
-        flate2::read::GzDecoder::new(&raw[..])
+        flate2::read::GzDecoder::new(raw)
             .read_to_end(&mut out)
             .map_err(|e| CsslError::io(path, e))?;
-        out
+        parse_idx(&out, path)
     } else {
-        raw
-    };
-    parse_idx(&bytes, path)
+        parse_idx(raw, path)
+    }
 }
 
 /// Parses idx bytes already in memory; `path` is only used in errors.

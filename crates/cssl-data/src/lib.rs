@@ -4,7 +4,8 @@
 //!
 //! - [`idx`]: the idx format of (Fashion-)MNIST, validated, gzip or raw.
 //! - [`ImageDataset`]: images (and labels) in memory, subsets by index.
-//! - [`FashionMnist`]: the embedded default dataset (`data/fashion-mnist`, MIT).
+//! - [`FashionMnist`]: the embedded default dataset (the `cssl-fashion-mnist`
+//!   crate behind the `embedded` feature, MIT).
 //! - [`Cifar10`], [`Cifar100`]: the binary versions.
 //! - [`Stl10`]: the binary version; the 100,000-image unlabeled split is
 //!   streamed ([`Stl10Unlabeled`]), never read whole.
@@ -42,7 +43,7 @@ pub mod stl10;
 pub use batcher::{stack_views, view_batch, LabeledBatch, LabeledBatcher, MultiViewBatcher};
 pub use cifar::{Cifar10, Cifar100, Cifar100Labels, CIFAR10_CLASSES};
 pub use dataset::{spread_indices, ImageDataset, Sample};
-pub use fashion_mnist::{FashionMnist, FASHION_MNIST_CLASSES};
+pub use fashion_mnist::{EmbeddedSource, FashionMnist, FASHION_MNIST_CLASSES};
 pub use folder::{
     class_names, decode_rgb_limited, labeled_splits, CorruptPolicy, ImageFolder, DEFAULT_MAX_PIXELS,
 };
@@ -50,3 +51,10 @@ pub use loader::{CpuBatch, PrefetchLoader};
 pub use seed::mix_seed;
 pub use source::{ImageSource, SubsetSource};
 pub use stl10::{Stl10, Stl10Unlabeled, STL10_CLASSES};
+
+pub use cssl_core::{Augmentation, CsslError, Image, View};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -14,7 +14,7 @@
 //!
 //! ```
 //! use burn::backend::Flex;
-//! use cssl_core::Encoder;
+//! use cssl_encoders::Encoder;
 //! use cssl_encoders::ResNetConfig;
 //! let device = Default::default();
 //! let net = ResNetConfig::resnet18(1).with_cifar_stem(true).with_base_width(8).init::<Flex>(&device);
@@ -57,3 +57,10 @@ pub fn trainable_params<B: AutodiffBackend, M: Module<B>>(module: &M) -> usize {
     module.visit(&mut c);
     c.0
 }
+
+pub use cssl_core::{Encoder, FeatureMaps};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

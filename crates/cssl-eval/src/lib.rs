@@ -33,3 +33,8 @@ pub use probe::{
     linear_probe, linear_probe_search, LinearProbeConfig, ProbeResult, ProbeSearchConfig,
     ProbeSearchResult,
 };
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -42,3 +42,10 @@ pub use pair::{PairExtraction, PairExtractionConfig};
 pub use prototypes::{Prototypes, PrototypesConfig};
 pub use queue::{ring_write, NegativesQueue, NegativesQueueConfig};
 pub use step::StepCounter;
+
+pub use cssl_core::FeatureMaps;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -21,34 +21,67 @@
 //!
 //! Set `CSSL_KERNELS=off` in the environment to force burn's path everywhere
 //! (for side-by-side measurements).
+//!
+//! The fused path is the default feature `fused` (it builds burn's Flex
+//! backend, autodiff and gemm). A project on another backend can leave it
+//! out (`default-features = false`): the entry points then always take
+//! burn's path, and the crate depends on burn's `nn` modules alone.
+//!
+//! ```
+//! use burn::backend::Flex;
+//! use burn::nn::conv::Conv2dConfig;
+//! use burn::tensor::Tensor;
+//! let device = Default::default();
+//! let conv = Conv2dConfig::new([3, 8], [3, 3]).init::<Flex>(&device);
+//! let x = Tensor::<Flex, 4>::ones([2, 3, 8, 8], &device);
+//! let y = cssl_kernels::conv2d(&conv, x); // as conv.forward(x)
+//! assert_eq!(y.dims(), [2, 8, 6, 6]);
+//! ```
 #![warn(missing_docs)]
 
+#[cfg(feature = "fused")]
 mod batch_norm;
+#[cfg(feature = "fused")]
 mod conv;
+#[cfg(feature = "fused")]
 mod group_norm;
+#[cfg(feature = "fused")]
 mod simd;
 
+pub use burn;
+#[cfg(feature = "fused")]
 pub use conv::{set_direct_positions, set_im2col_cache_limit};
 
+#[cfg(feature = "fused")]
 use burn::backend::{Autodiff, Flex};
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, GroupNorm, PaddingConfig2d};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::{ConvOptions, PadMode};
 use burn::tensor::Tensor;
+#[cfg(feature = "fused")]
 use std::any::{Any, TypeId};
+#[cfg(feature = "fused")]
 use std::sync::OnceLock;
 
 /// The training backend the fused kernels are written for.
+#[cfg(feature = "fused")]
 type AdFlex = Autodiff<Flex>;
 
-/// Whether the fused kernels are switched on (`CSSL_KERNELS` is not `off`).
+/// Whether the fused kernels are switched on: built with the `fused`
+/// feature, and `CSSL_KERNELS` is not `off`.
 pub fn enabled() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("CSSL_KERNELS").map_or(true, |v| v != "off"))
+    #[cfg(feature = "fused")]
+    {
+        static ON: OnceLock<bool> = OnceLock::new();
+        *ON.get_or_init(|| std::env::var("CSSL_KERNELS").map_or(true, |v| v != "off"))
+    }
+    #[cfg(not(feature = "fused"))]
+    false
 }
 
 /// `t` as a `U` when `T` and `U` are the same type.
+#[cfg(feature = "fused")]
 fn cast<T: 'static, U: 'static>(t: T) -> Result<U, T> {
     if TypeId::of::<T>() == TypeId::of::<U>() {
         let mut slot = Some(t);
@@ -63,6 +96,7 @@ fn cast<T: 'static, U: 'static>(t: T) -> Result<U, T> {
 }
 
 /// `t` as a `&U` when `T` and `U` are the same type.
+#[cfg(feature = "fused")]
 fn cast_ref<T: 'static, U: 'static>(t: &T) -> Option<&U> {
     (t as &dyn Any).downcast_ref::<U>()
 }
@@ -100,6 +134,9 @@ fn fused_batch_norm<B: Backend, const D: usize>(
     if !enabled() || D < 2 {
         return unfused_tail(bn.forward(x), residual, relu);
     }
+    #[cfg(not(feature = "fused"))]
+    return unfused_tail(bn.forward(x), residual, relu);
+    #[cfg(feature = "fused")]
     let (x, residual) =
         match cast::<_, (Tensor<AdFlex, D>, Option<Tensor<AdFlex, D>>)>((x, residual)) {
             Ok((x, residual)) => {
@@ -109,6 +146,7 @@ fn fused_batch_norm<B: Backend, const D: usize>(
             }
             Err(x) => x,
         };
+    #[cfg(feature = "fused")]
     match cast::<_, (Tensor<Flex, D>, Option<Tensor<Flex, D>>)>((x, residual)) {
         Ok((x, residual)) => {
             let bn = cast_ref::<BatchNorm<B>, BatchNorm<Flex>>(bn).expect("same backend");
@@ -144,6 +182,9 @@ pub fn group_norm<B: Backend, const D: usize>(gn: &GroupNorm<B>, x: Tensor<B, D>
     if !enabled() {
         return gn.forward(x);
     }
+    #[cfg(not(feature = "fused"))]
+    return gn.forward(x);
+    #[cfg(feature = "fused")]
     let x = match cast::<Tensor<B, D>, Tensor<AdFlex, D>>(x) {
         Ok(x) => {
             let gn = cast_ref::<GroupNorm<B>, GroupNorm<AdFlex>>(gn).expect("same backend");
@@ -151,6 +192,7 @@ pub fn group_norm<B: Backend, const D: usize>(gn: &GroupNorm<B>, x: Tensor<B, D>
         }
         Err(x) => x,
     };
+    #[cfg(feature = "fused")]
     match cast::<Tensor<B, D>, Tensor<Flex, D>>(x) {
         Ok(x) => {
             let gn = cast_ref::<GroupNorm<B>, GroupNorm<Flex>>(gn).expect("same backend");
@@ -174,6 +216,9 @@ pub fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     if !enabled() {
         return generic_conv2d(conv, x);
     }
+    #[cfg(not(feature = "fused"))]
+    return generic_conv2d(conv, x);
+    #[cfg(feature = "fused")]
     let x = match cast::<Tensor<B, 4>, Tensor<AdFlex, 4>>(x) {
         Ok(x) => {
             let conv = cast_ref::<Conv2d<B>, Conv2d<AdFlex>>(conv).expect("same backend");
@@ -182,6 +227,7 @@ pub fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
         }
         Err(x) => x,
     };
+    #[cfg(feature = "fused")]
     match cast::<Tensor<B, 4>, Tensor<Flex, 4>>(x) {
         Ok(x) => {
             let conv = cast_ref::<Conv2d<B>, Conv2d<Flex>>(conv).expect("same backend");
@@ -243,3 +289,8 @@ fn generic_conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4>
         ConvOptions::new([1, 1], [0, 0], [1, 1], conv.groups),
     )
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -46,3 +46,10 @@ pub use similarity::{
     l2_normalize, CosineSimilarity, CosineSimilarityConfig, DotSimilarity, ScaledDotSimilarity,
 };
 pub use swav::{sinkhorn, swav_loss, SwavLoss, SwavLossConfig};
+
+pub use cssl_core::{ContrastiveLoss, Similarity};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

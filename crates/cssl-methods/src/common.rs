@@ -297,7 +297,7 @@ pub(crate) mod testing {
     use burn::backend::{Autodiff, Flex};
     use burn::module::AutodiffModule;
     use burn::tensor::{backend::Backend, Tensor, TensorData, Tolerance};
-    use burn::train::{InferenceStep, TrainStep};
+    use burn_train::{InferenceStep, TrainStep};
     use cssl_core::{Augmentation, ViewBatch};
     use std::sync::{Mutex, MutexGuard};
 

@@ -67,3 +67,19 @@ pub use optim::{OptimizerConfig, OptimizerKind};
 pub use output::{
     embedding_std, fraction_of_columns_used, SslOutput, LOSS_OVER_LN_K, PROTOTYPES_USED,
 };
+
+/// burn's training traits (`TrainStep`, `InferenceStep`) that every model
+/// implements, in the version this crate builds.
+pub use burn_train;
+/// The part crates a method is composed of, so that one dependency line
+/// reaches every part (`cssl_methods::encoders::ResNetConfig`, ...).
+pub use cssl_augment as augment;
+pub use cssl_core as core;
+pub use cssl_encoders as encoders;
+pub use cssl_extract as extract;
+pub use cssl_losses as losses;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -7,7 +7,7 @@
 use crate::SslOutput;
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::train::{InferenceStep, TrainStep};
+use burn_train::{InferenceStep, TrainStep};
 use cssl_augment::DatasetPreset;
 use cssl_core::ViewBatch;
 use cssl_encoders::AnyEncoder;

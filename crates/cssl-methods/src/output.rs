@@ -1,6 +1,6 @@
 use burn::backend::Flex;
 use burn::tensor::{backend::Backend, Tensor, Transaction};
-use burn::train::metric::{Adaptor, ItemLazy, LossInput};
+use burn_train::metric::{Adaptor, ItemLazy, LossInput};
 
 /// What a training or validation step reports.
 pub struct SslOutput<B: Backend> {

@@ -191,7 +191,7 @@ mod tests {
     use super::*;
     use burn::backend::{Autodiff, Flex};
     use burn::optim::AdamWConfig;
-    use burn::train::TrainStep;
+    use burn_train::TrainStep;
 
     type B = Autodiff<Flex>;
 

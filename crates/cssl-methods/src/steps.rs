@@ -5,7 +5,7 @@
 use crate::SslOutput;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
-use burn::train::TrainOutput;
+use burn_train::TrainOutput;
 
 /// The train output of `out`: gradients of its loss for `model`.
 pub(crate) fn backward<B, M>(model: &M, out: SslOutput<B>) -> TrainOutput<SslOutput<B>>
@@ -20,7 +20,7 @@ where
 /// `InferenceStep` as `self.forward(batch)` for each model named.
 macro_rules! inference_step {
     ($($model:ident),*) => {$(
-        impl<B: burn::tensor::backend::Backend> burn::train::InferenceStep for $model<B> {
+        impl<B: burn::tensor::backend::Backend> burn_train::InferenceStep for $model<B> {
             type Input = cssl_core::ViewBatch<B>;
             type Output = $crate::SslOutput<B>;
 
@@ -35,14 +35,14 @@ macro_rules! inference_step {
 /// optimiser step) and `InferenceStep` for each model named.
 macro_rules! plain_steps {
     ($($model:ident),*) => {$(
-        impl<B: burn::tensor::backend::AutodiffBackend> burn::train::TrainStep for $model<B> {
+        impl<B: burn::tensor::backend::AutodiffBackend> burn_train::TrainStep for $model<B> {
             type Input = cssl_core::ViewBatch<B>;
             type Output = $crate::SslOutput<B>;
 
             fn step(
                 &self,
                 batch: cssl_core::ViewBatch<B>,
-            ) -> burn::train::TrainOutput<$crate::SslOutput<B>> {
+            ) -> burn_train::TrainOutput<$crate::SslOutput<B>> {
                 $crate::steps::backward(self, self.forward(batch))
             }
         }

@@ -9,7 +9,7 @@ use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::optim::AdamWConfig;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
-use burn::train::{InferenceStep, TrainStep};
+use burn_train::{InferenceStep, TrainStep};
 use cssl_augment::{pipelines, DatasetPreset};
 use cssl_core::{Augmentation, ViewBatch};
 use cssl_encoders::{AmdimEncoderConfig, EncoderConfig, ResNetConfig};

@@ -657,3 +657,8 @@ mod tests {
         assert!((ratio - 2.0).abs() < 0.1, "bar areas {ratio}");
     }
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -14,7 +14,7 @@ use burn::module::AutodiffModule;
 use burn::optim::Optimizer;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ElementConversion;
-use burn::train::{InferenceStep, ItemLazy, TrainStep};
+use burn_train::{InferenceStep, ItemLazy, TrainStep};
 use cssl_core::{CsslError, Result, ViewBatch};
 use cssl_data::{mix_seed, view_batch, PrefetchLoader};
 use cssl_methods::SslOutput;

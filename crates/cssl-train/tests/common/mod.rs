@@ -7,7 +7,7 @@ use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::optim::SgdConfig;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
-use burn::train::{InferenceStep, TrainStep};
+use burn_train::{InferenceStep, TrainStep};
 use cssl_core::{Augmentation, View, ViewBatch};
 use cssl_methods::{MethodConfig, RunSchedule, SslModel, SslOutput, WithModel};
 use cssl_train::{Workers, LOSS};
