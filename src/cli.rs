@@ -50,7 +50,7 @@ pub struct AblateArgs {
     /// extraction, similarity, methods, optimizer, tiny.
     study: String,
     /// Study directory (results.jsonl, cell runs, tables, plots) [default:
-    /// runs/ablate-<name>].
+    /// `runs/ablate-<name>`].
     #[arg(long)]
     out: Option<PathBuf>,
     /// Run seeds 1..=N instead of the study's.

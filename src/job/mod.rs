@@ -1,6 +1,6 @@
 //! The end-to-end jobs behind the `cssl` program and the examples, by what
-//! they do: what a run is ([`config`]), pretraining ([`pretrain`]),
-//! evaluation ([`evaluate`]) and export ([`export`]). The main job pretrains
+//! they do: what a run is ([`config`]), pretraining ([`mod@pretrain`]),
+//! evaluation ([`mod@evaluate`]) and export ([`mod@export`]). The main job pretrains
 //! a method (SimCLR by default) on the embedded Fashion-MNIST, then compares
 //! the learned encoder with the same encoder at its random initialisation
 //! (and with raw pixels) under the same linear probe and kNN classifier.

@@ -18,7 +18,7 @@
 //! the byte offset where it applies) on a missing, truncated or mis-sized file
 //! or an out-of-range label; none panics on any input (fuzzed, see `fuzz/`).
 //! - [`MultiViewBatcher`]: a burn [`Batcher`](burn::data::dataloader::batcher::Batcher)
-//!   that runs an [`Augmentation`](cssl_core::Augmentation) on every image of a
+//!   that runs an [`Augmentation`] on every image of a
 //!   batch in parallel (rayon) and stacks each view index into one tensor.
 //!
 //! ```no_run

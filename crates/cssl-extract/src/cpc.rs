@@ -158,7 +158,7 @@ pub fn cpc_predictions<B: Backend>(preds: Tensor<B, 4>, k: usize) -> (Tensor<B, 
 /// [`cpc_predictions`] against [`cpc_targets`], scored with the dot product (CPC's similarity).
 ///
 /// # Shapes
-/// Returns `([N (R-k) C, N R C], positives)` for [`cssl_losses::info_nce`]-style
+/// Returns `([N (R-k) C, N R C], positives)` for `cssl_losses::info_nce`-style
 /// losses.
 pub fn cpc_step_scores<B: Backend>(
     preds: Tensor<B, 4>,

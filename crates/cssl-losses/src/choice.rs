@@ -121,7 +121,7 @@ impl PairLossConfig {
 /// See [`PairLossConfig`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum PairLoss {
-    /// See [`nt_xent`].
+    /// See [`nt_xent()`].
     NtXent,
     /// See [`amdim_multi_nce`].
     AmdimNce {

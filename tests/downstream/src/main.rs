@@ -37,7 +37,7 @@ fn images() -> Vec<Image> {
 }
 
 /// `views[v]` of every image as one `[n, 1, 28, 28]` tensor per view.
-fn stack(views: &[Vec<cssl_augment::View>], device: &<B as Backend>::Device) -> Vec<Tensor<B, 4>> {
+fn stack<B: Backend>(views: &[Vec<cssl_augment::View>], device: &B::Device) -> Vec<Tensor<B, 4>> {
     let n = views.len();
     (0..views[0].len())
         .map(|v| {
