@@ -1,4 +1,6 @@
-//! # cssl-augment
+#![doc = include_str!("../README.md")]
+//!
+//! ## In detail
 //!
 //! Characteristic 1 of Falcon & Cho (2020): the data augmentation pipeline.
 //! "The augmentation pipeline drives most of the result."
@@ -55,8 +57,3 @@ pub use pipelines::DatasetPreset;
 pub use simclr::SimClrAugmentationConfig;
 
 pub use cssl_core::{Augmentation, Image, View, Views};
-
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-struct ReadmeDoctests;

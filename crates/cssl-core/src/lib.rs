@@ -1,4 +1,6 @@
-//! # cssl-core
+#![doc = include_str!("../README.md")]
+//!
+//! ## In detail
 //!
 //! The thin trait crate of **cssl**. Falcon & Cho (2020, "A Framework For
 //! Contrastive Self-Supervised Learning And Designing A New Approach") show that
@@ -63,8 +65,3 @@ pub use traits::{ContrastiveLoss, Encoder, Similarity};
 #[cfg(feature = "burn")]
 pub use views::ViewBatch;
 pub use views::{View, Views};
-
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-struct ReadmeDoctests;

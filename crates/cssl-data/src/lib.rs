@@ -1,4 +1,6 @@
-//! # cssl-data
+#![doc = include_str!("../README.md")]
+//!
+//! ## In detail
 //!
 //! Datasets and the multi-view batcher of **cssl**.
 //!
@@ -53,8 +55,3 @@ pub use source::{ImageSource, SubsetSource};
 pub use stl10::{Stl10, Stl10Unlabeled, STL10_CLASSES};
 
 pub use cssl_core::{Augmentation, CsslError, Image, View};
-
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-struct ReadmeDoctests;

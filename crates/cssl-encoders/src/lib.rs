@@ -1,4 +1,6 @@
-//! # cssl-encoders
+#![doc = include_str!("../README.md")]
+//!
+//! ## In detail
 //!
 //! Characteristic 2 of Falcon & Cho (2020): the encoder. Every encoder returns
 //! every stage's feature map ([`cssl_core::FeatureMaps`]), because AMDIM and CPC
@@ -59,8 +61,3 @@ pub fn trainable_params<B: AutodiffBackend, M: Module<B>>(module: &M) -> usize {
 }
 
 pub use cssl_core::{Encoder, FeatureMaps};
-
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-struct ReadmeDoctests;

@@ -1,4 +1,6 @@
-//! # cssl-eval
+#![doc = include_str!("../README.md")]
+//!
+//! ## In detail
 //!
 //! How good is a representation? The two standard answers, both on frozen
 //! features (batch norm in eval mode: the encoder runs on the non-autodiff
@@ -33,8 +35,3 @@ pub use probe::{
     linear_probe, linear_probe_search, LinearProbeConfig, ProbeResult, ProbeSearchConfig,
     ProbeSearchResult,
 };
-
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-struct ReadmeDoctests;

@@ -1,4 +1,6 @@
-//! # cssl-extract
+#![doc = include_str!("../README.md")]
+//!
+//! ## In detail
 //!
 //! Characteristic 3 of Falcon & Cho (2020): representation extraction, how
 //! feature maps become the vectors that get compared. "This is where methods
@@ -44,8 +46,3 @@ pub use queue::{ring_write, NegativesQueue, NegativesQueueConfig};
 pub use step::StepCounter;
 
 pub use cssl_core::FeatureMaps;
-
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-struct ReadmeDoctests;

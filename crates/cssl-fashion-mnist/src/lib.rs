@@ -1,24 +1,4 @@
-//! # cssl-fashion-mnist
-//!
-//! Fashion-MNIST (Xiao et al., 2017: 60,000 train and 10,000 test 28x28
-//! grayscale images of 10 clothing classes; MIT licence, see
-//! `data/LICENSE`) compiled into the binary, so that a program has a real
-//! dataset with no download: the four idx files of the dataset's own
-//! distribution, gzip-compressed, byte for byte.
-//!
-//! crates.io takes at most 10 MB per crate, so the training images' gzip
-//! stream is split over this crate and `cssl-fashion-mnist-train-1` to `-3`;
-//! [`files`] joins it. `cssl-data`'s `FashionMnist::embedded()` (feature
-//! `embedded`) decodes them.
-//!
-//! ```
-//! let files = cssl_fashion_mnist::files();
-//! assert_eq!(files.len(), 4);
-//! let (name, bytes) = &files[0];
-//! assert_eq!(*name, "train-images-idx3-ubyte.gz");
-//! assert_eq!(bytes.len(), cssl_fashion_mnist::TRAIN_IMAGES_GZ_LEN);
-//! assert_eq!(&bytes[..2], &[0x1f, 0x8b]); // a gzip stream
-//! ```
+#![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
 use std::borrow::Cow;
@@ -102,8 +82,3 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
-
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-struct ReadmeDoctests;

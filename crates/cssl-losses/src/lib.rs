@@ -1,4 +1,6 @@
-//! # cssl-losses
+#![doc = include_str!("../README.md")]
+//!
+//! ## In detail
 //!
 //! Characteristics 4 (similarity) and 5 (loss) of Falcon & Cho (2020). "The
 //! choice [of similarity] barely matters"; the loss of all methods but BYOL is
@@ -48,8 +50,3 @@ pub use similarity::{
 pub use swav::{sinkhorn, swav_loss, SwavLoss, SwavLossConfig};
 
 pub use cssl_core::{ContrastiveLoss, Similarity};
-
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-struct ReadmeDoctests;

@@ -1,4 +1,6 @@
-//! # cssl-methods
+#![doc = include_str!("../README.md")]
+//!
+//! ## In detail
 //!
 //! The methods of Falcon & Cho (2020), each a composition of one part per
 //! characteristic, one file each. Every method config has the same six
@@ -78,8 +80,3 @@ pub use cssl_core as core;
 pub use cssl_encoders as encoders;
 pub use cssl_extract as extract;
 pub use cssl_losses as losses;
-
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-struct ReadmeDoctests;

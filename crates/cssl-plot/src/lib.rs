@@ -1,4 +1,6 @@
-//! # cssl-plot
+#![doc = include_str!("../README.md")]
+//!
+//! ## In detail
 //!
 //! Small PNG charts with no system dependencies: line charts (training
 //! curves) and horizontal bar charts with interval whiskers (ablation
@@ -657,8 +659,3 @@ mod tests {
         assert!((ratio - 2.0).abs() < 0.1, "bar areas {ratio}");
     }
 }
-
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-struct ReadmeDoctests;

@@ -1,4 +1,6 @@
-//! # cssl-train
+#![doc = include_str!("../README.md")]
+//!
+//! ## In detail
 //!
 //! The training loop of self-supervised pretraining, built to never lose a
 //! run:
@@ -43,8 +45,3 @@ pub use plots::{read_steps_csv, training_plot, CURVE_POINTS};
 pub use run::{write_atomic, write_json, DirLock, RunDir, LOCK_FILE};
 pub use schedule::WarmupCosineLr;
 pub use signal::{clear_stop, install_stop_handler, restore_default_signals, stop_requested};
-
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-struct ReadmeDoctests;
