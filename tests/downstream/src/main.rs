@@ -49,6 +49,7 @@ fn stack<B: Backend>(views: &[Vec<cssl_augment::View>], device: &B::Device) -> V
 
 fn main() {
     let device = Default::default();
+    B::seed(&device, 42);
 
     // 1. A cssl augmentation pipeline on its own: deterministic per seed.
     let pipeline = pipelines::moco2(&DatasetPreset::fashion_mnist());
