@@ -77,7 +77,7 @@ for p in ["train", "t10k"]:
     open(f"swapped/{p}-images-idx3-ubyte", "wb").write(struct.pack(">BBBBI", 0, 0, 8, 1, 1) + bytes(1))
 EOF
 row "label file where images belong" "$BIN" pretrain "${TINY[@]}" --data swapped --out r9
-FMNIST="$(dirname "$BIN")"/../../crates/cssl-fashion-mnist/data
+FMNIST="$(dirname "$BIN")"/../../data/fashion-mnist
 mkdir -p trunc && cp "$FMNIST"/t10k-* "$FMNIST"/train-labels-idx1-ubyte.gz trunc/ 2>/dev/null
 head -c 30000 "$FMNIST"/train-images-idx3-ubyte.gz.00 > trunc/train-images-idx3-ubyte.gz 2>/dev/null
 tiny; row "truncated gzip idx file" "$BIN" pretrain "${TINY[@]}" --data trunc --out r10
