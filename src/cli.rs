@@ -3,16 +3,18 @@
 
 use crate::device::{on_device, OnBackend};
 use crate::job::{
-    evaluate_checkpoint, export_encoder, results_table, run_config_with, Dataset, EvalOverrides,
+    evaluate_checkpoint, export_encoder, results_table, run_node, Dataset, EvalOverrides,
     JobReport, RunConfig, RunControl, RunFlags, Scores, TensorNames,
 };
 use burn::tensor::backend::AutodiffBackend;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use cssl_core::parallel::NodeLink;
 use cssl_core::{CsslError, Result};
 use cssl_methods::MethodKind;
 use cssl_train::Workers;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Contrastive self-supervised learning (Falcon & Cho, 2020) in one binary.
 #[derive(Parser, Debug)]
@@ -172,6 +174,109 @@ pub struct RunArgs {
     /// then exit code 130); `--resume` continues. For tests and budgets.
     #[arg(long, hide = true)]
     stop_after_steps: Option<usize>,
+    #[command(flatten)]
+    nodes: NodeArgs,
+}
+
+/// Where this process stands in a run across processes or machines
+/// (without these flags: the launchers' RANK / WORLD_SIZE / MASTER_ADDR /
+/// MASTER_PORT, or SLURM_PROCID / SLURM_NTASKS with MASTER_ADDR).
+#[derive(Args, Debug, Default, Clone)]
+pub struct NodeArgs {
+    /// Nodes (processes, usually one per machine) that train this run
+    /// together; each runs its `--device` workers on its share of every
+    /// batch.
+    #[arg(long)]
+    nodes: Option<usize>,
+    /// This node's rank, 0..nodes: node 0 coordinates and alone writes the
+    /// run directory.
+    #[arg(long)]
+    node_rank: Option<usize>,
+    /// HOST:PORT of node 0's coordinator (every node gives the same).
+    #[arg(long)]
+    coordinator: Option<String>,
+    /// HOST:PORT where the other nodes reach this one [default: this
+    /// machine's address towards the coordinator, port coordinator's + 1 +
+    /// rank].
+    #[arg(long)]
+    node_address: Option<String>,
+    /// Seconds a node waits for the others (to join, and at every exchange)
+    /// before it stops with an error (exit code 5).
+    #[arg(long, default_value_t = 300.0)]
+    node_timeout: f64,
+    /// Compare a checksum of every node's model every this many steps (0:
+    /// at the start only).
+    #[arg(long, default_value_t = 50)]
+    node_check_every: usize,
+}
+
+impl NodeArgs {
+    /// The flags as `cssl` arguments (for the runs a study starts).
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        let mut push = |flag: &str, value: Option<String>| {
+            if let Some(v) = value {
+                args.push(format!("--{flag}"));
+                args.push(v);
+            }
+        };
+        push("nodes", self.nodes.map(|n| n.to_string()));
+        push("node-rank", self.node_rank.map(|n| n.to_string()));
+        push("coordinator", self.coordinator.clone());
+        push("node-address", self.node_address.clone());
+        push("node-timeout", Some(self.node_timeout.to_string()));
+        push("node-check-every", Some(self.node_check_every.to_string()));
+        args
+    }
+
+    /// The cluster these flags (or the launcher's variables) name, if any.
+    ///
+    /// # Errors
+    /// A [`CsslError::Config`] naming a missing or invalid flag.
+    #[cfg(feature = "collective")]
+    pub fn config(&self) -> Result<Option<cssl_train::ClusterConfig>> {
+        use cssl_train::ClusterConfig;
+        let mut config = match (self.nodes, self.node_rank, &self.coordinator) {
+            (None, None, None) => match ClusterConfig::from_env()? {
+                Some(c) => c,
+                None => return Ok(None),
+            },
+            (Some(1), None | Some(0), _) => return Ok(None),
+            (Some(nodes), Some(rank), Some(coordinator)) => {
+                ClusterConfig::new(nodes, rank, coordinator.clone())
+            }
+            (nodes, rank, coordinator) => {
+                let missing = [
+                    ("--nodes", nodes.is_none()),
+                    ("--node-rank", rank.is_none()),
+                    ("--coordinator", coordinator.is_none()),
+                ]
+                .iter()
+                .filter(|(_, m)| *m)
+                .map(|(f, _)| *f)
+                .collect::<Vec<_>>()
+                .join(", ");
+                return Err(CsslError::config(
+                    "nodes",
+                    format!("a run across nodes needs --nodes, --node-rank and --coordinator; missing {missing}"),
+                ));
+            }
+        };
+        if !(self.node_timeout.is_finite() && self.node_timeout > 0.0) {
+            return Err(CsslError::config(
+                "node_timeout",
+                format!(
+                    "{}: must be a positive number of seconds",
+                    self.node_timeout
+                ),
+            ));
+        }
+        config.node_address = self.node_address.clone();
+        config.timeout = std::time::Duration::from_secs_f64(self.node_timeout);
+        config.check_every = self.node_check_every;
+        config.check()?;
+        Ok(Some(config))
+    }
 }
 
 /// `cssl eval`.
@@ -541,21 +646,77 @@ fn run_control(args: &RunArgs) -> Result<RunControl> {
     })
 }
 
-struct Pretrain<'a>(&'a RunConfig, &'a RunControl);
+struct Pretrain<'a>(
+    &'a RunConfig,
+    &'a RunControl,
+    Option<Arc<dyn NodeLink>>,
+    usize,
+);
 
 impl OnBackend for Pretrain<'_> {
-    type Output = JobReport;
-    fn run<B: AutodiffBackend>(self, workers: Workers<B>) -> Result<JobReport> {
-        run_config_with::<B>(self.0, self.1, &workers)
+    type Output = Option<JobReport>;
+    fn run<B: AutodiffBackend>(self, workers: Workers<B>) -> Result<Option<JobReport>> {
+        let workers = match self.2 {
+            Some(link) => workers.across(link, self.3),
+            None => workers,
+        };
+        run_node::<B>(self.0, self.1, &workers)
     }
 }
+
+/// Joins the run across nodes that `args` (or the launcher's variables)
+/// name, if any.
+#[cfg(feature = "collective")]
+fn join_nodes(args: &NodeArgs) -> Result<Option<(Arc<dyn NodeLink>, usize)>> {
+    let Some(config) = args.config()? else {
+        return Ok(None);
+    };
+    println!(
+        "node {} of {}: joining through {} (waiting at most {:.0}s for the others)",
+        config.rank,
+        config.nodes,
+        config.coordinator,
+        config.timeout.as_secs_f64()
+    );
+    let check_every = config.check_every;
+    let cluster = cssl_train::Cluster::join(config)?;
+    Ok(Some((Arc::new(cluster), check_every)))
+}
+
+#[cfg(not(feature = "collective"))]
+fn join_nodes(args: &NodeArgs) -> Result<Option<(Arc<dyn NodeLink>, usize)>> {
+    match (args.nodes, ENV_NODES.iter().any(|v| std::env::var_os(v).is_some())) {
+        (None | Some(1), false) => Ok(None),
+        _ => Err(CsslError::config(
+            "nodes",
+            "this binary was built without the `collective` feature; rebuild with it to train across nodes",
+        )),
+    }
+}
+
+#[cfg(not(feature = "collective"))]
+const ENV_NODES: [&str; 2] = ["WORLD_SIZE", "SLURM_NTASKS"];
 
 fn pretrain(args: PretrainArgs) -> Result<()> {
     let run = run_config_from(&args)?;
     let control = run_control(&args.run)?;
     let start = std::time::Instant::now();
     let device = control.flags.as_ref().map_or("cpu", |f| f.device.as_str());
-    let r = on_device(device, Pretrain(&run, &control))?;
+    let nodes = join_nodes(&args.run.nodes)?;
+    let (link, check_every) = match nodes {
+        Some((l, c)) => (Some(l), c),
+        None => (None, 0),
+    };
+    let node = link.as_ref().map(|l| (l.node(), l.nodes()));
+    let Some(r) = on_device(device, Pretrain(&run, &control, link, check_every))? else {
+        let (rank, nodes) = node.unwrap_or((0, 1));
+        println!(
+            "node {rank} of {nodes}: training finished in {:.0}s; node 0 evaluates and writes {}",
+            start.elapsed().as_secs_f64(),
+            run.options.out.display()
+        );
+        return Ok(());
+    };
     println!("\n{}", results_table(&r));
     println!(
         "pretraining {:.0}s + evaluation {:.0}s (total wall time {:.0}s); run directory: {}",

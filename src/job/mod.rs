@@ -18,6 +18,6 @@ pub use evaluate::{
 };
 pub use export::{export_encoder, import_encoder, Export, TensorNames};
 pub use pretrain::{
-    check_run_config, run_config, run_config_with, RunControl, RunFlags, ONLINE_KNN,
+    check_run_config, run_config, run_config_with, run_node, RunControl, RunFlags, ONLINE_KNN,
     RUN_CONTROL_FILE,
 };

@@ -137,6 +137,27 @@ pub fn run_config_with<B: AutodiffBackend>(
     control: &RunControl,
     workers: &Workers<B>,
 ) -> Result<JobReport> {
+    run_node(run, control, workers)?.ok_or_else(|| {
+        CsslError::config(
+            "node_rank",
+            "only node 0 of a run across nodes evaluates and reports; run_node trains on the others",
+        )
+    })
+}
+
+/// [`run_config_with`] on any node of a run across nodes
+/// ([`Workers::across`]): every node checks the config and trains in step
+/// with the others; node 0 alone writes the run directory, evaluates, and
+/// returns the report (the others return `None` once training is done).
+///
+/// # Errors
+/// As [`run_config_with`]; a [`CsslError::Cluster`] when the nodes lose
+/// each other or disagree.
+pub fn run_node<B: AutodiffBackend>(
+    run: &RunConfig,
+    control: &RunControl,
+    workers: &Workers<B>,
+) -> Result<Option<JobReport>> {
     let device = workers.main();
     workers.check_batch(run.options.batch_size)?;
     let Checked {
@@ -145,14 +166,16 @@ pub fn run_config_with<B: AutodiffBackend>(
         schedule,
     } = check(run)?;
     let options = &run.options;
-    let dir = if control.resume {
+    let dir = if !workers.is_leader() {
+        RunDir::written_elsewhere(&options.out)
+    } else if control.resume {
         RunDir::resume(&options.out)?
     } else {
         let dir = RunDir::create(&options.out, control.overwrite)?;
         dir.write_json("config.json", run)?;
         dir
     };
-    if let Some(flags) = &control.flags {
+    if let (Some(flags), true) = (&control.flags, workers.is_leader()) {
         dir.write_json(RUN_CONTROL_FILE, flags)?;
     }
     // The model's random init (the encoder first) comes from this seed.
@@ -249,9 +272,9 @@ struct Pretraining<'a, B: AutodiffBackend> {
 }
 
 impl<B: AutodiffBackend> WithModel<B> for Pretraining<'_, B> {
-    type Output = Result<JobReport>;
+    type Output = Result<Option<JobReport>>;
 
-    fn run<M>(self, model: M) -> Result<JobReport>
+    fn run<M>(self, model: M) -> Result<Option<JobReport>>
     where
         M: TrainStep<Input = ViewBatch<B>, Output = SslOutput<B>>
             + AutodiffModule<B>
@@ -283,11 +306,16 @@ impl<B: AutodiffBackend> WithModel<B> for Pretraining<'_, B> {
             schedule.steps_per_epoch,
             options.batch_size,
             B::name(device),
-            match workers.len() {
-                1 => String::new(),
-                n => format!(
+            match (workers.len(), workers.nodes()) {
+                (1, 1) => String::new(),
+                (n, 1) => format!(
                     ", {n} data-parallel workers of {} images",
                     options.batch_size / n
+                ),
+                (n, nodes) => format!(
+                    ", node {} of {nodes} with {n} data-parallel worker(s) of {} images",
+                    workers.node(),
+                    options.batch_size / workers.world()
                 ),
             }
         );
@@ -301,7 +329,8 @@ impl<B: AutodiffBackend> WithModel<B> for Pretraining<'_, B> {
             options.seed,
         )
         .with_workers(1)
-        .with_drop_last(true);
+        .with_drop_last(true)
+        .with_shard(workers.node(), workers.nodes())?;
         // Validation: the method's loss on 512 test images, in eval mode.
         let valid_images = test.spread(512.min(test.len()));
         let valid_full_batch = valid_images.len() >= options.batch_size;
@@ -371,6 +400,9 @@ impl<B: AutodiffBackend> WithModel<B> for Pretraining<'_, B> {
         // Training is over: Ctrl-C during the evaluation ends the program at
         // once (`--resume` re-evaluates the saved model).
         cssl_train::restore_default_signals();
+        if !workers.is_leader() {
+            return Ok(None);
+        }
         let trained_model = trained.model;
         let encoder_config = serde_json::to_value(config.encoder())
             .map_err(|e| CsslError::config("method.encoder", e.to_string()))?;
@@ -438,6 +470,6 @@ impl<B: AutodiffBackend> WithModel<B> for Pretraining<'_, B> {
             classes: data.classes.clone(),
         };
         run.write_json("results.json", &report)?;
-        Ok(report)
+        Ok(Some(report))
     }
 }

@@ -107,6 +107,18 @@ pub enum CsslError {
         /// What was kept, and how to continue.
         saved: String,
     },
+    /// The nodes of a run across processes or machines lost each other (a
+    /// node stopped answering, the network failed) or disagree (their
+    /// models differ): this node stopped.
+    #[error("node {node} of {nodes}: {reason}")]
+    Cluster {
+        /// This node's rank.
+        node: usize,
+        /// Nodes in the run.
+        nodes: usize,
+        /// What happened, and what was kept.
+        reason: String,
+    },
     /// Two parts do not fit together (e.g. a head whose input width is not the
     /// encoder's output width).
     #[error("shape mismatch in {what}: expected {expected}, got {got}")]
@@ -149,12 +161,14 @@ impl CsslError {
     /// The process exit code that reports this error: 130 for an
     /// interruption (as a shell reports Ctrl-C), 3 for a study with failed
     /// or refused cells (its tables were written), 4 for a directory in use
-    /// by another process, 1 for every other error.
+    /// by another process, 5 for nodes of a run that lost each other or
+    /// disagree, 1 for every other error.
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Interrupted { .. } | Self::Stopped { .. } => 130,
             Self::Incomplete { .. } => 3,
             Self::Locked { .. } => 4,
+            Self::Cluster { .. } => 5,
             _ => 1,
         }
     }

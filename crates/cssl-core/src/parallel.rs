@@ -14,16 +14,69 @@
 //! The exchange goes through host memory ([`TensorData`]): it needs no
 //! collective backend, so it works on every burn backend and device mix
 //! (several CPU workers, several GPUs).
+//!
+//! Across processes or machines (nodes) a group holds a [`NodeLink`]: the
+//! workers of one node meet in host memory first, then one of them
+//! exchanges the node's part with the other nodes through the link
+//! (cssl-train implements it on burn-collective). Ranks are then global:
+//! worker `w` of node `n` is rank `n * local + w`, and [`world`] counts
+//! every worker of every node. [`local_rank`] is the worker's index on its
+//! own node: worker 0 of each node updates the node's copy of the model's
+//! state (batch-norm running statistics, MoCo's queue), which every node
+//! updates alike.
 
-use burn::tensor::{backend::Backend, Tensor, TensorData};
+use burn::tensor::{backend::Backend, DType, Tensor, TensorData};
 use std::cell::RefCell;
 use std::sync::{Arc, Condvar, Mutex};
+
+/// The other nodes (processes, machines) of a data-parallel step, as one
+/// node reaches them: an all-reduce (what burn-collective offers across
+/// nodes), and a gather built on it.
+pub trait NodeLink: Send + Sync + std::fmt::Debug {
+    /// This node's index (0 is the node that writes the run).
+    fn node(&self) -> usize;
+
+    /// Nodes in the step.
+    fn nodes(&self) -> usize;
+
+    /// The element-wise sum of every node's `values` (the same length on
+    /// every node), the same on every node.
+    ///
+    /// # Errors
+    /// What went wrong (a node stopped answering, the network failed), in
+    /// words for the user.
+    fn all_reduce_sum(&self, values: Vec<f32>) -> std::result::Result<Vec<f32>, String>;
+
+    /// Every node's `values` (the same length on every node), in node
+    /// order, each exactly as its node put it in: an all-reduce over one
+    /// slot per node, each node filling its own with zeros elsewhere
+    /// (`x + 0 = x`).
+    ///
+    /// # Errors
+    /// As [`Self::all_reduce_sum`].
+    fn all_gather(&self, values: Vec<f32>) -> std::result::Result<Vec<Vec<f32>>, String> {
+        let (n, node) = (values.len(), self.node());
+        let mut slots = vec![0f32; n * self.nodes()];
+        slots[node * n..(node + 1) * n].copy_from_slice(&values);
+        let all = self.all_reduce_sum(slots)?;
+        if n == 0 {
+            return Ok(vec![Vec::new(); self.nodes()]);
+        }
+        Ok(all.chunks(n).map(<[f32]>::to_vec).collect())
+    }
+
+    /// The run is over: leave the other nodes (after a last exchange, so
+    /// that none leaves while another still reads from it).
+    fn finish(&self) {}
+}
 
 /// The workers of one data-parallel step, which exchange tensors through it.
 /// Every worker must make the same sequence of [`all_gather`] calls.
 #[derive(Debug)]
 pub struct GatherGroup {
-    world: usize,
+    /// Workers on this node.
+    local: usize,
+    link: Option<Arc<dyn NodeLink>>,
     state: Mutex<Round>,
     changed: Condvar,
 }
@@ -40,25 +93,55 @@ struct Round {
     taken: usize,
     /// A worker failed: nobody waits any longer.
     aborted: bool,
+    /// Why the exchange with the other nodes failed, if it did.
+    failure: Option<String>,
 }
 
 impl GatherGroup {
-    /// A group of `world` workers (at least 1).
+    /// A group of `world` workers (at least 1) in this process.
     pub fn new(world: usize) -> Arc<Self> {
-        let world = world.max(1);
+        Self::build(world, None)
+    }
+
+    /// A group of `local` workers (at least 1) on this node, and as many on
+    /// each other node of `link`.
+    pub fn across(local: usize, link: Arc<dyn NodeLink>) -> Arc<Self> {
+        Self::build(local, Some(link))
+    }
+
+    fn build(local: usize, link: Option<Arc<dyn NodeLink>>) -> Arc<Self> {
+        let local = local.max(1);
         Arc::new(Self {
-            world,
+            local,
+            link,
             state: Mutex::new(Round {
-                slots: vec![None; world],
+                slots: vec![None; local],
                 ..Round::default()
             }),
             changed: Condvar::new(),
         })
     }
 
-    /// Workers in the group.
+    /// Workers in the group, on every node.
     pub fn world(&self) -> usize {
-        self.world
+        self.local * self.link.as_ref().map_or(1, |l| l.nodes())
+    }
+
+    /// Workers in the group on this node.
+    pub fn local(&self) -> usize {
+        self.local
+    }
+
+    /// The global rank of this node's worker `w`.
+    pub fn global_rank(&self, w: usize) -> usize {
+        self.link.as_ref().map_or(0, |l| l.node()) * self.local + w
+    }
+
+    /// Why the exchange with the other nodes failed, if it did (the workers
+    /// that were waiting for it panicked with this message).
+    pub fn failure(&self) -> Option<String> {
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.failure.clone()
     }
 
     /// Wakes every waiting worker with a failure, so that one worker's
@@ -69,27 +152,47 @@ impl GatherGroup {
         self.changed.notify_all();
     }
 
-    /// Puts in `data` for `rank`, waits for every rank's, returns all of them
-    /// in rank order.
+    /// Puts in `data` for this node's worker `w`, waits for every worker's
+    /// (on every node), returns all of them in global rank order.
     ///
     /// # Panics
-    /// When another worker of the group failed ([`Self::abort`]).
-    fn exchange(&self, rank: usize, data: TensorData) -> Arc<Vec<TensorData>> {
+    /// When another worker of the group failed ([`Self::abort`]), or the
+    /// exchange with the other nodes failed ([`Self::failure`] says why).
+    fn exchange(&self, w: usize, data: TensorData) -> Arc<Vec<TensorData>> {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         // The previous exchange is still being read by slower ranks.
         while s.results.is_some() && !s.aborted {
             s = self.changed.wait(s).unwrap_or_else(|e| e.into_inner());
         }
-        assert!(!s.aborted, "another data-parallel worker failed");
+        fail_if_aborted(&s);
         assert!(
-            s.slots[rank].is_none(),
-            "worker {rank} gathered twice in one exchange"
+            s.slots[w].is_none(),
+            "worker {w} gathered twice in one exchange"
         );
-        s.slots[rank] = Some(data);
+        s.slots[w] = Some(data);
         s.filled += 1;
-        if s.filled == self.world {
-            let all = s.slots.iter_mut().map(|d| d.take().expect("filled"));
-            s.results = Some(Arc::new(all.collect()));
+        if s.filled == self.local {
+            let all: Vec<TensorData> = s
+                .slots
+                .iter_mut()
+                .map(|d| d.take().expect("filled"))
+                .collect();
+            // The last worker to arrive speaks for the node (the others
+            // wait on the lock meanwhile).
+            let all = match &self.link {
+                None => all,
+                Some(link) => match across_nodes(link.as_ref(), all) {
+                    Ok(all) => all,
+                    Err(why) => {
+                        s.failure = Some(why);
+                        s.aborted = true;
+                        self.changed.notify_all();
+                        fail_if_aborted(&s);
+                        unreachable!()
+                    }
+                },
+            };
+            s.results = Some(Arc::new(all));
             s.filled = 0;
             s.generation += 1;
             self.changed.notify_all();
@@ -98,11 +201,11 @@ impl GatherGroup {
             while s.generation == generation && !s.aborted {
                 s = self.changed.wait(s).unwrap_or_else(|e| e.into_inner());
             }
-            assert!(!s.aborted, "another data-parallel worker failed");
+            fail_if_aborted(&s);
         }
         let results = s.results.clone().expect("a completed exchange");
         s.taken += 1;
-        if s.taken == self.world {
+        if s.taken == self.local {
             s.results = None;
             s.taken = 0;
             self.changed.notify_all();
@@ -111,14 +214,93 @@ impl GatherGroup {
     }
 }
 
+fn fail_if_aborted(s: &Round) {
+    match (&s.failure, s.aborted) {
+        (Some(why), _) => panic!("the exchange with the other nodes failed: {why}"),
+        (None, true) => panic!("another data-parallel worker failed"),
+        _ => {}
+    }
+}
+
+/// This node's workers' `parts` (the same shape and type on every worker
+/// of every node), exchanged with the other nodes: every worker's, in
+/// global rank order. Each value crosses exactly (`f64` as four 16-bit
+/// pieces, every other type as `f32`, which holds it exactly).
+fn across_nodes(
+    link: &dyn NodeLink,
+    parts: Vec<TensorData>,
+) -> std::result::Result<Vec<TensorData>, String> {
+    let first = parts.first().expect("at least one worker");
+    let (shape, dtype) = (first.shape.clone(), first.dtype);
+    let local = parts.len();
+    let per = shape.iter().product::<usize>() * if dtype == DType::F64 { 4 } else { 1 };
+    let mut flat = Vec::new();
+    for part in parts {
+        if part.shape != shape || part.dtype != dtype {
+            return Err(format!(
+                "the workers of this node gathered different shapes ({:?} {:?}, {:?} {:?})",
+                shape, dtype, part.shape, part.dtype
+            ));
+        }
+        match dtype {
+            DType::F64 => flat.extend(
+                part.iter::<f64>()
+                    .flat_map(|v| split_bits(v.to_bits()))
+                    .collect::<Vec<_>>(),
+            ),
+            _ => flat.extend(part.iter::<f32>()),
+        }
+    }
+    let len = flat.len();
+    debug_assert_eq!(len, local * per);
+    let nodes = link.all_gather(flat)?;
+    let mut out = Vec::new();
+    for (n, node) in nodes.into_iter().enumerate() {
+        if node.len() != len {
+            return Err(format!(
+                "node {n} gathered {} values where this node gathered {len}: the nodes run different models or batch sizes",
+                node.len()
+            ));
+        }
+        for w in 0..local {
+            let chunk = &node[w * per..(w + 1) * per];
+            let data = match dtype {
+                DType::F64 => TensorData::new(
+                    chunk
+                        .chunks(4)
+                        .map(|c| f64::from_bits(join_bits(c)))
+                        .collect::<Vec<f64>>(),
+                    shape.clone(),
+                ),
+                _ => TensorData::new(chunk.to_vec(), shape.clone()).convert_dtype(dtype),
+            };
+            out.push(data);
+        }
+    }
+    Ok(out)
+}
+
+/// A 64-bit pattern as four 16-bit pieces, each an exact `f32`.
+pub fn split_bits(bits: u64) -> [f32; 4] {
+    [0, 16, 32, 48].map(|s| ((bits >> s) & 0xFFFF) as f32)
+}
+
+/// The inverse of [`split_bits`].
+pub fn join_bits(pieces: &[f32]) -> u64 {
+    pieces
+        .iter()
+        .zip([0, 16, 32, 48])
+        .fold(0, |bits, (p, s)| bits | ((*p as u64) << s))
+}
+
 thread_local! {
     static WORKER: RefCell<Option<(Arc<GatherGroup>, usize)>> = const { RefCell::new(None) };
 }
 
-/// Runs `f` as worker `rank` of `group` on this thread: inside it
-/// [`rank`], [`world`] and [`all_gather`] refer to the group.
+/// Runs `f` as this node's worker `rank` of `group` on this thread: inside
+/// it [`rank`], [`world`] and [`all_gather`] refer to the group.
 pub fn in_worker<R>(group: &Arc<GatherGroup>, rank: usize, f: impl FnOnce() -> R) -> R {
-    assert!(rank < group.world(), "rank {rank} of {}", group.world());
+    assert!(rank < group.local(), "rank {rank} of {}", group.local());
     struct Reset(Option<(Arc<GatherGroup>, usize)>);
     impl Drop for Reset {
         fn drop(&mut self) {
@@ -135,9 +317,16 @@ fn current() -> Option<(Arc<GatherGroup>, usize)> {
     WORKER.with(|w| w.borrow().clone())
 }
 
-/// This worker's index in its data-parallel step (0 outside one).
+/// This worker's index in its data-parallel step, over every node (0
+/// outside one).
 pub fn rank() -> usize {
-    current().map_or(0, |(_, r)| r)
+    current().map_or(0, |(g, w)| g.global_rank(w))
+}
+
+/// This worker's index on its own node (0 outside a step): worker 0 of a
+/// node updates that node's copy of state every node updates alike.
+pub fn local_rank() -> usize {
+    current().map_or(0, |(_, w)| w)
 }
 
 /// Workers in this data-parallel step (1 outside one).
@@ -162,15 +351,16 @@ pub fn world() -> usize {
 /// # Panics
 /// When another worker of the step failed.
 pub fn all_gather<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    let Some((group, rank)) = current() else {
+    let Some((group, w)) = current() else {
         return x;
     };
     if group.world() == 1 {
         return x;
     }
+    let rank = group.global_rank(w);
     let device = x.device();
     let detached = x.clone().detach();
-    let all = group.exchange(rank, detached.clone().into_data());
+    let all = group.exchange(w, detached.clone().into_data());
     let world = group.world() as f64;
     // Value: exactly `x` (`x - detached` is zero); gradient: `world`.
     let own = detached.clone() + (x - detached).mul_scalar(world);
@@ -196,14 +386,14 @@ pub fn all_gather<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
 /// # Panics
 /// When another worker of the step failed, or the lengths differ.
 pub fn all_reduce_sum(values: Vec<f64>) -> Vec<f64> {
-    let Some((group, rank)) = current() else {
+    let Some((group, w)) = current() else {
         return values;
     };
     if group.world() == 1 {
         return values;
     }
     let n = values.len();
-    let all = group.exchange(rank, TensorData::new(values, [n]));
+    let all = group.exchange(w, TensorData::new(values, [n]));
     let mut total = vec![0f64; n];
     for part in all.iter() {
         let part = part.as_slice::<f64>().expect("f64 sums");

@@ -1,4 +1,6 @@
-use crate::idx::{decode_idx, read_idx, IdxArray};
+#[cfg(feature = "embedded")]
+use crate::idx::decode_idx;
+use crate::idx::{read_idx, IdxArray};
 use crate::ImageDataset;
 use cssl_core::{CsslError, Result};
 use std::path::{Path, PathBuf};

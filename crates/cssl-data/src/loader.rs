@@ -7,6 +7,12 @@
 //! views are seeded by `(seed, e, index)`. The consumer takes batches in order,
 //! so the sequence of batches never depends on thread timing. Memory is bounded
 //! by `workers * prefetch` batches in flight.
+//!
+//! Across nodes ([`PrefetchLoader::with_shard`]) each node builds only its
+//! equal share of every global batch (node `n` of `N` takes the batch's
+//! `n`-th `1/N` of the images): the shuffle and every image's views do not
+//! depend on the number of nodes, so `N` nodes see exactly the images and
+//! views one process would.
 
 use crate::folder::CorruptPolicy;
 use crate::{mix_seed, ImageSource};
@@ -42,6 +48,8 @@ pub struct PrefetchLoader {
     policy: CorruptPolicy,
     skipped: Arc<AtomicUsize>,
     drop_last: bool,
+    /// `(index, count)`: this node's share of each batch.
+    shard: (usize, usize),
 }
 
 impl PrefetchLoader {
@@ -63,7 +71,30 @@ impl PrefetchLoader {
             policy: CorruptPolicy::Stop,
             skipped: Arc::new(AtomicUsize::new(0)),
             drop_last: false,
+            shard: (0, 1),
         }
+    }
+
+    /// Build only share `index` of `count` of every batch (a node's part of
+    /// the global batch in a run across nodes): images `index * b / count ..
+    /// (index + 1) * b / count` of a batch of `b`. The batch size stays the
+    /// global one.
+    ///
+    /// # Errors
+    /// A [`CsslError::Config`] for `options.batch_size` when it does not
+    /// split evenly into `count` shares, or `index` is not below `count`.
+    pub fn with_shard(mut self, index: usize, count: usize) -> Result<Self> {
+        if count == 0 || index >= count || self.batch_size % count != 0 {
+            return Err(CsslError::config(
+                "options.batch_size",
+                format!(
+                    "{} images do not split into {count} equal node shares (node {index})",
+                    self.batch_size
+                ),
+            ));
+        }
+        self.shard = (index, count);
+        Ok(self)
     }
 
     /// Leave out the last batch of an epoch when it is smaller than the
@@ -174,6 +205,12 @@ impl PrefetchLoader {
                     for b in (first + w..n).step_by(me.workers) {
                         let idx =
                             &order[b * me.batch_size..((b + 1) * me.batch_size).min(order.len())];
+                        let (share, shares) = me.shard;
+                        let per = idx.len() / shares;
+                        let idx = match shares {
+                            1 => idx,
+                            _ => &idx[share * per..(share + 1) * per],
+                        };
                         let result = me.build(epoch, b, idx);
                         let stop = result.is_err();
                         // A closed channel means the consumer is gone: stop quietly.
@@ -306,6 +343,31 @@ mod tests {
             assert_eq!(l.epoch_from(3, 10).count(), 0);
             assert_eq!(l.epoch_from(3, 99).count(), 0);
         }
+    }
+
+    /// Node shares of each batch, put side by side in node order, are the
+    /// batch one process builds, views and all.
+    #[test]
+    fn node_shares_make_up_the_global_batch() {
+        let base = PrefetchLoader::new(data(64), Arc::new(Crops), 12, 7).with_drop_last(true);
+        let whole = collect(&base, 2);
+        for nodes in [2, 3, 4] {
+            let shares: Vec<Vec<CpuBatch>> = (0..nodes)
+                .map(|n| collect(&base.clone().with_shard(n, nodes).unwrap(), 2))
+                .collect();
+            for (b, batch) in whole.iter().enumerate() {
+                let indices: Vec<usize> =
+                    shares.iter().flat_map(|s| s[b].indices.clone()).collect();
+                assert_eq!(indices, batch.indices, "{nodes} nodes, batch {b}");
+                for v in 0..2 {
+                    let views: Vec<View> =
+                        shares.iter().flat_map(|s| s[b].views[v].clone()).collect();
+                    assert_eq!(views, batch.views[v], "{nodes} nodes, batch {b}, view {v}");
+                }
+            }
+        }
+        let refused = base.with_shard(0, 5).err().unwrap().to_string();
+        assert!(refused.contains("options.batch_size"), "{refused}");
     }
 
     struct Flaky(Arc<dyn ImageSource>);

@@ -245,9 +245,10 @@ pub(crate) fn train<const D: usize>(
 
     // The running statistics, exactly as burn's batch norm updates them. In
     // a data-parallel step the statistics are the global batch's, the same
-    // on every worker: worker 0 alone reads and updates them (no merge of
-    // several workers' updates, no race between them).
-    if cssl_core::parallel::rank() != 0 {
+    // on every worker: worker 0 of each node alone reads and updates them
+    // (no merge of several workers' updates, no race between them; every
+    // node updates its copy alike).
+    if cssl_core::parallel::local_rank() != 0 {
         return Tensor::from_primitive(TensorPrimitive::Float(out));
     }
     let stat = |v: Vec<f32>| {

@@ -187,10 +187,11 @@ impl<B: Backend> Moco<B> {
         let out = SslOutput::new(self.loss.loss(scores), embedding_std(q));
         if enqueue {
             // In a data-parallel step the queue takes the keys of the whole
-            // global batch, in rank order, once (worker 0 writes it; every
-            // worker has read it above, before the gather).
+            // global batch, in rank order, once (worker 0 of each node writes
+            // its node's copy; every worker has read it above, before the
+            // gather).
             let keys = cssl_core::parallel::all_gather(k.detach());
-            if cssl_core::parallel::rank() == 0 {
+            if cssl_core::parallel::local_rank() == 0 {
                 self.extraction.queue.enqueue(keys);
             }
         }

@@ -130,9 +130,14 @@ where
             "larger than the training set: no full batch to train on",
         ));
     }
-    let removed = checkpoints.remove_partials();
-    if removed > 0 {
-        println!("removed {removed} unfinished checkpoint(s) a stopped process left behind");
+    // Across nodes, node 0 alone writes the run directory; the others
+    // train alike and read it only to resume.
+    let leader = t.workers.is_leader();
+    if leader {
+        let removed = checkpoints.remove_partials();
+        if removed > 0 {
+            println!("removed {removed} unfinished checkpoint(s) a stopped process left behind");
+        }
     }
     let mut state = TrainState::default();
     let mut resumed_at = None;
@@ -177,7 +182,19 @@ where
         resumed_at = Some(saved.step);
         state = saved;
     }
-    write_metrics(t.run, &state.rows)?;
+    if leader {
+        write_metrics(t.run, &state.rows)?;
+    }
+    // Every node runs the same config from the same step with the same model.
+    let fingerprint = format!(
+        "{} seed {} epochs {} batch {} start {}",
+        o.made_from,
+        o.seed,
+        o.epochs,
+        t.train.batch_size(),
+        state.step
+    );
+    t.workers.agree(&model, &fingerprint, state.step)?;
 
     install_stop_handler();
     clear_stop();
@@ -190,6 +207,9 @@ where
     let curve_every = (total_steps / CURVE_POINTS).max(1);
     let plot_title = format!("{}: {}", o.method, t.run.path().display());
     let write_curves = |state: &TrainState| -> Result<()> {
+        if !leader {
+            return Ok(());
+        }
         write_steps_csv(t.run, &state.curve, steps_per_epoch)?;
         write_training_plot(
             t.run,
@@ -201,6 +221,9 @@ where
     };
     let save = |state: &mut TrainState, model: &M, optim: &O| -> Result<PathBuf> {
         state.train_seconds = seconds_before + session_start.elapsed().as_secs_f64();
+        if !leader {
+            return Ok(checkpoints.path(state.step));
+        }
         write_curves(state)?;
         checkpoints.save(state, |dir| {
             let mut records = Records::new();
@@ -224,6 +247,7 @@ where
         })
     };
 
+    let mut signal: Option<String> = None;
     while state.epoch < o.epochs {
         let epoch = state.epoch;
         for batch in t.train.epoch_from(epoch as u64, state.batch) {
@@ -231,8 +255,13 @@ where
             let step = state.step + 1;
             let lr = t.lr.lr_at(step);
             let seed = mix_seed(&[o.seed, 0x5_7E9, step as u64]);
-            let StepResult { values, grads } = t.workers.step(&model, &batch.views, seed);
+            let StepResult {
+                values,
+                grads,
+                stop,
+            } = t.workers.step(&model, &batch.views, seed)?;
             if let Some(reason) = non_finite(&values) {
+                t.workers.finish();
                 let kept = match &last_checkpoint_path {
                     Some(p) => format!("the last good checkpoint is {}", p.display()),
                     None => "no checkpoint had been written yet".into(),
@@ -248,6 +277,9 @@ where
                 });
             }
             model = model.optimize(&mut optim, lr, grads);
+            if t.workers.check_due(step) {
+                t.workers.agree(&model, &fingerprint, step)?;
+            }
             state.step = step;
             state.batch += 1;
             for (name, v) in values
@@ -270,7 +302,11 @@ where
             progress.step(&state, &values, lr);
 
             let epoch_done = state.batch == steps_per_epoch;
-            let signal = stop_requested();
+            // Across nodes, the stop request every node saw with this step.
+            signal = match t.workers.nodes() {
+                1 => stop_requested().map(String::from),
+                _ => stop,
+            };
             let budget = o.stop_after_steps.is_some_and(|n| step >= n) && step < total_steps;
             let due = last_checkpoint.elapsed() >= o.checkpoint_interval
                 || (o.checkpoint_steps > 0 && step % o.checkpoint_steps == 0);
@@ -279,7 +315,8 @@ where
                 last_checkpoint = Instant::now();
             }
             if signal.is_some() || (budget && !epoch_done) {
-                return Err(interrupted(signal, step, t.run));
+                t.workers.finish();
+                return Err(interrupted(signal.as_deref(), step, t.run));
             }
             if budget {
                 break;
@@ -309,16 +346,24 @@ where
         state.epoch += 1;
         state.batch = 0;
         state.sums.clear();
-        write_metrics(t.run, &state.rows)?;
+        if leader {
+            write_metrics(t.run, &state.rows)?;
+        }
         // (`save` redraws steps.csv and training.png.)
         last_checkpoint_path = Some(save(&mut state, &model, &optim)?);
         last_checkpoint = Instant::now();
         let budget = o.stop_after_steps.is_some_and(|n| state.step >= n);
-        let signal = stop_requested();
+        // On one node a signal during validation stops here; across nodes
+        // the next step's exchange carries it to every node.
+        if t.workers.nodes() == 1 {
+            signal = signal.or(stop_requested().map(String::from));
+        }
         if (signal.is_some() || budget) && state.epoch < o.epochs {
-            return Err(interrupted(signal, state.step, t.run));
+            t.workers.finish();
+            return Err(interrupted(signal.as_deref(), state.step, t.run));
         }
     }
+    t.workers.finish();
     state.train_seconds = seconds_before + session_start.elapsed().as_secs_f64();
     progress.finish(state.train_seconds);
     Ok(Pretrained {

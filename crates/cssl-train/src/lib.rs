@@ -25,6 +25,8 @@
 #![warn(missing_docs)]
 
 mod checkpoint;
+#[cfg(feature = "collective")]
+pub mod cluster;
 mod fit;
 pub mod optim;
 mod parallel;
@@ -36,6 +38,8 @@ mod signal;
 pub mod wgpu;
 
 pub use checkpoint::{Checkpoints, CurvePoint, MetricsRow, TrainState};
+#[cfg(feature = "collective")]
+pub use cluster::{Cluster, ClusterConfig};
 pub use fit::{
     pretrain, PretrainOptions, Pretrained, Training, EMBEDDING_STD, LEARNING_RATE, LOSS,
 };

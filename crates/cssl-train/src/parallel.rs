@@ -29,6 +29,15 @@
 //! main model itself, so the method state it updates (MoCo's queue,
 //! batch-norm running statistics on GPUs) is the main model's, and the
 //! copies' updates are dropped with them.
+//!
+//! Across processes or machines ([`Workers::across`], with a
+//! [`NodeLink`] such as [`Cluster`](crate::Cluster)): every node runs its
+//! workers on its shard of the global batch, the workers' gathers span
+//! every node, and each step's gradients (the mean of the node's workers')
+//! are summed over the nodes in one all-reduce that also carries each
+//! node's loss and monitors and its stop request, so that every node takes
+//! the same optimiser step and makes the same decisions. Each node updates
+//! its own copy of the method's state alike; [`Workers::agree`] checks it.
 
 use crate::fit::scalars;
 use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param};
@@ -36,11 +45,12 @@ use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Bool, Int, Tensor};
 use burn_train::TrainStep;
-use cssl_core::parallel::{in_worker, GatherGroup};
+use cssl_core::parallel::{in_worker, join_bits, split_bits, GatherGroup, NodeLink};
 use cssl_core::{CsslError, Result, View, ViewBatch};
 use cssl_data::{mix_seed, stack_views, view_batch};
 use cssl_methods::SslOutput;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 /// The devices a training step runs on: one, or several workers of a
 /// data-parallel step (the first is the main device, which holds the model,
@@ -50,6 +60,10 @@ pub struct Workers<B: AutodiffBackend> {
     /// CPU workers: one thread pool each, so that each worker's kernels run
     /// on its own cores. Empty otherwise.
     pools: Vec<rayon::ThreadPool>,
+    /// The other nodes, in a run across processes or machines.
+    link: Option<Arc<dyn NodeLink>>,
+    /// Steps between model checksums across nodes (0: at the start only).
+    check_every: usize,
 }
 
 /// One step's results: the workers' mean loss and monitors, and the mean
@@ -59,6 +73,10 @@ pub struct StepResult {
     pub values: Vec<(String, f64)>,
     /// Gradients of the global batch's loss.
     pub grads: GradientsParams,
+    /// A stop request (SIGINT, SIGTERM) that every node saw with this
+    /// step, so that all stop after it: `SIGINT` (on one node) or
+    /// `SIGINT on node 1` (across nodes).
+    pub stop: Option<String>,
 }
 
 impl<B: AutodiffBackend> Workers<B> {
@@ -67,6 +85,8 @@ impl<B: AutodiffBackend> Workers<B> {
         Self {
             devices: vec![device],
             pools: Vec::new(),
+            link: None,
+            check_every: 0,
         }
     }
 
@@ -92,7 +112,129 @@ impl<B: AutodiffBackend> Workers<B> {
                 .collect::<Result<_>>()?,
             _ => Vec::new(),
         };
-        Ok(Self { devices, pools })
+        Ok(Self {
+            devices,
+            pools,
+            link: None,
+            check_every: 0,
+        })
+    }
+
+    /// These workers as one node of a run across processes or machines:
+    /// every node has as many workers, each step's gathers and gradients
+    /// span every node, and [`Self::agree`] compares the nodes' models
+    /// every `check_every` steps (0: at the start only).
+    pub fn across(mut self, link: Arc<dyn NodeLink>, check_every: usize) -> Self {
+        self.link = Some(link);
+        self.check_every = check_every;
+        self
+    }
+
+    /// This node's rank (0 on one node).
+    pub fn node(&self) -> usize {
+        self.link.as_ref().map_or(0, |l| l.node())
+    }
+
+    /// Nodes in the run (1 on one node).
+    pub fn nodes(&self) -> usize {
+        self.link.as_ref().map_or(1, |l| l.nodes())
+    }
+
+    /// Whether this process writes the run (node 0, or the only one).
+    pub fn is_leader(&self) -> bool {
+        self.node() == 0
+    }
+
+    /// Workers in a step, over every node.
+    pub fn world(&self) -> usize {
+        self.len() * self.nodes()
+    }
+
+    /// Ends the run across nodes (see [`NodeLink::finish`]); nothing on
+    /// one node.
+    pub fn finish(&self) {
+        if let Some(link) = &self.link {
+            link.finish();
+        }
+    }
+
+    fn cluster_error(&self, reason: impl Into<String>) -> CsslError {
+        CsslError::Cluster {
+            node: self.node(),
+            nodes: self.nodes(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Whether [`Self::agree`] is due after `step` (every `check_every`
+    /// steps across nodes; never on one node).
+    pub fn check_due(&self, step: usize) -> bool {
+        self.link.is_some() && self.check_every > 0 && step % self.check_every == 0
+    }
+
+    /// Across nodes: checks that every node runs the same `fingerprint` (the run's config and
+    /// position) and holds the same model (a checksum of every value but
+    /// batch norm's running statistics, which GPU workers keep per worker:
+    /// parameters, EMA targets, prototypes, MoCo's queue). Nothing on one
+    /// node.
+    ///
+    /// # Errors
+    /// A [`CsslError::Cluster`] naming the nodes that differ, or a failed
+    /// exchange.
+    pub fn agree<M: AutodiffModule<B>>(
+        &self,
+        model: &M,
+        fingerprint: &str,
+        step: usize,
+    ) -> Result<()> {
+        let Some(link) = &self.link else {
+            return Ok(());
+        };
+        let mut sum = ModelChecksum::default();
+        model.visit(&mut sum);
+        let mine = [
+            crc32fast::hash(fingerprint.as_bytes()) as u64,
+            sum.hasher.finalize() as u64,
+            self.len() as u64,
+        ];
+        let all = link
+            .all_gather(mine.iter().flat_map(|v| split_bits(*v)).collect())
+            .map_err(|why| {
+                self.cluster_error(format!("checking the nodes at step {step}: {why}"))
+            })?;
+        let all: Vec<Vec<u64>> = all
+            .iter()
+            .map(|n| n.chunks(4).map(join_bits).collect())
+            .collect();
+        let differ = |i: usize| {
+            all.iter()
+                .enumerate()
+                .filter(|(_, n)| n[i] != mine[i])
+                .map(|(r, _)| r.to_string())
+                .collect::<Vec<_>>()
+        };
+        let (config, models, workers) = (differ(0), differ(1), differ(2));
+        if !workers.is_empty() {
+            return Err(self.cluster_error(format!(
+                "node(s) {} run a different number of workers than this node's {}: every node                  needs as many (--device)",
+                workers.join(", "),
+                self.len()
+            )));
+        }
+        if !config.is_empty() {
+            return Err(self.cluster_error(format!(
+                "node(s) {} run a different config or start at a different step than this node                  (step {step}): every node needs the same method, options, seed and checkpoint",
+                config.join(", ")
+            )));
+        }
+        if !models.is_empty() {
+            return Err(self.cluster_error(format!(
+                "the model of node(s) {} differs from this node's after step {step} (checksum                  {:08x}): the nodes must run the same cssl build on the same kind of device;                  the last checkpoint before the difference is kept",
+                models.join(", "),
+                mine[1]
+            )));
+        }
+        Ok(())
     }
 
     /// The main device: the model, the optimiser, validation, checkpoints.
@@ -127,17 +269,21 @@ impl<B: AutodiffBackend> Workers<B> {
         self.devices.is_empty()
     }
 
-    /// Checks that `batch_size` splits evenly over the workers.
+    /// Checks that `batch_size` splits evenly over the workers (of every
+    /// node).
     ///
     /// # Errors
     /// A [`CsslError::Config`] naming `options.batch_size`.
     pub fn check_batch(&self, batch_size: usize) -> Result<()> {
-        if batch_size % self.len() != 0 {
+        if batch_size % self.world() != 0 {
+            let over = match self.nodes() {
+                1 => format!("{} workers", self.len()),
+                n => format!("{n} nodes of {} workers", self.len()),
+            };
             return Err(CsslError::config(
                 "options.batch_size",
                 format!(
-                    "{batch_size} does not split evenly over {} workers: every worker takes an equal slice",
-                    self.len()
+                    "{batch_size} does not split evenly over {over}: every worker takes an equal slice"
                 ),
             ));
         }
@@ -145,30 +291,38 @@ impl<B: AutodiffBackend> Workers<B> {
     }
 
     /// One training step of `model` on the batch `views` (`views[v][i]`:
-    /// view `v` of image `i`): the backend seeded with `seed`, every
-    /// worker's `TrainStep::step` on its slice, the mean of their losses,
-    /// monitors and gradients. The optimiser step is the caller's.
+    /// view `v` of image `i`; across nodes, this node's shard of the global
+    /// batch): the backend seeded with `seed`, every worker's
+    /// `TrainStep::step` on its slice, the mean of their losses, monitors
+    /// and gradients (over every node). The optimiser step is the caller's.
+    ///
+    /// # Errors
+    /// Across nodes: a [`CsslError::Cluster`] when the exchange with the
+    /// other nodes fails (a node stopped answering within the timeout).
     ///
     /// # Panics
     /// When a worker's step panics (after every other worker has stopped),
     /// or when the batch does not split evenly ([`Self::check_batch`]
     /// refuses such a batch size with an error).
-    pub fn step<M>(&self, model: &M, views: &[Vec<View>], seed: u64) -> StepResult
+    pub fn step<M>(&self, model: &M, views: &[Vec<View>], seed: u64) -> Result<StepResult>
     where
         M: TrainStep<Input = ViewBatch<B>, Output = SslOutput<B>> + AutodiffModule<B>,
     {
-        if self.len() == 1 {
+        if self.len() == 1 && self.link.is_none() {
             B::seed(self.main(), seed);
             let output = model.step(view_batch::<B>(views, self.main()).with_seed(seed));
-            return StepResult {
+            return Ok(StepResult {
                 values: scalars(output.item),
                 grads: output.grads,
-            };
+                stop: crate::signal::stop_requested().map(String::from),
+            });
         }
+        // Each worker's randomness follows its global rank.
+        let rank = |w: usize| (self.node() * self.len() + w) as u64;
         // Each distinct device seeded once, before any worker starts.
         for (w, device) in self.devices.iter().enumerate() {
             if !self.devices[..w].contains(device) {
-                B::seed(device, mix_seed(&[seed, w as u64]));
+                B::seed(device, mix_seed(&[seed, rank(w)]));
             }
         }
         let world = self.len();
@@ -178,7 +332,10 @@ impl<B: AutodiffBackend> Workers<B> {
             "a batch of {images} images does not split over {world} workers (check_batch refuses it)"
         );
         let per = images / world;
-        let group = GatherGroup::new(world);
+        let group = match &self.link {
+            None => GatherGroup::new(world),
+            Some(link) => GatherGroup::across(world, link.clone()),
+        };
         // Workers on another device than the main one get their own copy,
         // taken here, before any worker's step updates the model's state.
         let locals: Vec<(M, bool)> = self
@@ -206,7 +363,7 @@ impl<B: AutodiffBackend> Workers<B> {
                                 .map(|v| stack_views::<B>(&v[w * per..(w + 1) * per], device))
                                 .collect(),
                         )
-                        .with_seed(mix_seed(&[seed, w as u64]));
+                        .with_seed(mix_seed(&[seed, rank(w)]));
                         let output = local.step(input);
                         (scalars(output.item), output.grads)
                     })
@@ -232,6 +389,15 @@ impl<B: AutodiffBackend> Workers<B> {
                 .map(|h| h.join().unwrap_or_else(|e| resume_unwind(e)))
                 .collect()
         });
+        if let Some(why) = group.failure() {
+            return Err(self.cluster_error(why));
+        }
+        // burn's `RunningState` keeps an update per thread until a read on
+        // that same thread merges it; each step's workers are new threads,
+        // so the updates are merged here, on the caller's thread, before
+        // the next step reads them (otherwise every step would start from
+        // the first step's statistics and the updates pile up unmerged).
+        drop(model.valid());
         let mut values: Vec<(String, f64)> = Vec::new();
         let mut grads = Vec::with_capacity(world);
         for output in outputs {
@@ -251,9 +417,159 @@ impl<B: AutodiffBackend> Workers<B> {
             device: self.main(),
         };
         model.visit(&mut mean);
-        StepResult {
+        let mut result = StepResult {
             values,
             grads: mean.out,
+            stop: crate::signal::stop_requested().map(String::from),
+        };
+        if let Some(link) = &self.link {
+            self.across_nodes(link.as_ref(), model, &mut result)
+                .map_err(|why| self.cluster_error(why))?;
+        }
+        Ok(result)
+    }
+
+    /// One all-reduce for the step across nodes: the sum of the nodes' mean
+    /// gradients (then divided by the nodes: the mean over every worker),
+    /// and, in one slot per node, each node's values (as exact 16-bit
+    /// pieces) and stop request.
+    fn across_nodes<M: AutodiffModule<B>>(
+        &self,
+        link: &dyn NodeLink,
+        model: &M,
+        result: &mut StepResult,
+    ) -> std::result::Result<(), String> {
+        let (node, nodes) = (link.node(), link.nodes());
+        let mut flat = FlatGrads::<B> {
+            grads: &mut result.grads,
+            values: Vec::new(),
+            _backend: std::marker::PhantomData,
+        };
+        model.visit(&mut flat);
+        let mut buffer = flat.values;
+        let grad_len = buffer.len();
+        let k = result.values.len() * 4 + 1;
+        let mut slots = vec![0f32; k * nodes];
+        let mine = &mut slots[node * k..(node + 1) * k];
+        for (i, (_, v)) in result.values.iter().enumerate() {
+            mine[i * 4..i * 4 + 4].copy_from_slice(&split_bits(v.to_bits()));
+        }
+        mine[k - 1] = match result.stop.as_deref() {
+            None => 0.0,
+            Some("SIGTERM") => 2.0,
+            Some(_) => 1.0,
+        };
+        buffer.extend(slots);
+        let summed = link.all_reduce_sum(buffer)?;
+        let (grads, slots) = summed.split_at(grad_len);
+        let mut unflat = UnflatGrads::<B> {
+            summed: grads,
+            at: 0,
+            nodes: nodes as f64,
+            device: self.main(),
+            out: GradientsParams::new(),
+        };
+        model.visit(&mut unflat);
+        result.grads = unflat.out;
+        for (i, (_, v)) in result.values.iter_mut().enumerate() {
+            *v = (0..nodes)
+                .map(|n| {
+                    f64::from_bits(join_bits(&slots[n * k + i * 4..n * k + i * 4 + 4]))
+                        / nodes as f64
+                })
+                .sum();
+        }
+        result.stop = (0..nodes).find_map(|n| match slots[n * k + k - 1] {
+            0.0 => None,
+            2.0 => Some(format!("SIGTERM on node {n}")),
+            _ => Some(format!("SIGINT on node {n}")),
+        });
+        Ok(())
+    }
+}
+
+/// A node's mean gradients as one buffer, parameter by parameter in module
+/// order: a presence flag, then the values (zeros when absent).
+struct FlatGrads<'a, B: AutodiffBackend> {
+    grads: &'a mut GradientsParams,
+    values: Vec<f32>,
+    _backend: std::marker::PhantomData<B>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for FlatGrads<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if !param.is_require_grad() {
+            return;
+        }
+        match self.grads.remove::<B::InnerBackend, D>(param.id) {
+            Some(g) => {
+                self.values.push(1.0);
+                self.values
+                    .extend(g.into_data().convert::<f32>().iter::<f32>());
+            }
+            None => {
+                self.values.push(0.0);
+                let n = param.val().shape().num_elements();
+                self.values.extend(std::iter::repeat_n(0.0, n));
+            }
+        }
+    }
+}
+
+/// The inverse of [`FlatGrads`] over the nodes' sum: each present
+/// gradient divided by the nodes, on the main device.
+struct UnflatGrads<'a, B: AutodiffBackend> {
+    summed: &'a [f32],
+    at: usize,
+    nodes: f64,
+    device: &'a B::Device,
+    out: GradientsParams,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for UnflatGrads<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if !param.is_require_grad() {
+            return;
+        }
+        let shape = param.val().shape();
+        let n = shape.num_elements();
+        let present = self.summed[self.at] > 0.0;
+        let values = &self.summed[self.at + 1..self.at + 1 + n];
+        self.at += 1 + n;
+        if present {
+            let sum = Tensor::<B::InnerBackend, D>::from_data(
+                burn::tensor::TensorData::new(values.to_vec(), shape),
+                self.device,
+            );
+            self.out
+                .register::<B::InnerBackend, D>(param.id, sum.div_scalar(self.nodes));
+        }
+    }
+}
+
+/// A checksum of every float of a module but batch norm's running
+/// statistics (by their field names).
+#[derive(Default)]
+struct ModelChecksum {
+    hasher: crc32fast::Hasher,
+    path: Vec<String>,
+}
+
+impl<B: Backend> ModuleVisitor<B> for ModelChecksum {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if self.path.iter().any(|p| p.starts_with("running_")) {
+            return;
+        }
+        for v in param.val().into_data().convert::<f32>().iter::<f32>() {
+            self.hasher.update(&v.to_bits().to_le_bytes());
         }
     }
 }

@@ -212,6 +212,16 @@ impl RunDir {
         Ok(run)
     }
 
+    /// The run directory another process writes: node 0 of a run across
+    /// nodes, seen from the other nodes, which read it only to resume
+    /// (it need not exist here). Neither locked nor created.
+    pub fn written_elsewhere(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            lock: None,
+        }
+    }
+
     /// An existing run directory to read (evaluate, export) unlocked.
     ///
     /// # Errors

@@ -65,19 +65,30 @@ pub fn flat<B: Backend, M: Module<B>>(model: &M) -> Vec<f32> {
     floats(model).into_iter().flat_map(|(_, v)| v).collect()
 }
 
-/// What one step leaves: the loss it reported, every float before and after.
+/// What some steps leave: the loss the last reported, every float before
+/// and after them, and what the first step alone left.
 pub struct Stepped {
     pub loss: f64,
     pub before: Vec<f32>,
     pub after: Vec<f32>,
+    pub first: Box<Option<Stepped>>,
 }
 
-struct OneStep<'a, B: AutodiffBackend> {
+impl Stepped {
+    /// What the first step alone left (itself after one step).
+    pub fn first(&self) -> &Stepped {
+        self.first.as_ref().as_ref().unwrap_or(self)
+    }
+}
+
+struct Steps<'a, B: AutodiffBackend> {
     workers: &'a Workers<B>,
     views: &'a [Vec<View>],
+    steps: usize,
+    lr: f64,
 }
 
-impl<B: AutodiffBackend> WithModel<B> for OneStep<'_, B> {
+impl<B: AutodiffBackend> WithModel<B> for Steps<'_, B> {
     type Output = Stepped;
 
     fn run<M>(self, model: M) -> Stepped
@@ -90,15 +101,38 @@ impl<B: AutodiffBackend> WithModel<B> for OneStep<'_, B> {
             + SslModel<B::InnerBackend>,
     {
         let before = flat(&model);
-        let step = self.workers.step(&model, self.views, 7);
         let mut optim = SgdConfig::new().init();
-        let model = model.optimize(&mut optim, LR, step.grads);
+        let mut model = model;
+        let mut loss = f64::NAN;
+        let mut first = None;
+        for k in 0..self.steps {
+            let step = self
+                .workers
+                .step(&model, self.views, 7 + k as u64)
+                .unwrap_or_else(|e| panic!("{e}"));
+            model = model.optimize(&mut optim, self.lr, step.grads);
+            if self.workers.check_due(k + 1) {
+                self.workers
+                    .agree(&model, "steps", k + 1)
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+            loss = step.values.iter().find(|(n, _)| n == LOSS).unwrap().1;
+            if k == 0 && self.steps > 1 {
+                first = Some(Stepped {
+                    loss,
+                    before: before.clone(),
+                    after: flat(&model.valid()),
+                    first: Box::new(None),
+                });
+            }
+        }
+        self.workers.finish();
         let after = flat(&model.valid());
-        let loss = step.values.iter().find(|(n, _)| n == LOSS).unwrap().1;
         Stepped {
             loss,
             before,
             after,
+            first: Box::new(first),
         }
     }
 }
@@ -109,9 +143,28 @@ pub fn step<B: AutodiffBackend>(
     workers: &Workers<B>,
     views: &[Vec<View>],
 ) -> Stepped {
+    steps(config, workers, views, 1, LR)
+}
+
+/// `steps` SGD steps at `lr` of `config`'s model (seed 11) on `workers`
+/// over `views` (this node's share of the batch, across nodes); the loss
+/// is the last step's.
+pub fn steps<B: AutodiffBackend>(
+    config: &MethodConfig,
+    workers: &Workers<B>,
+    views: &[Vec<View>],
+    steps: usize,
+    lr: f64,
+) -> Stepped {
     let schedule = RunSchedule::new(64, IMAGES, 1);
+    let run = Steps {
+        workers,
+        views,
+        steps,
+        lr,
+    };
     config
-        .with_model::<B, _>(&schedule, workers.main(), 11, OneStep { workers, views })
+        .with_model::<B, _>(&schedule, workers.main(), 11, run)
         .unwrap()
 }
 
