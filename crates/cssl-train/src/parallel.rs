@@ -393,10 +393,11 @@ impl<B: AutodiffBackend> Workers<B> {
             return Err(self.cluster_error(why));
         }
         // burn's `RunningState` keeps an update per thread until a read on
-        // that same thread merges it; each step's workers are new threads,
-        // so the updates are merged here, on the caller's thread, before
-        // the next step reads them (otherwise every step would start from
-        // the first step's statistics and the updates pile up unmerged).
+        // that same thread merges it; workers without a thread pool of their
+        // own (GPUs, a node's one worker) are new threads each step, so the
+        // updates are merged here, on the caller's thread, before the next
+        // step reads them (otherwise every step would start from the first
+        // step's statistics, and the updates pile up unmerged).
         drop(model.valid());
         let mut values: Vec<(String, f64)> = Vec::new();
         let mut grads = Vec::with_capacity(world);

@@ -124,3 +124,43 @@ fn a_batch_that_does_not_split_evenly_is_refused() {
         "{err}"
     );
 }
+
+/// Batch norm's running statistics follow every step on 2 workers as on 1:
+/// at learning rate 0 each of 3 steps sees the same batch statistics, and
+/// `running = 0.9 running + 0.1 batch` three times over must come out alike.
+/// (burn's `RunningState` keeps each thread's update until a read on that
+/// thread merges it; workers without a thread pool of their own - GPUs, a
+/// node's one worker - are new threads each step, so unless the step merges
+/// them, every step starts from the first one's values.)
+#[test]
+fn running_statistics_follow_every_step_on_two_workers() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let without_pools = Workers::<B>::new(vec![Default::default(); 2], None).unwrap();
+    let config = MethodKind::Simclr.tiny();
+    let views = views(config.augmentation());
+    let one = common::steps_unread(
+        &config,
+        &Workers::<B>::one(Default::default()),
+        &views,
+        3,
+        0.0,
+    );
+    let two = common::steps_unread(&config, &without_pools, &views, 3, 0.0);
+    let moved = one
+        .before
+        .iter()
+        .zip(&one.after)
+        .filter(|(b, a)| b != a)
+        .count();
+    assert!(moved > 0, "the running statistics did not move");
+    let worst = one
+        .after
+        .iter()
+        .zip(&two.after)
+        .map(|(a, b)| (a - b).abs() / a.abs().max(1e-3))
+        .fold(0f32, f32::max);
+    assert!(
+        worst < 1e-4,
+        "2 workers' statistics are {worst} (relative) away from 1 worker's"
+    );
+}

@@ -86,6 +86,8 @@ struct Steps<'a, B: AutodiffBackend> {
     views: &'a [Vec<View>],
     steps: usize,
     lr: f64,
+    /// Keep what the first step left (reads the model between steps).
+    keep_first: bool,
 }
 
 impl<B: AutodiffBackend> WithModel<B> for Steps<'_, B> {
@@ -117,7 +119,7 @@ impl<B: AutodiffBackend> WithModel<B> for Steps<'_, B> {
                     .unwrap_or_else(|e| panic!("{e}"));
             }
             loss = step.values.iter().find(|(n, _)| n == LOSS).unwrap().1;
-            if k == 0 && self.steps > 1 {
+            if k == 0 && self.steps > 1 && self.keep_first {
                 first = Some(Stepped {
                     loss,
                     before: before.clone(),
@@ -148,7 +150,7 @@ pub fn step<B: AutodiffBackend>(
 
 /// `steps` SGD steps at `lr` of `config`'s model (seed 11) on `workers`
 /// over `views` (this node's share of the batch, across nodes); the loss
-/// is the last step's.
+/// is the last step's; what the first step left is kept too.
 pub fn steps<B: AutodiffBackend>(
     config: &MethodConfig,
     workers: &Workers<B>,
@@ -156,12 +158,37 @@ pub fn steps<B: AutodiffBackend>(
     steps: usize,
     lr: f64,
 ) -> Stepped {
+    run_steps(config, workers, views, steps, lr, true)
+}
+
+/// [`steps`] without reading the model between steps (reading it merges
+/// burn's per-thread running-state updates, which a test of that merge
+/// must not do for it).
+pub fn steps_unread<B: AutodiffBackend>(
+    config: &MethodConfig,
+    workers: &Workers<B>,
+    views: &[Vec<View>],
+    steps: usize,
+    lr: f64,
+) -> Stepped {
+    run_steps(config, workers, views, steps, lr, false)
+}
+
+fn run_steps<B: AutodiffBackend>(
+    config: &MethodConfig,
+    workers: &Workers<B>,
+    views: &[Vec<View>],
+    steps: usize,
+    lr: f64,
+    keep_first: bool,
+) -> Stepped {
     let schedule = RunSchedule::new(64, IMAGES, 1);
     let run = Steps {
         workers,
         views,
         steps,
         lr,
+        keep_first,
     };
     config
         .with_model::<B, _>(&schedule, workers.main(), 11, run)
