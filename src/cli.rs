@@ -697,11 +697,35 @@ fn join_nodes(args: &NodeArgs) -> Result<Option<(Arc<dyn NodeLink>, usize)>> {
 #[cfg(not(feature = "collective"))]
 const ENV_NODES: [&str; 2] = ["WORLD_SIZE", "SLURM_NTASKS"];
 
+/// Refuses, before joining, a batch that does not split over every
+/// worker of every node.
+fn check_nodes_batch(args: &NodeArgs, device: &str, batch_size: usize) -> Result<()> {
+    #[cfg(feature = "collective")]
+    if let Some(config) = args.config()? {
+        let workers = device.parse::<crate::device::DeviceSpec>()?.workers();
+        let world = config.nodes * workers;
+        if batch_size % world != 0 {
+            return Err(CsslError::config(
+                "options.batch_size",
+                format!(
+                    "{batch_size} does not split evenly over {} nodes of {workers} workers: every \
+                     worker takes an equal slice",
+                    config.nodes
+                ),
+            ));
+        }
+    }
+    #[cfg(not(feature = "collective"))]
+    let _ = (args, device, batch_size);
+    Ok(())
+}
+
 fn pretrain(args: PretrainArgs) -> Result<()> {
     let run = run_config_from(&args)?;
     let control = run_control(&args.run)?;
     let start = std::time::Instant::now();
     let device = control.flags.as_ref().map_or("cpu", |f| f.device.as_str());
+    check_nodes_batch(&args.run.nodes, device, run.options.batch_size)?;
     let nodes = join_nodes(&args.run.nodes)?;
     let (link, check_every) = match nodes {
         Some((l, c)) => (Some(l), c),

@@ -96,6 +96,17 @@ impl std::str::FromStr for DeviceSpec {
     }
 }
 
+impl DeviceSpec {
+    /// Workers it names.
+    pub fn workers(&self) -> usize {
+        match self {
+            Self::Cpu(n) => *n,
+            Self::Cuda(v) => v.len(),
+            Self::Wgpu(v) => v.len(),
+        }
+    }
+}
+
 /// Runs `work` on the devices named by `spec` (see [`DeviceSpec`]).
 ///
 /// # Errors

@@ -12,7 +12,7 @@
 #![cfg(feature = "wgpu")]
 
 use burn::backend::Flex;
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::tensor::{Distribution, Tensor};
 use burn_store::{ModuleSnapshot, SafetensorsStore};
 use cssl::core::Encoder;
@@ -20,7 +20,7 @@ use cssl::job::load_encoder;
 use std::path::Path;
 
 mod common;
-use common::cssl_status;
+use common::{cssl_status, encoder_bits};
 
 /// `cssl args`, which must exit with `code`; its output.
 fn expect(code: i32, args: &[&str]) -> String {
@@ -62,21 +62,6 @@ fn pretrain(out: &Path, extra: &[&str]) -> Vec<String> {
 
 fn strs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
-}
-
-/// Every float of a run's encoder, as bits, in module order.
-fn encoder_bits(run: &Path) -> Vec<u32> {
-    struct Bits(Vec<u32>);
-    impl ModuleVisitor<Flex> for Bits {
-        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<Flex, D>>) {
-            let data = p.val().into_data();
-            self.0.extend(data.iter::<f32>().map(f32::to_bits));
-        }
-    }
-    let (_, encoder) = load_encoder::<Flex>(run, &Default::default()).unwrap();
-    let mut bits = Bits(Vec::new());
-    encoder.visit(&mut bits);
-    bits.0
 }
 
 /// `metrics.csv` without its wall-clock columns.
