@@ -732,7 +732,18 @@ fn pretrain(args: PretrainArgs) -> Result<()> {
         None => (None, 0),
     };
     let node = link.as_ref().map(|l| (l.node(), l.nodes()));
-    let Some(r) = on_device(device, Pretrain(&run, &control, link, check_every))? else {
+    let traffic = link.clone();
+    let result = on_device(device, Pretrain(&run, &control, link, check_every));
+    if let Some((calls, bytes)) = traffic.and_then(|l| l.traffic()) {
+        let (rank, nodes) = node.unwrap_or((0, 1));
+        println!(
+            "node {rank} of {nodes}: {calls} all-reduces carried {:.2} MB from this node \
+             (a ring all-reduce sends and receives {:.2} times its buffer per node)",
+            bytes as f64 / 1e6,
+            2.0 * (nodes - 1) as f64 / nodes as f64
+        );
+    }
+    let Some(r) = result? else {
         let (rank, nodes) = node.unwrap_or((0, 1));
         println!(
             "node {rank} of {nodes}: training finished in {:.0}s; node 0 evaluates and writes {}",

@@ -76,6 +76,13 @@ enum Command {
         /// evenly), in alternating rounds, and print their ratio.
         #[arg(long)]
         compare_workers: Option<usize>,
+        /// Then time the main job's SimCLR step on 1 process of this many
+        /// CPU workers and on this many processes of 1 worker each (through
+        /// burn-collective on 127.0.0.1, the cores shared evenly), in
+        /// alternating rounds, and print their ratio and the bytes each
+        /// node puts into the all-reduces per step.
+        #[arg(long)]
+        compare_nodes: Option<usize>,
         /// Instead of the CPU defaults: time SimCLR with this full-width
         /// encoder (resnet18 | resnet50) on `--size` px RGB views, on
         /// `--device`, and print the cold start (model built to first step
@@ -117,6 +124,9 @@ enum Command {
 }
 
 fn main() {
+    if let Ok(spec) = std::env::var(NODE_VAR) {
+        return bench_node(&spec);
+    }
     let (steps, batch_size, images, methods, no_augmentation, pipeline_filter, torch, workers) =
         match Cli::parse().command {
             Command::Bench {
@@ -131,12 +141,16 @@ fn main() {
                 python,
                 rounds,
                 compare_workers,
+                compare_nodes,
                 encoder,
                 size,
                 device,
                 precision,
                 warmup,
             } => {
+                if let Some(nodes) = compare_nodes {
+                    return compare_nodes_bench(nodes, rounds, batch_size, steps);
+                }
                 if let Some(encoder) = encoder {
                     return model_bench::run(model_bench::Options {
                         encoder,
@@ -541,6 +555,10 @@ struct TimeSteps<'a> {
     workers: &'a Workers<Autodiff<Flex>>,
 }
 
+/// `(node, nodes)`: the share of each batch this process builds (a node
+/// of `--compare-nodes`; `(0, 1)` otherwise).
+static SHARE: std::sync::OnceLock<(usize, usize)> = std::sync::OnceLock::new();
+
 impl WithModel<Autodiff<Flex>> for TimeSteps<'_> {
     type Output = StepBench;
 
@@ -565,7 +583,9 @@ impl WithModel<Autodiff<Flex>> for TimeSteps<'_> {
         let augmentation = config.augmentation().clone();
         let views = augmentation.views.len();
         let batcher = MultiViewBatcher::new(Arc::new(augmentation), 0);
-        let samples: Vec<Sample> = (0..batch_size)
+        let (node, nodes) = *SHARE.get_or_init(|| (0, 1));
+        let per = batch_size / nodes;
+        let samples: Vec<Sample> = (node * per..(node + 1) * per)
             .map(|i| burn::data::dataset::Dataset::get(data, i).unwrap())
             .collect();
         let (mut timed, mut aug_time) = (0.0, 0.0);
@@ -686,4 +706,123 @@ fn bench_loader(dir: &std::path::Path, unlabeled: usize) {
             println!("loader simclr {px:>3} px, {workers} worker(s): {rate:>8.0} views/s ({views} views)");
         }
     }
+}
+
+/// What a `--compare-nodes` node process is asked to do:
+/// `rank nodes port batch steps`.
+const NODE_VAR: &str = "CSSL_BENCH_NODE";
+
+/// A `--compare-nodes` node: joins the others on 127.0.0.1, times the main
+/// job's step on its share of the batch, and (node 0) prints
+/// `NODE_RESULT <views/s of the global batch> <bytes per step>`.
+fn bench_node(spec: &str) {
+    let f: Vec<usize> = spec.split(' ').map(|v| v.parse().unwrap()).collect();
+    let (rank, nodes, port, batch_size, steps) = (f[0], f[1], f[2] as u16, f[3], f[4]);
+    SHARE.set((rank, nodes)).unwrap();
+    let data = FashionMnist::embedded().unwrap();
+    let mut config = cssl::train::ClusterConfig::new(nodes, rank, format!("127.0.0.1:{port}"));
+    config.timeout = std::time::Duration::from_secs(120);
+    let cluster = Arc::new(cssl::train::Cluster::join(config).unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(1)
+    }));
+    let link: Arc<dyn cssl::core::parallel::NodeLink> = cluster.clone();
+    let workers = Workers::one(Default::default()).across(link, 0);
+    let r = bench_method(
+        &MethodKind::Simclr.fashion_mnist(),
+        &data.train,
+        batch_size,
+        steps,
+        &workers,
+    );
+    let (calls, bytes) =
+        cssl::core::parallel::NodeLink::traffic(cluster.as_ref()).unwrap_or((0, 0));
+    workers.finish();
+    if rank == 0 {
+        println!(
+            "NODE_RESULT {} {} {}",
+            r.images_per_s * r.views as f64,
+            bytes as f64 / (steps + 2) as f64,
+            calls as f64 / (steps + 2) as f64
+        );
+    }
+}
+
+/// The main job's SimCLR step on 1 process of `nodes` CPU workers, then on
+/// `nodes` processes of 1 worker each, in alternating rounds; the cores are
+/// shared evenly either way.
+fn compare_nodes_bench(nodes: usize, rounds: usize, batch_size: usize, steps: usize) {
+    let data = FashionMnist::embedded().unwrap();
+    let cores = rayon::current_num_threads();
+    if nodes < 2 || batch_size % nodes != 0 {
+        eprintln!("--compare-nodes {nodes}: expected at least 2 nodes that split --batch-size {batch_size} evenly");
+        std::process::exit(1);
+    }
+    let threads = (cores / nodes).max(1);
+    println!(
+        "the main job's SimCLR step (batch {batch_size} x 2 views, {steps} timed steps, forward + \
+         backward + AdamW): 1 process of {nodes} workers vs {nodes} processes of 1 worker \
+         (burn-collective on 127.0.0.1), {threads} thread(s) per worker, {rounds} alternating rounds:"
+    );
+    let config = MethodKind::Simclr.fashion_mnist();
+    let many = Workers::new(vec![Default::default(); nodes], Some(threads)).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut ratios = Vec::new();
+    let (mut per_step, mut calls) = (0.0, 0.0);
+    for round in 1..=rounds {
+        let r = bench_method(&config, &data.train, batch_size, steps, &many);
+        let a = r.images_per_s * r.views as f64;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let children: Vec<_> = (0..nodes)
+            .map(|rank| {
+                std::process::Command::new(&exe)
+                    .env(
+                        NODE_VAR,
+                        format!("{rank} {nodes} {port} {batch_size} {steps}"),
+                    )
+                    .env("RAYON_NUM_THREADS", threads.to_string())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let outputs: Vec<_> = children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect();
+        let text = String::from_utf8_lossy(&outputs[0].stdout).to_string();
+        let Some(line) = text.lines().find(|l| l.starts_with("NODE_RESULT")) else {
+            eprintln!(
+                "node 0 gave no result:\n{text}{}",
+                String::from_utf8_lossy(&outputs[0].stderr)
+            );
+            std::process::exit(1);
+        };
+        let f: Vec<f64> = line
+            .split(' ')
+            .skip(1)
+            .map(|v| v.parse().unwrap())
+            .collect();
+        let b = f[0];
+        per_step = f[1];
+        calls = f[2];
+        println!(
+            "  round {round}: 1 process x {nodes} {a:>7.1} views/s   {nodes} processes x 1 {b:>7.1} views/s   ratio {:.2}",
+            b / a
+        );
+        ratios.push(b / a);
+    }
+    print_median(&format!("{nodes} processes / 1 process"), ratios);
+    println!(
+        "each node put {:.2} MB a step into {calls:.0} all-reduces (gradients, values, gathered \
+         embeddings and batch-norm sums); a ring all-reduce sends and receives {:.2} times its \
+         buffer per node",
+        per_step / 1e6,
+        2.0 * (nodes - 1) as f64 / nodes as f64
+    );
 }

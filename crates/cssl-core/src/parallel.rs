@@ -68,6 +68,12 @@ pub trait NodeLink: Send + Sync + std::fmt::Debug {
     /// The run is over: leave the other nodes (after a last exchange, so
     /// that none leaves while another still reads from it).
     fn finish(&self) {}
+
+    /// All-reduces so far and the bytes this node put into them, where the
+    /// link counts them.
+    fn traffic(&self) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 /// The workers of one data-parallel step, which exchange tensors through it.

@@ -353,16 +353,6 @@ impl Cluster {
         self.config.nodes
     }
 
-    /// All-reduces so far, and the bytes this node put into them (each
-    /// all-reduce's buffer, 4 bytes a value; a ring all-reduce sends and
-    /// receives `2 (N - 1) / N` times that per node).
-    pub fn traffic(&self) -> (u64, u64) {
-        (
-            self.calls.load(Ordering::Relaxed),
-            self.bytes.load(Ordering::Relaxed),
-        )
-    }
-
     /// A [`CsslError::Cluster`] for this node.
     pub fn error(&self, reason: impl Into<String>) -> CsslError {
         CsslError::Cluster {
@@ -527,6 +517,16 @@ impl NodeLink for Cluster {
 
     fn finish(&self) {
         self.leave()
+    }
+
+    /// All-reduces so far, and the bytes this node put into them (each
+    /// all-reduce's buffer, 4 bytes a value; a ring all-reduce sends and
+    /// receives `2 (N - 1) / N` times that per node).
+    fn traffic(&self) -> Option<(u64, u64)> {
+        Some((
+            self.calls.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        ))
     }
 }
 
