@@ -86,6 +86,9 @@ pub struct AblateArgs {
     /// Price of one hour of this machine: adds a price per cell to the cost table.
     #[arg(long)]
     price_per_hour: Option<f64>,
+    /// Every cell across nodes (node 0 writes the study).
+    #[command(flatten)]
+    nodes: NodeArgs,
 }
 
 /// `cssl pretrain`.
@@ -838,8 +841,41 @@ fn ablate(args: AblateArgs) -> Result<()> {
         check: args.check,
         price_per_hour: args.price_per_hour,
         program,
+        nodes: study_nodes(&args.nodes)?,
     })
     .map(|_| ())
+}
+
+/// Where this node stands in a study across nodes, if the flags (or the
+/// launcher's variables) name one.
+fn study_nodes(args: &NodeArgs) -> Result<Option<crate::ablate::StudyNodes>> {
+    #[cfg(feature = "collective")]
+    {
+        let Some(c) = args.config()? else {
+            return Ok(None);
+        };
+        let split = |field: &str, a: &str| -> Result<(String, u16)> {
+            let bad = || CsslError::config(field, format!("`{a}`: expected HOST:PORT"));
+            let (h, p) = a.rsplit_once(':').ok_or_else(bad)?;
+            Ok((h.to_string(), p.parse().map_err(|_| bad())?))
+        };
+        let (host, port) = split("coordinator", &c.coordinator)?;
+        Ok(Some(crate::ablate::StudyNodes {
+            nodes: c.nodes,
+            rank: c.rank,
+            host,
+            port,
+            node_address: c
+                .node_address
+                .as_deref()
+                .map(|a| split("node_address", a))
+                .transpose()?,
+            timeout_s: c.timeout.as_secs_f64(),
+            check_every: c.check_every,
+        }))
+    }
+    #[cfg(not(feature = "collective"))]
+    join_nodes(args).map(|_| None)
 }
 
 fn export(args: ExportArgs) -> Result<()> {

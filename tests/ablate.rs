@@ -190,3 +190,64 @@ fn sigterm_stops_a_study_with_code_130_and_the_rerun_finishes_it() {
     assert_eq!(code, 0, "{text}");
     assert_eq!(lines(&out.join("results.jsonl")), 2);
 }
+
+/// The study across two node processes on 127.0.0.1: node 0 writes the
+/// results and tables, node 1 trains every cell with it (its logs beside
+/// the cells' runs) and writes nothing else.
+#[cfg(feature = "collective")]
+#[test]
+fn a_study_runs_across_two_nodes_and_node_0_writes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("study");
+    let port = loop {
+        let p = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        // Two cells of 2 nodes: ports p .. p + 5.
+        if p < 65000 && (1..6).all(|d| std::net::TcpListener::bind(("0.0.0.0", p + d)).is_ok()) {
+            break p;
+        }
+    };
+    let coordinator = format!("127.0.0.1:{port}");
+    let node = |rank: &str| {
+        Command::new(env!("CARGO_BIN_EXE_cssl"))
+            .args(["ablate", "tiny", "--out", out.to_str().unwrap()])
+            .args([
+                "--nodes",
+                "2",
+                "--node-rank",
+                rank,
+                "--coordinator",
+                &coordinator,
+            ])
+            .args(["--node-timeout", "120"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (n0, n1) = (node("0"), node("1"));
+    let texts: Vec<(i32, String)> = [n0, n1]
+        .into_iter()
+        .map(|c| {
+            let o = c.wait_with_output().unwrap();
+            let text = String::from_utf8_lossy(&o.stdout).to_string()
+                + &String::from_utf8_lossy(&o.stderr);
+            (o.status.code().unwrap_or(-1), text)
+        })
+        .collect();
+    assert_eq!((texts[0].0, texts[1].0), (0, 0), "{texts:?}");
+    assert!(texts[1].1.contains("node 1 is done"), "{}", texts[1].1);
+    assert_eq!(lines(&out.join("results.jsonl")), 2);
+    assert!(out.join("table.md").is_file());
+    for cell in ["cosine", "scaled-dot"] {
+        let log = std::fs::read_to_string(out.join(cell).join("seed-1.node1.log")).unwrap();
+        assert!(
+            log.contains("node 1 of 2: training finished"),
+            "{cell}: {log}"
+        );
+        assert!(out.join(cell).join("seed-1").join("results.json").is_file());
+    }
+}

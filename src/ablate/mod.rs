@@ -15,5 +15,5 @@ pub mod stats;
 pub mod study;
 
 pub use report::Report;
-pub use runner::{ablate, AblateOptions, CellResult, ResultsFile, Status};
+pub use runner::{ablate, AblateOptions, CellResult, ResultsFile, Status, StudyNodes};
 pub use study::{Study, SHIPPED};

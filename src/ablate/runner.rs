@@ -41,6 +41,69 @@ pub struct AblateOptions {
     pub price_per_hour: Option<f64>,
     /// The `cssl` program that runs the cells.
     pub program: PathBuf,
+    /// Across nodes: where this node stands. Node 0 writes the study; the
+    /// others run its cells with it and write nothing (the study directory
+    /// must be on a filesystem every node sees, as the cells' runs are).
+    pub nodes: Option<StudyNodes>,
+}
+
+/// A study across nodes: every cell's run is a run across the same nodes,
+/// cell `k` (0-based, in the study's order) coordinated on `port + k *
+/// (nodes + 1)`, so that a node that starts the next cell early never
+/// reaches the coordinator of the cell before.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StudyNodes {
+    /// Nodes.
+    pub nodes: usize,
+    /// This node's rank.
+    pub rank: usize,
+    /// The coordinator's host.
+    pub host: String,
+    /// The coordinator's port for the first cell.
+    pub port: u16,
+    /// This node's address, when given (its port moves with the cell's).
+    pub node_address: Option<(String, u16)>,
+    /// `--node-timeout`, seconds.
+    pub timeout_s: f64,
+    /// `--node-check-every`.
+    pub check_every: usize,
+}
+
+impl StudyNodes {
+    /// The node flags of cell `k`'s run.
+    ///
+    /// # Errors
+    /// A [`CsslError::Config`] when the cell's ports pass 65535.
+    pub fn cell_flags(&self, k: usize) -> Result<Vec<String>> {
+        let shift = k * (self.nodes + 1);
+        let port = |p: u16| {
+            u16::try_from(p as usize + shift).map_err(|_| {
+                CsslError::config(
+                    "coordinator",
+                    format!(
+                        "cell {} would be coordinated past port 65535; give a lower port",
+                        k + 1
+                    ),
+                )
+            })
+        };
+        let mut flags = vec![
+            "--nodes".to_string(),
+            self.nodes.to_string(),
+            "--node-rank".into(),
+            self.rank.to_string(),
+            "--coordinator".into(),
+            format!("{}:{}", self.host, port(self.port)?),
+            "--node-timeout".into(),
+            self.timeout_s.to_string(),
+            "--node-check-every".into(),
+            self.check_every.to_string(),
+        ];
+        if let Some((host, p)) = &self.node_address {
+            flags.extend(["--node-address".into(), format!("{host}:{}", port(*p)?)]);
+        }
+        Ok(flags)
+    }
 }
 
 /// Whether a cell finished.
@@ -268,6 +331,9 @@ pub fn ablate(opts: &AblateOptions) -> Result<Report> {
         return Ok(Report::default());
     }
 
+    if let Some(nodes) = opts.nodes.as_ref().filter(|n| n.rank > 0) {
+        return follow(nodes, &study, &runs, &out, opts);
+    }
     // One process per study directory (its cells lock their own runs).
     if out.is_dir() {
         cssl_train::DirLock::check_free(&out, "another `cssl ablate` here is refused")?;
@@ -317,7 +383,7 @@ pub fn ablate(opts: &AblateOptions) -> Result<Report> {
             println!("{tag}: finished earlier, skipped");
             continue;
         }
-        let result = run_cell(run, &print, &study, opts, &tag)?;
+        let result = run_cell(run, k, &print, &study, opts, &tag)?;
         results.append(&result)?;
         match result.status {
             Status::Ok => println!(
@@ -366,6 +432,95 @@ pub fn ablate(opts: &AblateOptions) -> Result<Report> {
         });
     }
     Ok(report)
+}
+
+/// A study on node `rank` > 0: the cells node 0 runs, in the same order,
+/// each as this node of its run; the cells node 0 skips (finished, per
+/// `results.jsonl`) or refuses (an invalid config) are skipped here too.
+/// Nothing is written into the study (each cell's config and log go beside
+/// its run as `seed-N.node<rank>.json` / `.log`).
+fn follow(
+    nodes: &StudyNodes,
+    study: &Study,
+    runs: &[CellRun],
+    out: &Path,
+    opts: &AblateOptions,
+) -> Result<Report> {
+    let rank = nodes.rank;
+    let results = ResultsFile::in_dir(out);
+    let done = if results.path.exists() {
+        results.load()?
+    } else {
+        Vec::new()
+    };
+    println!(
+        "study {}: node {rank} runs its cells with node 0, which writes {}",
+        study.name,
+        out.display()
+    );
+    cssl_train::install_stop_handler();
+    cssl_train::clear_stop();
+    for (k, run) in runs.iter().enumerate() {
+        let tag = format!("[{}/{}] {} seed {}", k + 1, runs.len(), run.label, run.seed);
+        if done
+            .iter()
+            .any(|d| d.cell == run.label && d.seed == run.seed)
+        {
+            println!("{tag}: finished earlier, skipped");
+            continue;
+        }
+        let Ok(config) = &run.config else {
+            println!("{tag}: refused, skipped");
+            continue;
+        };
+        if check_run_config(config).is_err() {
+            println!("{tag}: refused, skipped");
+            continue;
+        }
+        let dir = config.options.out.clone();
+        let parent = dir.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(|e| CsslError::io(parent, e))?;
+        let config_file = dir.with_extension(format!("node{rank}.json"));
+        let log_file = dir.with_extension(format!("node{rank}.log"));
+        cssl_train::write_json(&config_file, config)?;
+        let mut args: Vec<String> = vec!["pretrain".into()];
+        if dir.join("config.json").exists() && has_checkpoint(&dir) {
+            args.extend(["--resume".into(), dir.display().to_string()]);
+        } else {
+            args.extend([
+                "--config".into(),
+                config_file.display().to_string(),
+                "--out".into(),
+                dir.display().to_string(),
+            ]);
+        }
+        args.extend(["--device".into(), opts.device.clone()]);
+        args.extend(nodes.cell_flags(k)?);
+        args.extend(["--checkpoint-minutes".into(), "2".into()]);
+        args.extend(["--online-knn".into(), "0".into()]);
+        println!("{tag}: training with node 0 (log {})", log_file.display());
+        let (code, _) = spawn(&opts.program, &args, &log_file)?;
+        if code == 130 || cssl_train::stop_requested().is_some() {
+            return Err(CsslError::Stopped {
+                what: format!("study {} on node {rank}", study.name),
+                signal: cssl_train::stop_requested().unwrap_or("SIGINT").into(),
+                saved: "node 0 keeps the finished cells and the last checkpoint; run the same \
+                        `cssl ablate` on every node again to continue"
+                    .into(),
+            });
+        }
+        if code != 0 {
+            println!(
+                "{tag}: failed on this node: {}",
+                last_error(&log_file, code)
+            );
+        }
+    }
+    println!(
+        "study {}: node {rank} is done; node 0 writes the tables",
+        study.name
+    );
+    Ok(Report::default())
 }
 
 /// Whether the config the runner wrote for `run` when it ran (its
@@ -421,6 +576,7 @@ fn prepare_dir(out: &Path, force: bool) -> Result<()> {
 /// Trains and evaluates one (cell, seed), or says why it could not.
 fn run_cell(
     run: &CellRun,
+    k: usize,
     fingerprint: &str,
     study: &Study,
     opts: &AblateOptions,
@@ -484,6 +640,9 @@ fn run_cell(
             }
         }
         args.extend(["--device".into(), opts.device.clone()]);
+        if let Some(nodes) = &opts.nodes {
+            args.extend(nodes.cell_flags(k)?);
+        }
         // No online kNN: a cell is scored once, at its end.
         args.extend(["--checkpoint-minutes".into(), "2".into()]);
         args.extend(["--online-knn".into(), "0".into()]);

@@ -246,6 +246,12 @@ fn host_port(field: &str, s: &str) -> Result<(String, u16)> {
     Ok((host.to_string(), port))
 }
 
+/// Node 0's orchestrator: what stops it, and its thread.
+type Coordinator = (
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+);
+
 /// One all-reduce for the collective thread.
 struct Request {
     values: Vec<f32>,
@@ -258,6 +264,8 @@ struct Request {
 #[derive(Debug)]
 pub struct Cluster {
     config: ClusterConfig,
+    /// Node 0: stops the orchestrator, and its thread.
+    coordinator: std::sync::Mutex<Option<Coordinator>>,
     requests: std::sync::Mutex<Option<SyncSender<Request>>>,
     /// Set at the first failure: every later call fails at once.
     broken: AtomicBool,
@@ -284,19 +292,32 @@ impl Cluster {
             .try_init();
         let (_, port) = host_port("coordinator", &config.coordinator)?;
         let (node_host, node_port) = config.node_address()?;
-        if config.rank == 0 {
-            std::thread::Builder::new()
-                .name("cssl-coordinator".into())
-                .spawn(move || {
-                    let runtime = tokio::runtime::Builder::new_multi_thread()
-                        .worker_threads(1)
-                        .enable_all()
-                        .build()
-                        .expect("a tokio runtime for the coordinator");
-                    runtime.block_on(burn_collective::start_global_orchestrator(port));
-                })
-                .map_err(|e| CsslError::config("coordinator", e.to_string()))?;
-        }
+        let coordinator = match config.rank {
+            0 => {
+                let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                let thread = std::thread::Builder::new()
+                    .name("cssl-coordinator".into())
+                    .spawn(move || {
+                        let runtime = tokio::runtime::Builder::new_multi_thread()
+                            .worker_threads(1)
+                            .enable_all()
+                            .build()
+                            .expect("a tokio runtime for the coordinator");
+                        // Until the run is over (or this process ends): the
+                        // orchestrator's own stop is the OS's Ctrl-C, which
+                        // must stop training cleanly instead.
+                        runtime.block_on(async {
+                            tokio::select! {
+                                _ = burn_collective::start_global_orchestrator(port) => {}
+                                _ = stopped => {}
+                            }
+                        });
+                    })
+                    .map_err(|e| CsslError::config("coordinator", e.to_string()))?;
+                Some((stop, thread))
+            }
+            _ => None,
+        };
         let collective = CollectiveConfig::default()
             .with_num_devices(1)
             .with_num_nodes(config.nodes as u32)
@@ -320,6 +341,7 @@ impl Cluster {
             .map_err(|e| CsslError::config("nodes", e.to_string()))?;
         let cluster = Self {
             config,
+            coordinator: std::sync::Mutex::new(coordinator),
             requests: std::sync::Mutex::new(Some(tx)),
             broken: AtomicBool::new(false),
             calls: AtomicU64::new(0),
@@ -430,6 +452,20 @@ impl Cluster {
         drop(tx);
         // Give the last reads from this node's tensor service a moment.
         std::thread::sleep(Duration::from_millis(200));
+        self.stop_coordinator();
+    }
+
+    /// Node 0: stops the orchestrator (frees its port for the next run).
+    fn stop_coordinator(&self) {
+        let coordinator = self
+            .coordinator
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some((stop, thread)) = coordinator {
+            let _ = stop.send(());
+            let _ = thread.join();
+        }
     }
 }
 
@@ -441,6 +477,7 @@ impl Drop for Cluster {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
+        self.stop_coordinator();
     }
 }
 
