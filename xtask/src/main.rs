@@ -708,6 +708,19 @@ fn bench_loader(dir: &std::path::Path, unlabeled: usize) {
     }
 }
 
+/// A port nobody listens on, with the next `n - 1` free as well.
+fn free_ports(n: usize) -> u16 {
+    loop {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = listener.local_addr().unwrap().port();
+        if (p as usize) + n < 65_000
+            && (1..n as u16).all(|d| std::net::TcpListener::bind(("0.0.0.0", p + d)).is_ok())
+        {
+            return p;
+        }
+    }
+}
+
 /// What a `--compare-nodes` node process is asked to do:
 /// `rank nodes port batch steps`.
 const NODE_VAR: &str = "CSSL_BENCH_NODE";
@@ -772,11 +785,7 @@ fn compare_nodes_bench(nodes: usize, rounds: usize, batch_size: usize, steps: us
     for round in 1..=rounds {
         let r = bench_method(&config, &data.train, batch_size, steps, &many);
         let a = r.images_per_s * r.views as f64;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_ports(nodes + 1);
         let children: Vec<_> = (0..nodes)
             .map(|rank| {
                 std::process::Command::new(&exe)
@@ -797,10 +806,14 @@ fn compare_nodes_bench(nodes: usize, rounds: usize, batch_size: usize, steps: us
             .collect();
         let text = String::from_utf8_lossy(&outputs[0].stdout).to_string();
         let Some(line) = text.lines().find(|l| l.starts_with("NODE_RESULT")) else {
-            eprintln!(
-                "node 0 gave no result:\n{text}{}",
-                String::from_utf8_lossy(&outputs[0].stderr)
-            );
+            for (rank, out) in outputs.iter().enumerate() {
+                eprintln!(
+                    "node {rank}:\n{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            eprintln!("error: node 0 gave no result");
             std::process::exit(1);
         };
         let f: Vec<f64> = line

@@ -292,6 +292,23 @@ impl Cluster {
             .try_init();
         let (_, port) = host_port("coordinator", &config.coordinator)?;
         let (node_host, node_port) = config.node_address()?;
+        // burn's servers bind 0.0.0.0 and only log a failure to: say it here.
+        let ports = match config.rank {
+            0 => vec![("coordinator", port), ("node_address", node_port)],
+            _ => vec![("node_address", node_port)],
+        };
+        for (field, p) in ports {
+            if let Err(e) = std::net::TcpListener::bind(("0.0.0.0", p)) {
+                return Err(CsslError::config(
+                    field,
+                    format!(
+                        "port {p} of node {} cannot be listened on ({e}); choose free ports \
+                         (--coordinator, --node-address)",
+                        config.rank
+                    ),
+                ));
+            }
+        }
         let coordinator = match config.rank {
             0 => {
                 let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
