@@ -12,7 +12,6 @@
 #![cfg(feature = "wgpu")]
 
 use burn::backend::Flex;
-use burn::module::Module;
 use burn::tensor::{Distribution, Tensor};
 use burn_store::{ModuleSnapshot, SafetensorsStore};
 use cssl::core::Encoder;
