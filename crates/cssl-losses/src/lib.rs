@@ -19,6 +19,8 @@
 //! | BYOL regression `2 - 2 cos` | [`byol_regression`] | [`RegressionLoss::Byol`] | BYOL |
 //! | SimSiam negative cosine `-cos` | | [`RegressionLoss::NegativeCosine`] | SimSiam |
 //! | SwAV swapped prediction | [`swav_loss`], [`sinkhorn`] | [`SwavLoss`] | SwAV |
+//! | Barlow Twins cross-correlation | [`barlow_twins`] | [`BarlowTwinsLoss`] | (no method yet) |
+//! | VICReg invariance, variance, covariance | [`vicreg_terms`] | [`VicRegLoss`] | (no method yet) |
 //!
 //! Similarities: [`CosineSimilarity`] (with temperature), [`DotSimilarity`],
 //! [`ScaledDotSimilarity`] (`1/sqrt(d)`, AMDIM). [`SimilarityConfig`] and
@@ -30,6 +32,7 @@ pub mod byol;
 mod choice;
 pub mod info_nce;
 pub mod nt_xent;
+pub mod redundancy;
 mod similarity;
 pub mod swav;
 #[cfg(test)]
@@ -44,6 +47,10 @@ pub use info_nce::{
     info_nce, queue_scores, CpcInfoNceLoss, CpcInfoNceLossConfig, InfoNceLoss, InfoNceLossConfig,
 };
 pub use nt_xent::{nt_xent, NtXentLoss, NtXentLossConfig};
+pub use redundancy::{
+    barlow_twins, vicreg_terms, BarlowTwinsLoss, BarlowTwinsLossConfig, VicRegLoss,
+    VicRegLossConfig, VicRegTerms,
+};
 pub use similarity::{
     l2_normalize, CosineSimilarity, CosineSimilarityConfig, DotSimilarity, ScaledDotSimilarity,
 };
