@@ -7,6 +7,7 @@
 //!   batch-norm statistics, target networks, queues, prototypes) where
 //!   1 process x 2 workers and 1 x 1 leave it, for SimCLR, MoCo v2, SwAV
 //!   and BYOL; the nodes compare model checksums after every step.
+//! - 2 processes x 2 workers step as 1 x 4 (SimCLR, MoCo v2).
 //! - burn-collective's all-reduce runs many times across nodes (0.21.0 as
 //!   published hangs at the second: patches/burn-collective/PATCH.md).
 //! - A killed node: the other stops with a `Cluster` error (exit code 5)
@@ -36,7 +37,7 @@ const STEPS: usize = 3;
 const LR: f64 = 0.5;
 
 /// What a node process is asked to do (the `CSSL_TEST_NODE` variable):
-/// `rank nodes port method steps out timeout_s`.
+/// `rank nodes port method steps out timeout_s workers`.
 const NODE_VAR: &str = "CSSL_TEST_NODE";
 
 fn method(name: &str) -> MethodKind {
@@ -58,10 +59,25 @@ fn free_port() -> u16 {
     }
 }
 
-/// Starts this test binary as node `rank` of `nodes`.
+/// Starts this test binary as node `rank` of `nodes` (of one worker).
 fn spawn_node(
     rank: usize,
     nodes: usize,
+    port: u16,
+    kind: &str,
+    steps: usize,
+    out: &Path,
+    timeout: u64,
+) -> Child {
+    spawn_node_of(rank, nodes, 1, port, kind, steps, out, timeout)
+}
+
+/// Starts this test binary as node `rank` of `nodes`, of `workers` workers.
+#[allow(clippy::too_many_arguments)]
+fn spawn_node_of(
+    rank: usize,
+    nodes: usize,
+    workers: usize,
     port: u16,
     kind: &str,
     steps: usize,
@@ -79,7 +95,7 @@ fn spawn_node(
         .env(
             NODE_VAR,
             format!(
-                "{rank} {nodes} {port} {kind} {steps} {} {timeout}",
+                "{rank} {nodes} {port} {kind} {steps} {} {timeout} {workers}",
                 out.display()
             ),
         )
@@ -184,7 +200,12 @@ fn node_process() {
     config.timeout = Duration::from_secs(f[6].parse().unwrap());
     let cluster = Cluster::join(config).unwrap_or_else(|e| panic!("{e}"));
     let link: Arc<dyn NodeLink> = Arc::new(cluster);
-    let workers = Workers::<B>::one(Default::default()).across(link, 1);
+    let local: usize = f[7].parse().unwrap();
+    let workers = match local {
+        1 => Workers::<B>::one(Default::default()),
+        n => Workers::<B>::new(vec![Default::default(); n], None).unwrap(),
+    }
+    .across(link, 1);
     let method_config = kind.tiny();
     let all = views(method_config.augmentation());
     let per = IMAGES / nodes;
@@ -198,13 +219,19 @@ fn node_process() {
     println!("node {rank}: done");
 }
 
-/// Runs `kind` on 2 node processes; what node 0 and node 1 stepped.
+/// Runs `kind` on 2 node processes of 1 worker; what node 0 and node 1
+/// stepped.
 fn two_processes(kind: &str) -> (Stepped, Stepped) {
+    two_processes_of(kind, 1)
+}
+
+/// Runs `kind` on 2 node processes of `workers` workers each.
+fn two_processes_of(kind: &str, workers: usize) -> (Stepped, Stepped) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let outs = [dir.path().join("0"), dir.path().join("1")];
     let children: Vec<Child> = (0..2)
-        .map(|r| spawn_node(r, 2, port, kind, STEPS, &outs[r], 60))
+        .map(|r| spawn_node_of(r, 2, workers, port, kind, STEPS, &outs[r], 60))
         .collect();
     for (r, child) in children.into_iter().enumerate() {
         let (code, text, _) = wait(child, Duration::from_secs(180));
@@ -327,6 +354,54 @@ fn swav_two_processes_step_like_two_workers_and_one() {
 #[test]
 fn byol_two_processes_step_like_two_workers_and_one() {
     assert_two_processes_step_like_one("byol");
+}
+
+/// 2 processes of 2 workers each: the workers of a node meet in memory,
+/// then the nodes through burn-collective. Against 1 process of 4 workers
+/// (ranks 0-1 on node 0, 2-3 on node 1): the first step moves every float
+/// alike (within `1e-3` of its update plus `1e-5` of the largest), and the
+/// losses after [`STEPS`] steps agree within `1e-5`. (Not bit for bit: a
+/// node averages its two workers' gradients before the nodes average
+/// theirs, where one process sums all four, in another order.)
+fn assert_two_processes_of_two_step_like_four_workers(name: &str) {
+    let config = method(name).tiny();
+    let all = views(config.augmentation());
+    let four = {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let four = Workers::<B>::new(vec![Default::default(); 4], None).unwrap();
+        steps(&config, &four, &all, STEPS, LR)
+    };
+    let (node0, node1) = two_processes_of(name, 2);
+    assert_eq!(
+        node0.after, node1.after,
+        "{name}: the two nodes' models differ"
+    );
+    assert_alike(
+        &format!("{name}: 2 processes x 2 vs 1 x 4, first step"),
+        four.first(),
+        node0.first(),
+    );
+    let rel = ((four.loss - node0.loss) / four.loss).abs();
+    assert!(
+        rel < 1e-5,
+        "{name}: loss after {STEPS} steps {} (1 x 4) vs {} (2 x 2)",
+        four.loss,
+        node0.loss
+    );
+    println!(
+        "{name}: loss after {STEPS} steps {:.6} (1 x 4) vs {:.6} (2 x 2)",
+        four.loss, node0.loss
+    );
+}
+
+#[test]
+fn simclr_two_processes_of_two_workers_step_like_four() {
+    assert_two_processes_of_two_step_like_four_workers("simclr");
+}
+
+#[test]
+fn moco_two_processes_of_two_workers_step_like_four() {
+    assert_two_processes_of_two_step_like_four_workers("moco");
 }
 
 /// Starts two nodes that train for a long time, waits until node 1 has
