@@ -19,7 +19,7 @@
 //! workers (each in its own thread pool) and several GPUs.
 //!
 //! Moving the model to a worker's device and its gradients back goes
-//! through host memory too ([`to_device_via_host`]): burn 0.21 moves a
+//! through host memory too ([`via_host`]): burn 0.21 moves a
 //! tensor between two CubeCL devices through cubecl's `comm_init`, which
 //! only the CUDA runtime implements (the wgpu runtime panics). A worker on
 //! another device than the main one gets its own copy of the model (burn's
@@ -43,7 +43,7 @@ use crate::fit::scalars;
 use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Bool, Int, Tensor};
+use burn::tensor::{BasicOps, Bool, Int, Tensor};
 use burn_train::TrainStep;
 use cssl_core::parallel::{in_worker, join_bits, split_bits, GatherGroup, NodeLink};
 use cssl_core::{CsslError, Result, View, ViewBatch};
@@ -591,7 +591,7 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for MeanGrads<'_, B> {
             .parts
             .iter_mut()
             .filter_map(|g| g.remove::<B::InnerBackend, D>(param.id))
-            .map(|g| to_device_via_host(g, self.device))
+            .map(|g| via_host(g, self.device))
             .reduce(|a, b| a + b);
         if let Some(sum) = sum {
             self.out
@@ -600,18 +600,18 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for MeanGrads<'_, B> {
     }
 }
 
-/// `tensor` on `device`: itself when it is there already, otherwise a copy
-/// made through host memory (which every backend can do; see the module
-/// docs for why not burn's `to_device`). Not differentiable: what it returns
-/// is a leaf of the autodiff graph.
-pub(crate) fn to_device_via_host<B: Backend, const D: usize>(
-    tensor: Tensor<B, D>,
+/// `tensor` (of any kind) on `device`: itself when it is there already,
+/// otherwise a copy made through host memory (which every backend can do;
+/// see the module docs for why not burn's `to_device`). Not
+/// differentiable: what it returns is a leaf of the autodiff graph.
+pub(crate) fn via_host<B: Backend, const D: usize, K: BasicOps<B>>(
+    tensor: Tensor<B, D, K>,
     device: &B::Device,
-) -> Tensor<B, D> {
-    if tensor.device() == *device {
-        return tensor;
+) -> Tensor<B, D, K> {
+    match tensor.device() == *device {
+        true => tensor,
+        false => Tensor::from_data(tensor.into_data(), device),
     }
-    Tensor::from_data(tensor.into_data(), device)
 }
 
 /// Moves every tensor of a module to `device` through host memory, keeping
@@ -624,7 +624,7 @@ impl<B: Backend> ModuleMapper<B> for ViaHost<'_, B> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         param.map(|t| {
             let require_grad = t.is_require_grad();
-            let moved = to_device_via_host(t, self.device);
+            let moved = via_host(t, self.device);
             match require_grad {
                 true => moved.require_grad(),
                 false => moved,
@@ -636,19 +636,13 @@ impl<B: Backend> ModuleMapper<B> for ViaHost<'_, B> {
         &mut self,
         param: Param<Tensor<B, D, Int>>,
     ) -> Param<Tensor<B, D, Int>> {
-        param.map(|t| match t.device() == *self.device {
-            true => t,
-            false => Tensor::from_data(t.into_data(), self.device),
-        })
+        param.map(|t| via_host(t, self.device))
     }
 
     fn map_bool<const D: usize>(
         &mut self,
         param: Param<Tensor<B, D, Bool>>,
     ) -> Param<Tensor<B, D, Bool>> {
-        param.map(|t| match t.device() == *self.device {
-            true => t,
-            false => Tensor::from_data(t.into_data(), self.device),
-        })
+        param.map(|t| via_host(t, self.device))
     }
 }

@@ -313,21 +313,28 @@ fn assert_two_processes_step_like_one(name: &str) {
         node0.after.len(),
         node0.loss
     );
-    assert_alike(
-        &format!("{name}: 2 processes x 1 vs 1 x 1, first step"),
-        one.first(),
-        node0.first(),
+    assert_first_step_and_loss(
+        &format!("{name}: 2 processes x 1 vs 1 x 1"),
+        &one,
+        &node0,
+        1e-4,
     );
-    let rel = ((one.loss - node0.loss) / one.loss).abs();
+}
+
+/// `b` moved every float as `a` did on the first step ([`assert_alike`]),
+/// and its loss after [`STEPS`] steps is within `rel` of `a`'s.
+fn assert_first_step_and_loss(what: &str, a: &Stepped, b: &Stepped, rel: f64) {
+    assert_alike(&format!("{what}, first step"), a.first(), b.first());
+    let gap = ((a.loss - b.loss) / a.loss).abs();
     assert!(
-        rel < 1e-4,
-        "{name}: loss after {STEPS} steps {} (1 x 1) vs {} (2 x 1)",
-        one.loss,
-        node0.loss
+        gap < rel,
+        "{what}: loss after {STEPS} steps {} vs {}",
+        a.loss,
+        b.loss
     );
     println!(
-        "{name}: loss after {STEPS} steps {:.6} (1 x 1) vs {:.6} (2 x 1)",
-        one.loss, node0.loss
+        "{what}: loss after {STEPS} steps {:.6} vs {:.6}",
+        a.loss, b.loss
     );
 }
 
@@ -376,21 +383,11 @@ fn assert_two_processes_of_two_step_like_four_workers(name: &str) {
         node0.after, node1.after,
         "{name}: the two nodes' models differ"
     );
-    assert_alike(
-        &format!("{name}: 2 processes x 2 vs 1 x 4, first step"),
-        four.first(),
-        node0.first(),
-    );
-    let rel = ((four.loss - node0.loss) / four.loss).abs();
-    assert!(
-        rel < 1e-5,
-        "{name}: loss after {STEPS} steps {} (1 x 4) vs {} (2 x 2)",
-        four.loss,
-        node0.loss
-    );
-    println!(
-        "{name}: loss after {STEPS} steps {:.6} (1 x 4) vs {:.6} (2 x 2)",
-        four.loss, node0.loss
+    assert_first_step_and_loss(
+        &format!("{name}: 2 processes x 2 vs 1 x 4"),
+        &four,
+        &node0,
+        1e-5,
     );
 }
 
