@@ -9,6 +9,7 @@
 //!   encoder bit for bit;
 //! - the same checkpoint resumed by one process (a different number of
 //!   nodes: the data order does not depend on it) finishes too;
+//! - nodes started with different configs stop before training (exit 5);
 //! - flags that cannot make a cluster are refused, naming them.
 #![cfg(feature = "collective")]
 
@@ -204,6 +205,35 @@ fn two_node_processes_train_stop_together_and_resume() {
     let (code, text) = cssl_status(&["pretrain", "--resume", alone.to_str().unwrap()]);
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("linear probe"), "{text}");
+}
+
+/// Nodes started with different seeds (a different config) are refused at
+/// the start, on both, with exit code 5, before a step is taken.
+#[test]
+fn nodes_with_different_configs_stop_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let port = free_port();
+    let children: Vec<Child> = (0..2)
+        .map(|r| {
+            let mut args = run_args(&out);
+            let seed = args.iter().position(|a| a == "--seed").unwrap() + 1;
+            args[seed] = (5 + r).to_string();
+            spawn(&[args, node_args(r, port)].concat())
+        })
+        .collect();
+    for (r, child) in children.into_iter().enumerate() {
+        let (code, text) = finish(child);
+        assert_eq!(code, 5, "node {r}:\n{text}");
+        assert!(
+            text.contains(&format!("node {r} of 2:")) && text.contains("different config"),
+            "node {r}:\n{text}"
+        );
+        assert!(
+            !text.contains("epoch 1/2 done"),
+            "node {r} trained:\n{text}"
+        );
+    }
 }
 
 fn copy_dir(from: &Path, to: &Path) {
