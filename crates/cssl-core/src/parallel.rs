@@ -508,4 +508,113 @@ mod tests {
             "the waiting worker must fail, not hang"
         );
     }
+
+    /// Nodes in one process, for tests: an all-reduce that waits for every
+    /// node's values and sums them in node order.
+    #[derive(Debug)]
+    struct MemoryLink {
+        node: usize,
+        shared: Arc<(Mutex<MemoryRound>, Condvar)>,
+    }
+
+    #[derive(Debug, Default)]
+    struct MemoryRound {
+        nodes: usize,
+        generation: u64,
+        parts: Vec<Option<Vec<f32>>>,
+        result: Option<Vec<f32>>,
+        taken: usize,
+    }
+
+    impl NodeLink for MemoryLink {
+        fn node(&self) -> usize {
+            self.node
+        }
+        fn nodes(&self) -> usize {
+            self.shared.0.lock().unwrap().nodes
+        }
+        fn all_reduce_sum(&self, values: Vec<f32>) -> std::result::Result<Vec<f32>, String> {
+            let (lock, changed) = &*self.shared;
+            let mut r = lock.lock().unwrap();
+            while r.result.is_some() {
+                r = changed.wait(r).unwrap();
+            }
+            r.parts[self.node] = Some(values);
+            if r.parts.iter().all(Option::is_some) {
+                let parts: Vec<Vec<f32>> = r.parts.iter_mut().map(|p| p.take().unwrap()).collect();
+                let mut sum = vec![0f32; parts[0].len()];
+                for p in &parts {
+                    sum.iter_mut().zip(p).for_each(|(s, v)| *s += v);
+                }
+                r.result = Some(sum);
+                r.generation += 1;
+                changed.notify_all();
+            } else {
+                let generation = r.generation;
+                while r.generation == generation {
+                    r = changed.wait(r).unwrap();
+                }
+            }
+            let out = r.result.clone().unwrap();
+            r.taken += 1;
+            if r.taken == r.nodes {
+                r.result = None;
+                r.taken = 0;
+                changed.notify_all();
+            }
+            Ok(out)
+        }
+    }
+
+    /// 2 nodes of 2 workers: gathers come back in global rank order (node
+    /// 0's workers, then node 1's), `f64` sums exactly as one process of 4
+    /// workers adds them, and ranks and world are global.
+    #[test]
+    fn gathers_across_nodes_in_global_rank_order_exactly() {
+        let shared = Arc::new((
+            Mutex::new(MemoryRound {
+                nodes: 2,
+                parts: vec![None, None],
+                ..MemoryRound::default()
+            }),
+            Condvar::new(),
+        ));
+        let groups: Vec<Arc<GatherGroup>> = (0..2)
+            .map(|node| {
+                let link: Arc<dyn NodeLink> = Arc::new(MemoryLink {
+                    node,
+                    shared: shared.clone(),
+                });
+                GatherGroup::across(2, link)
+            })
+            .collect();
+        // Values whose f64 bits would not survive an f32 trip.
+        let value = |rank: usize| 0.1 * rank as f64 + 1e-12 * (rank + 1) as f64;
+        let results: Vec<(usize, usize, Vec<f32>, Vec<f64>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|g| {
+                    let group = groups[g / 2].clone();
+                    s.spawn(move || {
+                        in_worker(&group, g % 2, || {
+                            let x = Tensor::<burn::backend::Flex, 2>::from_floats(
+                                [[g as f32, -(g as f32) - 0.5]],
+                                &Default::default(),
+                            );
+                            let gathered = all_gather(x).into_data().to_vec::<f32>().unwrap();
+                            let sums = all_reduce_sum(vec![value(rank()), 1.0]);
+                            (rank(), world(), gathered, sums)
+                        })
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let want_rows: Vec<f32> = (0..4).flat_map(|g| [g as f32, -(g as f32) - 0.5]).collect();
+        let want_sum = (0..4).map(value).fold(0.0, |a, b| a + b);
+        for (g, (rank, world, gathered, sums)) in results.into_iter().enumerate() {
+            assert_eq!((rank, world), (g, 4));
+            assert_eq!(gathered, want_rows, "worker {g}");
+            assert_eq!(sums, vec![want_sum, 4.0], "worker {g}");
+        }
+    }
 }
