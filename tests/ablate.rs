@@ -199,17 +199,8 @@ fn sigterm_stops_a_study_with_code_130_and_the_rerun_finishes_it() {
 fn a_study_runs_across_two_nodes_and_node_0_writes_it() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("study");
-    let port = loop {
-        let p = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        // Two cells of 2 nodes: ports p .. p + 5.
-        if p < 65000 && (1..6).all(|d| std::net::TcpListener::bind(("0.0.0.0", p + d)).is_ok()) {
-            break p;
-        }
-    };
+    // Two cells of 2 nodes: ports port .. port + 5.
+    let port = common::free_ports_below_ephemeral(6);
     let coordinator = format!("127.0.0.1:{port}");
     let node = |rank: &str| {
         Command::new(env!("CARGO_BIN_EXE_cssl"))

@@ -21,18 +21,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A port nobody listens on now, with the next two free as well.
+/// Free ports for a coordinator and two nodes.
 fn free_port() -> u16 {
-    loop {
-        let p = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if p < 65000 && (1..=2).all(|d| std::net::TcpListener::bind(("0.0.0.0", p + d)).is_ok()) {
-            return p;
-        }
-    }
+    common::free_ports_below_ephemeral(3)
 }
 
 /// A small SimCLR run: 2 epochs of 24 steps of 16 images.

@@ -36,3 +36,23 @@ pub fn encoder_bits(run: &Path) -> Vec<u32> {
     encoder.visit(&mut bits);
     bits.0
 }
+
+/// A port and the `n - 1` after it that nobody listens on now, in
+/// 20000..32000: below the kernel's ephemeral range (32768 and up on
+/// Linux), so that no outgoing connection of another test takes one of
+/// them between this check and a node's listening.
+pub fn free_ports_below_ephemeral(n: u16) -> u16 {
+    let mut x = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        ^ ((std::process::id() as u64) << 32);
+    loop {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let p = 20_000 + ((x >> 33) % (12_000 - n as u64)) as u16;
+        if (0..n).all(|d| std::net::TcpListener::bind(("0.0.0.0", p + d)).is_ok()) {
+            return p;
+        }
+    }
+}

@@ -44,19 +44,9 @@ fn method(name: &str) -> MethodKind {
     name.parse().expect("a registered method")
 }
 
-/// A port nobody listens on now, with the next two free as well (the
-/// nodes' tensor services take coordinator + 1 + rank).
+/// Free ports for a coordinator and two nodes.
 fn free_port() -> u16 {
-    loop {
-        let p = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if p < 65000 && (1..=2).all(|d| std::net::TcpListener::bind(("0.0.0.0", p + d)).is_ok()) {
-            return p;
-        }
-    }
+    common::free_ports_below_ephemeral(3)
 }
 
 /// Starts this test binary as node `rank` of `nodes` (of one worker).
