@@ -214,24 +214,6 @@ pub struct NodeArgs {
 }
 
 impl NodeArgs {
-    /// The flags as `cssl` arguments (for the runs a study starts).
-    pub fn to_args(&self) -> Vec<String> {
-        let mut args = Vec::new();
-        let mut push = |flag: &str, value: Option<String>| {
-            if let Some(v) = value {
-                args.push(format!("--{flag}"));
-                args.push(v);
-            }
-        };
-        push("nodes", self.nodes.map(|n| n.to_string()));
-        push("node-rank", self.node_rank.map(|n| n.to_string()));
-        push("coordinator", self.coordinator.clone());
-        push("node-address", self.node_address.clone());
-        push("node-timeout", Some(self.node_timeout.to_string()));
-        push("node-check-every", Some(self.node_check_every.to_string()));
-        args
-    }
-
     /// The cluster these flags (or the launcher's variables) name, if any.
     ///
     /// # Errors
