@@ -305,13 +305,15 @@ pub struct ExportArgs {
     /// The SafeTensors file to write.
     #[arg(long)]
     out: PathBuf,
-    /// Tensor names: `cssl` (module paths) or `torchvision` (ResNet
-    /// state-dict keys, loadable into a torchvision ResNet).
+    /// Tensor names: `cssl` (module paths), `torchvision` (ResNet
+    /// state-dict keys, loadable into a torchvision ResNet) or `timm` (ViT
+    /// state-dict keys, loadable into a timm `VisionTransformer`).
     #[arg(long, value_enum, default_value = "cssl")]
     names: CliNames,
     /// Also write `<out>.reference.safetensors`: this many test images after
     /// the run's evaluation transform and the encoder's pooled features of
-    /// them (for `scripts/check_torchvision_export.py`).
+    /// them (for `scripts/check_torchvision_export.py` and
+    /// `scripts/check_timm_export.py`).
     #[arg(long, default_value_t = 0)]
     reference: usize,
     /// Replace `--out` if it exists.
@@ -323,6 +325,7 @@ pub struct ExportArgs {
 enum CliNames {
     Cssl,
     Torchvision,
+    Timm,
 }
 
 /// `--method`'s values: the registry's names.
@@ -864,6 +867,7 @@ fn export(args: ExportArgs) -> Result<()> {
     let names = match args.names {
         CliNames::Cssl => TensorNames::Cssl,
         CliNames::Torchvision => TensorNames::Torchvision,
+        CliNames::Timm => TensorNames::Timm,
     };
     let e = export_encoder(
         &args.checkpoint,

@@ -29,6 +29,10 @@ pub enum TensorNames {
     /// `layer2.0.downsample.0.weight` (batch-norm ResNets only;
     /// `num_batches_tracked` and the classifier `fc` are not written).
     Torchvision,
+    /// timm's `VisionTransformer` state-dict keys: `cls_token`, `pos_embed`,
+    /// `patch_embed.proj.weight`, `blocks.0.attn.qkv.weight`, `norm.weight`
+    /// (ViTs only; linear weights transposed to PyTorch's `[out, in]`).
+    Timm,
 }
 
 /// cssl path -> torchvision key, applied in order.
@@ -63,23 +67,38 @@ const FROM_TORCHVISION: [(&str, &str); 11] = [
     (r"\.batch\.bias$", ".batch.beta"),
 ];
 
-fn check_torchvision(config: &EncoderConfig) -> Result<()> {
-    match config {
-        EncoderConfig::ResNet(r) if r.norm == NormKind::Batch => Ok(()),
-        other => Err(CsslError::config(
+/// Checks that `names` exist for `config`'s encoder.
+fn check_names(config: &EncoderConfig, names: TensorNames) -> Result<()> {
+    let refuse = |what: &str| {
+        Err(CsslError::config(
             "names",
             format!(
-                "torchvision names exist for batch-norm ResNets; this run's encoder is a `{}` \
-                 encoder (export it with --names cssl)",
-                other.kind()
+                "{what}; this run's encoder is a `{}` encoder (export it with --names cssl)",
+                config.kind()
             ),
-        )),
+        ))
+    };
+    match (names, config) {
+        (TensorNames::Cssl, _) => Ok(()),
+        (TensorNames::Torchvision, EncoderConfig::ResNet(r)) if r.norm == NormKind::Batch => Ok(()),
+        (TensorNames::Torchvision, _) => refuse("torchvision names exist for batch-norm ResNets"),
+        (TensorNames::Timm, EncoderConfig::Vit(_)) => Ok(()),
+        (TensorNames::Timm, _) => refuse("timm names exist for Vision Transformers"),
     }
 }
 
 /// A store for `path` with `names`' tensor naming, enum variants skipped.
 fn store(path: &Path, names: TensorNames, saving: bool) -> SafetensorsStore {
     let mut store = SafetensorsStore::from_file(path).skip_enum_variants(true);
+    if names == TensorNames::Timm {
+        // The ViT's modules carry timm's names; PyTorch's layout differs in
+        // linear weights (`[out, in]`) and layer norms' `weight`/`bias`.
+        return if saving {
+            store.with_to_adapter(burn_store::BurnToPyTorchAdapter)
+        } else {
+            store.with_from_adapter(burn_store::PyTorchToBurnAdapter)
+        };
+    }
     if names == TensorNames::Torchvision {
         let patterns = if saving {
             TO_TORCHVISION
@@ -111,7 +130,8 @@ pub struct Export {
 ///
 /// # Errors
 /// An existing `out` unless `overwrite`; a run that cannot be loaded;
-/// torchvision names for an encoder that is not a batch-norm ResNet.
+/// torchvision names for an encoder that is not a batch-norm ResNet, timm
+/// names for one that is not a ViT.
 pub fn export_encoder(
     dir: &Path,
     out: &Path,
@@ -122,9 +142,7 @@ pub fn export_encoder(
     type Cpu = burn::backend::Flex;
     let device = Default::default();
     let (config, encoder) = load_encoder::<Cpu>(dir, &device)?;
-    if names == TensorNames::Torchvision {
-        check_torchvision(config.method.encoder())?;
-    }
+    check_names(config.method.encoder(), names)?;
     let reference_path = {
         let mut p = out.as_os_str().to_owned();
         p.push(".reference.safetensors");
@@ -160,6 +178,7 @@ pub fn export_encoder(
             match names {
                 TensorNames::Cssl => "cssl",
                 TensorNames::Torchvision => "torchvision",
+                TensorNames::Timm => "timm",
             },
         );
     encoder
@@ -216,9 +235,7 @@ pub fn import_encoder<B: Backend>(
     names: TensorNames,
     device: &B::Device,
 ) -> Result<AnyEncoder<B>> {
-    if names == TensorNames::Torchvision {
-        check_torchvision(config)?;
-    }
+    check_names(config, names)?;
     let mut encoder = config.init::<B>(device);
     let mut store = store(path, names, false).allow_partial(true);
     let result = encoder

@@ -3,21 +3,38 @@ use burn::tensor::{backend::Backend, Tensor};
 /// Every stage's output of an [`Encoder`](crate::Encoder), shallowest first.
 ///
 /// AMDIM and CPC compare intermediate maps, so encoders return all of them; most
-/// methods use only [`FeatureMaps::last`].
+/// methods use only [`FeatureMaps::last`] or [`FeatureMaps::pooled`]. A
+/// Vision Transformer returns its patch tokens as one map (a grid of
+/// `height / patch x width / patch` tokens) and its class token beside it.
 ///
 /// # Shapes
-/// Each map is `[batch, channels_s, height_s, width_s]`.
+/// Each map is `[batch, channels_s, height_s, width_s]`; the token
+/// `[batch, channels]` of the last map's width.
 #[derive(Clone, Debug)]
 pub struct FeatureMaps<B: Backend> {
     /// The maps, shallowest first.
     pub maps: Vec<Tensor<B, 4>>,
+    /// A summary token of the whole image, for encoders that have one (a
+    /// Vision Transformer's class token after its final norm).
+    pub token: Option<Tensor<B, 2>>,
 }
 
 impl<B: Backend> FeatureMaps<B> {
     /// Wraps the stage outputs.
     pub fn new(maps: Vec<Tensor<B, 4>>) -> Self {
         assert!(!maps.is_empty(), "FeatureMaps: an encoder returned no maps");
-        Self { maps }
+        Self { maps, token: None }
+    }
+
+    /// Wraps the stage outputs and the encoder's summary token.
+    ///
+    /// # Shapes
+    /// `token`: `[batch, channels]` of the last map.
+    pub fn with_token(maps: Vec<Tensor<B, 4>>, token: Tensor<B, 2>) -> Self {
+        Self {
+            token: Some(token),
+            ..Self::new(maps)
+        }
     }
 
     /// The deepest map.
@@ -25,11 +42,25 @@ impl<B: Backend> FeatureMaps<B> {
         self.maps.last().expect("non-empty by construction").clone()
     }
 
-    /// The deepest map, global-average-pooled.
+    /// The image's feature vector: the encoder's summary token where it has
+    /// one (a ViT's class token, as timm's `global_pool='token'`), else the
+    /// deepest map, global-average-pooled.
     ///
     /// # Shapes
     /// Returns `[batch, channels]`.
     pub fn pooled(&self) -> Tensor<B, 2> {
+        if let Some(token) = &self.token {
+            return token.clone();
+        }
+        self.average_pooled()
+    }
+
+    /// The deepest map, global-average-pooled (a ViT's patch tokens averaged,
+    /// its class token left out).
+    ///
+    /// # Shapes
+    /// Returns `[batch, channels]`.
+    pub fn average_pooled(&self) -> Tensor<B, 2> {
         let last = self.last();
         let [n, c, h, w] = last.dims();
         last.reshape([n, c, h * w]).mean_dim(2).reshape([n, c])

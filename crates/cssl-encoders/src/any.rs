@@ -2,7 +2,10 @@
 //! made in its config ("any encoder works", Falcon & Cho on YADIM) and a
 //! mismatch with the views is a typed error at start-up.
 
-use crate::{AmdimEncoder, AmdimEncoderConfig, CpcEncoder, CpcEncoderConfig, ResNet, ResNetConfig};
+use crate::{
+    AmdimEncoder, AmdimEncoderConfig, CpcEncoder, CpcEncoderConfig, ResNet, ResNetConfig, Vit,
+    VitConfig,
+};
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{backend::Backend, Tensor};
@@ -17,15 +20,18 @@ pub enum EncoderConfig {
     Amdim(AmdimEncoderConfig),
     /// CPC's per-patch encoder over a tiled patch grid (CPC v2).
     Cpc(CpcEncoderConfig),
+    /// A Vision Transformer (MoCo v3, DINO; any method that pools).
+    Vit(VitConfig),
 }
 
 impl EncoderConfig {
-    /// Short name: `resnet`, `amdim` or `cpc`.
+    /// Short name: `resnet`, `amdim`, `cpc` or `vit`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::ResNet(_) => "resnet",
             Self::Amdim(_) => "amdim",
             Self::Cpc(_) => "cpc",
+            Self::Vit(_) => "vit",
         }
     }
 
@@ -35,6 +41,7 @@ impl EncoderConfig {
             Self::ResNet(c) => c.out_channels(),
             Self::Amdim(c) => c.n_rkhs,
             Self::Cpc(c) => c.resnet.out_channels(),
+            Self::Vit(c) => c.dim,
         }
     }
 
@@ -49,6 +56,7 @@ impl EncoderConfig {
                 }
                 p.resnet.validate()
             }
+            Self::Vit(v) => v.validate(),
         }
     }
 
@@ -85,6 +93,19 @@ impl EncoderConfig {
                 }
                 p.resnet.in_channels
             }
+            Self::Vit(v) => {
+                if h % v.patch_size != 0 || w % v.patch_size != 0 {
+                    return Err(CsslError::config(
+                        "encoder.patch_size",
+                        format!(
+                            "the ViT reads {p} px patches; views are {h}x{w}, not multiples of {p} \
+                             (change the crops' size or the patch size)",
+                            p = v.patch_size
+                        ),
+                    ));
+                }
+                v.in_channels
+            }
         };
         if in_channels != c {
             return Err(CsslError::config(
@@ -101,6 +122,7 @@ impl EncoderConfig {
             Self::ResNet(c) => AnyEncoder::ResNet(c.init(device)),
             Self::Amdim(c) => AnyEncoder::Amdim(c.init(device)),
             Self::Cpc(c) => AnyEncoder::Cpc(c.init(device)),
+            Self::Vit(c) => AnyEncoder::Vit(c.init(device)),
         };
         // Draw every weight now, in module order: the same config and seed
         // give the same encoder whatever the method builds after it.
@@ -120,6 +142,12 @@ impl From<AmdimEncoderConfig> for EncoderConfig {
     }
 }
 
+impl From<VitConfig> for EncoderConfig {
+    fn from(c: VitConfig) -> Self {
+        Self::Vit(c)
+    }
+}
+
 impl From<CpcEncoderConfig> for EncoderConfig {
     fn from(c: CpcEncoderConfig) -> Self {
         Self::Cpc(c)
@@ -135,6 +163,8 @@ pub enum AnyEncoder<B: Backend> {
     Amdim(AmdimEncoder<B>),
     /// See [`CpcEncoder`].
     Cpc(CpcEncoder<B>),
+    /// See [`Vit`].
+    Vit(Vit<B>),
 }
 
 impl<B: Backend> Encoder<B> for AnyEncoder<B> {
@@ -143,6 +173,7 @@ impl<B: Backend> Encoder<B> for AnyEncoder<B> {
             Self::ResNet(e) => e.encode(x),
             Self::Amdim(e) => e.encode(x),
             Self::Cpc(e) => e.encode(x),
+            Self::Vit(e) => e.encode(x),
         }
     }
 
@@ -151,6 +182,7 @@ impl<B: Backend> Encoder<B> for AnyEncoder<B> {
             Self::ResNet(e) => e.out_channels(),
             Self::Amdim(e) => e.out_channels(),
             Self::Cpc(e) => e.out_channels(),
+            Self::Vit(e) => e.out_channels(),
         }
     }
 }
@@ -175,6 +207,17 @@ mod tests {
         let e = cpc.check_view((1, 28, 28)).unwrap_err().to_string();
         assert!(e.contains("encoder.patch"), "{e}");
         assert!(cpc.check_view((1, 48, 48)).is_ok());
+        let vit = EncoderConfig::Vit(VitConfig::tiny(1, 28, 4));
+        assert!(vit.check_view((1, 28, 28)).is_ok());
+        // Multi-crop's smaller crops read resized position embeddings.
+        assert!(vit.check_view((1, 12, 12)).is_ok());
+        let e = vit.check_view((1, 30, 30)).unwrap_err().to_string();
+        assert!(
+            e.contains("encoder.patch_size") && e.contains("30x30"),
+            "{e}"
+        );
+        let e = vit.check_view((3, 28, 28)).unwrap_err().to_string();
+        assert!(e.contains("encoder.in_channels"), "{e}");
     }
 
     #[test]

@@ -13,6 +13,9 @@
 //! - [`AmdimEncoder`]: AMDIM's padding-free residual convnet with 7x7, 5x5 and
 //!   1x1 outputs and fixup-style initialisation.
 //! - [`CpcEncoder`]: a layer-norm ResNet applied to every patch of CPC's grid.
+//! - [`Vit`]: a Vision Transformer (Dosovitskiy et al., 2021) with timm's
+//!   sizes and parameter names, its patch tokens returned as a grid and its
+//!   class token beside them.
 //!
 //! ```
 //! use burn::backend::Flex;
@@ -31,6 +34,7 @@ mod block;
 mod cpc;
 mod norm;
 mod resnet;
+mod vit;
 
 pub use amdim::{AmdimEncoder, AmdimEncoderConfig};
 pub use any::{AnyEncoder, EncoderConfig};
@@ -38,6 +42,7 @@ pub use block::{Block, BlockConfig};
 pub use cpc::{CpcEncoder, CpcEncoderConfig};
 pub use norm::{Norm, NormKind};
 pub use resnet::{BlockKind, ResNet, ResNetConfig};
+pub use vit::{Attention, Mlp, PatchEmbed, Vit, VitBlock, VitConfig};
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{backend::AutodiffBackend, Tensor};
