@@ -70,6 +70,27 @@ impl ProjectionHeadConfig {
         Self::new(dim).with_hidden_dim(4096).with_output_dim(dim)
     }
 
+    /// Barlow Twins' projector: `input`-8192(BN, ReLU)-8192(BN, ReLU)-8192.
+    /// Zbontar et al. (2021): "The projector network has three linear
+    /// layers, each with 8192 output units. The first two layers of the
+    /// projector are followed by a batch normalization layer and rectified
+    /// linear units." (Their last layer has no bias; here it has one, which
+    /// the loss ignores: it centres every dimension over the batch.)
+    pub fn barlow_twins_projector(input_dim: usize) -> Self {
+        Self::new(input_dim)
+            .with_hidden_dim(8192)
+            .with_output_dim(8192)
+            .with_num_layers(3)
+    }
+
+    /// VICReg's expander: `input`-8192(BN, ReLU)-8192(BN, ReLU)-8192.
+    /// Bardes et al. (2022): "The expander h_phi is composed of two
+    /// fully-connected layers with batch normalization (BN) and ReLU, and a
+    /// third linear layer. The sizes of all 3 layers were set to 8192."
+    pub fn vicreg_expander(input_dim: usize) -> Self {
+        Self::barlow_twins_projector(input_dim)
+    }
+
     /// Builds the head.
     pub fn init<B: Backend>(&self, device: &B::Device) -> ProjectionHead<B> {
         let layers = self.num_layers.max(1);

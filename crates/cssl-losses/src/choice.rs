@@ -5,6 +5,7 @@
 use crate::{
     amdim_multi_nce, info_nce, nt_xent, AmdimNceLossConfig, CosineSimilarity,
     CosineSimilarityConfig, DotSimilarity, NtXentLossConfig, ScaledDotSimilarity,
+    SquaredDistanceSimilarity,
 };
 use burn::config::Config;
 use burn::tensor::{backend::Backend, Tensor};
@@ -19,6 +20,9 @@ pub enum SimilarityConfig {
     Dot,
     /// Dot / sqrt(dim) (AMDIM).
     ScaledDot,
+    /// Minus the mean squared difference, `-|a - b|^2 / dim` (VICReg's
+    /// invariance).
+    SquaredDistance,
 }
 
 impl SimilarityConfig {
@@ -46,6 +50,7 @@ impl SimilarityConfig {
             Self::Cosine(c) => AnySimilarity::Cosine(c.init()),
             Self::Dot => AnySimilarity::Dot(DotSimilarity),
             Self::ScaledDot => AnySimilarity::ScaledDot(ScaledDotSimilarity),
+            Self::SquaredDistance => AnySimilarity::SquaredDistance(SquaredDistanceSimilarity),
         }
     }
 }
@@ -59,6 +64,8 @@ pub enum AnySimilarity {
     Dot(DotSimilarity),
     /// See [`ScaledDotSimilarity`].
     ScaledDot(ScaledDotSimilarity),
+    /// See [`SquaredDistanceSimilarity`].
+    SquaredDistance(SquaredDistanceSimilarity),
 }
 
 impl<B: Backend> Similarity<B> for AnySimilarity {
@@ -67,6 +74,7 @@ impl<B: Backend> Similarity<B> for AnySimilarity {
             Self::Cosine(s) => s.scores(a, b),
             Self::Dot(s) => s.scores(a, b),
             Self::ScaledDot(s) => s.scores(a, b),
+            Self::SquaredDistance(s) => s.scores(a, b),
         }
     }
 
@@ -75,6 +83,7 @@ impl<B: Backend> Similarity<B> for AnySimilarity {
             Self::Cosine(s) => s.paired(a, b),
             Self::Dot(s) => s.paired(a, b),
             Self::ScaledDot(s) => s.paired(a, b),
+            Self::SquaredDistance(s) => s.paired(a, b),
         }
     }
 }

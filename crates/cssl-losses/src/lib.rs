@@ -48,11 +48,12 @@ pub use info_nce::{
 };
 pub use nt_xent::{nt_xent, NtXentLoss, NtXentLossConfig};
 pub use redundancy::{
-    barlow_twins, vicreg_terms, BarlowTwinsLoss, BarlowTwinsLossConfig, VicRegLoss,
-    VicRegLossConfig, VicRegTerms,
+    barlow_twins, barlow_twins_objective, dimension_scores, vicreg_regularisers, vicreg_terms,
+    BarlowTwinsLoss, BarlowTwinsLossConfig, VicRegLoss, VicRegLossConfig, VicRegTerms,
 };
 pub use similarity::{
     l2_normalize, CosineSimilarity, CosineSimilarityConfig, DotSimilarity, ScaledDotSimilarity,
+    SquaredDistanceSimilarity,
 };
 pub use swav::{sinkhorn, swav_loss, SwavLoss, SwavLossConfig};
 

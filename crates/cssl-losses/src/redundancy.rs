@@ -14,7 +14,7 @@
 
 use burn::config::Config;
 use burn::tensor::{activation::relu, backend::Backend, Bool, Tensor};
-use cssl_core::ContrastiveLoss;
+use cssl_core::{ContrastiveLoss, Similarity};
 
 /// `[D, D]` true off the diagonal.
 fn off_diagonal<B: Backend>(d: usize, device: &B::Device) -> Tensor<B, 2, Bool> {
@@ -28,21 +28,13 @@ fn off_diagonal_square_sum<B: Backend>(m: Tensor<B, 2>) -> Tensor<B, 1> {
     (m.clone().square().sum() - on.square().sum()).reshape([1])
 }
 
-/// The Barlow Twins loss of two views' embeddings: each dimension
-/// standardised over the batch (as the paper's affine-free batch norm:
-/// biased variance, `eps = 1e-5`), `C = z_a^T z_b / N`, then
-/// `sum_i (1 - C_ii)^2 + lambda sum_{i != j} C_ij^2`.
+/// Barlow Twins' objective on a cross-correlation matrix `c`:
+/// `sum_i (1 - c_ii)^2 + lambda sum_{i != j} c_ij^2`.
 ///
 /// # Shapes
-/// `z_a`, `z_b`: `[N, D]`. Returns `[1]`.
-pub fn barlow_twins<B: Backend>(z_a: Tensor<B, 2>, z_b: Tensor<B, 2>, lambda: f64) -> Tensor<B, 1> {
-    let [n, d] = z_a.dims();
-    let standardise = |z: Tensor<B, 2>| {
-        let mean = z.clone().mean_dim(0);
-        let std = z.clone().var_bias(0).add_scalar(1e-5).sqrt();
-        (z - mean) / std
-    };
-    let c = standardise(z_a).transpose().matmul(standardise(z_b)) / n as f64;
+/// `c`: `[D, D]`. Returns `[1]`.
+pub fn barlow_twins_objective<B: Backend>(c: Tensor<B, 2>, lambda: f64) -> Tensor<B, 1> {
+    let d = c.dims()[0];
     let diagonal = c
         .clone()
         .mask_fill(off_diagonal::<B>(d, &c.device()), 0.0)
@@ -50,6 +42,43 @@ pub fn barlow_twins<B: Backend>(z_a: Tensor<B, 2>, z_b: Tensor<B, 2>, lambda: f6
         .reshape([d]);
     let on = (diagonal.neg().add_scalar(1.0)).square().sum();
     on + off_diagonal_square_sum(c) * lambda
+}
+
+/// The Barlow Twins loss of two views' embeddings, as the paper writes it:
+/// each dimension standardised over the batch (the paper's affine-free
+/// batch norm: biased variance, `eps = 1e-5`), `C = z_a^T z_b / N`, then
+/// [`barlow_twins_objective`]. (A method reaches `C` through its similarity
+/// instead: [`dimension_scores`] with the plain cosine.)
+///
+/// # Shapes
+/// `z_a`, `z_b`: `[N, D]`. Returns `[1]`.
+pub fn barlow_twins<B: Backend>(z_a: Tensor<B, 2>, z_b: Tensor<B, 2>, lambda: f64) -> Tensor<B, 1> {
+    let n = z_a.dims()[0];
+    let standardise = |z: Tensor<B, 2>| {
+        let mean = z.clone().mean_dim(0);
+        let std = z.clone().var_bias(0).add_scalar(1e-5).sqrt();
+        (z - mean) / std
+    };
+    let c = standardise(z_a).transpose().matmul(standardise(z_b)) / n as f64;
+    barlow_twins_objective(c, lambda)
+}
+
+/// The similarity of the two views' *dimensions*: every column of `z_a`,
+/// centred over the batch, scored against every column of `z_b`, centred.
+/// With the plain cosine this is Barlow Twins' cross-correlation matrix
+/// (the Pearson correlation of dimension `i` of view a with dimension `j`
+/// of view b over the batch; the paper's batch norm adds `1e-5` to each
+/// variance, the cosine does not).
+///
+/// # Shapes
+/// `z_a`, `z_b`: `[N, D]`. Returns `[D, D]`.
+pub fn dimension_scores<B: Backend, S: Similarity<B>>(
+    z_a: Tensor<B, 2>,
+    z_b: Tensor<B, 2>,
+    similarity: &S,
+) -> Tensor<B, 2> {
+    let centre = |z: Tensor<B, 2>| z.clone() - z.mean_dim(0);
+    similarity.scores(centre(z_a).transpose(), centre(z_b).transpose())
 }
 
 /// The Barlow Twins loss (Zbontar et al., 2021): see [`barlow_twins`].
@@ -78,11 +107,12 @@ pub struct BarlowTwinsLoss {
 }
 
 impl<B: Backend> ContrastiveLoss<B> for BarlowTwinsLoss {
-    /// The two views' embeddings, `[N, D]` each.
-    type Input = (Tensor<B, 2>, Tensor<B, 2>);
+    /// The scores of the two views' dimensions, `[D, D]` (the
+    /// cross-correlation matrix with the cosine: [`dimension_scores`]).
+    type Input = Tensor<B, 2>;
 
-    fn loss(&self, (z_a, z_b): Self::Input) -> Tensor<B, 1> {
-        barlow_twins(z_a, z_b, self.lambda)
+    fn loss(&self, c: Self::Input) -> Tensor<B, 1> {
+        barlow_twins_objective(c, self.lambda)
     }
 }
 
@@ -98,28 +128,44 @@ pub struct VicRegTerms<B: Backend> {
     pub covariance: Tensor<B, 1>,
 }
 
-/// VICReg's terms for two views' embeddings (as the authors' code:
-/// unbiased statistics, `eps = 1e-4`).
+/// VICReg's two regularisers of one branch's embeddings (as the authors'
+/// code: unbiased statistics, `eps = 1e-4`): the variance hinge
+/// `mean_j relu(1 - sqrt(var_j + 1e-4))` and the covariance
+/// `sum_{i != j} cov_ij^2 / D`.
+///
+/// # Shapes
+/// `z`: `[N, D]`, `N >= 2`. Returns `([1], [1])`.
+pub fn vicreg_regularisers<B: Backend>(z: Tensor<B, 2>) -> (Tensor<B, 1>, Tensor<B, 1>) {
+    let [n, d] = z.dims();
+    let z = z.clone() - z.mean_dim(0);
+    let variance = relu(
+        z.clone()
+            .var(0)
+            .add_scalar(1e-4)
+            .sqrt()
+            .neg()
+            .add_scalar(1.0),
+    )
+    .mean();
+    let cov = z.clone().transpose().matmul(z) / (n as f64 - 1.0);
+    (variance, off_diagonal_square_sum(cov) / d as f64)
+}
+
+/// VICReg's terms for two views' embeddings, the invariance as the paper
+/// writes it (the mean squared difference; a method reaches it through its
+/// similarity: minus the mean of
+/// [`SquaredDistanceSimilarity`](crate::SquaredDistanceSimilarity)'s paired scores).
 ///
 /// # Shapes
 /// `x`, `y`: `[N, D]`, `N >= 2`.
 pub fn vicreg_terms<B: Backend>(x: Tensor<B, 2>, y: Tensor<B, 2>) -> VicRegTerms<B> {
-    let [n, d] = x.dims();
     let invariance = (x.clone() - y.clone()).square().mean();
-    let center = |z: Tensor<B, 2>| z.clone() - z.mean_dim(0);
-    let (x, y) = (center(x), center(y));
-    let hinge =
-        |z: Tensor<B, 2>| relu(z.var(0).add_scalar(1e-4).sqrt().neg().add_scalar(1.0)).mean();
-    let variance = (hinge(x.clone()) + hinge(y.clone())) / 2.0;
-    let cov = |z: Tensor<B, 2>| {
-        let c = z.clone().transpose().matmul(z) / (n as f64 - 1.0);
-        off_diagonal_square_sum(c) / d as f64
-    };
-    let covariance = cov(x) + cov(y);
+    let (vx, cx) = vicreg_regularisers(x);
+    let (vy, cy) = vicreg_regularisers(y);
     VicRegTerms {
         invariance,
-        variance,
-        covariance,
+        variance: (vx + vy) / 2.0,
+        covariance: cx + cy,
     }
 }
 
@@ -160,19 +206,50 @@ pub struct VicRegLoss {
     pub covariance: f64,
 }
 
-impl<B: Backend> ContrastiveLoss<B> for VicRegLoss {
-    /// The two views' embeddings, `[N, D]` each.
-    type Input = (Tensor<B, 2>, Tensor<B, 2>);
+impl VicRegLoss {
+    /// The three terms, unweighted, with the invariance as minus the mean of
+    /// `paired` (each image's two views scored by the similarity).
+    ///
+    /// # Shapes
+    /// `paired`: `[N]`; `x`, `y`: `[N, D]`.
+    pub fn terms<B: Backend>(
+        &self,
+        paired: Tensor<B, 1>,
+        x: Tensor<B, 2>,
+        y: Tensor<B, 2>,
+    ) -> VicRegTerms<B> {
+        let (vx, cx) = vicreg_regularisers(x);
+        let (vy, cy) = vicreg_regularisers(y);
+        VicRegTerms {
+            invariance: paired.mean().neg(),
+            variance: (vx + vy) / 2.0,
+            covariance: cx + cy,
+        }
+    }
 
-    fn loss(&self, (x, y): Self::Input) -> Tensor<B, 1> {
-        let t = vicreg_terms(x, y);
-        t.invariance * self.invariance + t.variance * self.variance + t.covariance * self.covariance
+    /// `invariance * lambda + variance * mu + covariance * nu`.
+    pub fn weigh<B: Backend>(&self, t: &VicRegTerms<B>) -> Tensor<B, 1> {
+        t.invariance.clone() * self.invariance
+            + t.variance.clone() * self.variance
+            + t.covariance.clone() * self.covariance
+    }
+}
+
+impl<B: Backend> ContrastiveLoss<B> for VicRegLoss {
+    /// Each image's two views scored by the similarity (`[N]`; VICReg's
+    /// similarity is minus the mean squared difference), and the two views'
+    /// embeddings (`[N, D]` each).
+    type Input = (Tensor<B, 1>, Tensor<B, 2>, Tensor<B, 2>);
+
+    fn loss(&self, (paired, x, y): Self::Input) -> Tensor<B, 1> {
+        self.weigh(&self.terms(paired, x, y))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{CosineSimilarity, SquaredDistanceSimilarity};
     use burn::backend::Flex;
     use burn::tensor::{TensorData, Tolerance};
 
@@ -222,9 +299,18 @@ mod tests {
             3.354105223988816,
         );
         assert_close(barlow_twins(a.clone(), b.clone(), 1.0), 5.773451471549183);
-        // The Config's default is the paper's lambda.
+        // A method reaches C through its similarity: the plain cosine of the
+        // centred dimensions. It leaves out the batch norm's eps (1e-5 on
+        // variances near 1), which moves the loss by about 1e-5 of itself.
+        let c = dimension_scores(a.clone(), b.clone(), &CosineSimilarity { temperature: 1.0 });
+        assert_eq!(c.dims(), [3, 3]);
         let loss = BarlowTwinsLossConfig::new().init();
-        assert_close(ContrastiveLoss::<B>::loss(&loss, (a, b)), 3.354105223988816);
+        ContrastiveLoss::<B>::loss(&loss, c)
+            .into_data()
+            .assert_approx_eq::<f32>(
+                &TensorData::from([3.354105223988816f32]),
+                Tolerance::rel_abs(1e-4, 1e-4),
+            );
         // Invariant to a per-dimension scale and shift of either view.
         let (a, b) = views(1.0);
         assert_close(barlow_twins(a * 3.0 + 1.0, b, 0.0051), 3.354105223988816);
@@ -245,16 +331,26 @@ mod tests {
         assert_close(t.invariance, 1.4316666666666666);
         assert_close(t.variance, 0.12843627173444874);
         assert_close(t.covariance, 0.9399074074074075);
+        // A method reaches the invariance through its similarity: minus the
+        // mean squared difference, paired.
+        let paired = |x: &Tensor<B, 2>, y: &Tensor<B, 2>| {
+            SquaredDistanceSimilarity.paired(x.clone(), y.clone())
+        };
         let loss = VicRegLossConfig::new().init();
-        assert_close(ContrastiveLoss::<B>::loss(&loss, (x, y)), 39.94248086743529);
+        let p = paired(&x, &y);
+        assert_close(
+            ContrastiveLoss::<B>::loss(&loss, (p, x, y)),
+            39.94248086743529,
+        );
         // Small spread: the variance hinge dominates.
         let (x, y) = views(0.2);
         let t = vicreg_terms(x.clone(), y.clone());
         assert_close(t.invariance, 0.05726666666666668);
         assert_close(t.variance, 0.8097873399718263);
         assert_close(t.covariance, 0.001503851851851852);
+        let p = paired(&x, &y);
         assert_close(
-            ContrastiveLoss::<B>::loss(&loss, (x, y)),
+            ContrastiveLoss::<B>::loss(&loss, (p, x, y)),
             21.677854017814177,
         );
     }
@@ -270,8 +366,14 @@ mod tests {
             barlow_twins(a, b, 0.0051)
         });
         crate::testing::finite_difference_check(&flat, [8, 3], |z| {
+            let (a, b) = split(z);
+            let c = dimension_scores(a, b, &CosineSimilarity { temperature: 1.0 });
+            ContrastiveLoss::loss(&BarlowTwinsLossConfig::new().init(), c)
+        });
+        crate::testing::finite_difference_check(&flat, [8, 3], |z| {
             let (x, y) = split(z);
-            ContrastiveLoss::loss(&VicRegLossConfig::new().init(), (x, y))
+            let p = SquaredDistanceSimilarity.paired(x.clone(), y.clone());
+            ContrastiveLoss::loss(&VicRegLossConfig::new().init(), (p, x, y))
         });
     }
 }

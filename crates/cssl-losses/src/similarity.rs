@@ -72,6 +72,25 @@ impl<B: Backend> Similarity<B> for ScaledDotSimilarity {
     }
 }
 
+/// Minus the mean squared difference, `-|a - b|^2 / d` (VICReg's invariance
+/// term is minus its batch mean: the mean squared error of the two views'
+/// embeddings).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SquaredDistanceSimilarity;
+
+impl<B: Backend> Similarity<B> for SquaredDistanceSimilarity {
+    fn scores(&self, a: Tensor<B, 2>, b: Tensor<B, 2>) -> Tensor<B, 2> {
+        let d = a.dims()[1] as f64;
+        let a2 = a.clone().square().sum_dim(1);
+        let b2 = b.clone().square().sum_dim(1).transpose();
+        (a.matmul(b.transpose()) * 2.0 - a2 - b2) / d
+    }
+
+    fn paired(&self, a: Tensor<B, 2>, b: Tensor<B, 2>) -> Tensor<B, 1> {
+        (a - b).square().mean_dim(1).squeeze_dim(1).neg()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,11 +117,21 @@ mod tests {
         assert_eq!(s, vec![8.0, 0.0]);
         // Scaled: 8 / sqrt(2).
         let s: Vec<f32> = ScaledDotSimilarity
-            .scores(a, b)
+            .scores(a.clone(), b.clone())
             .into_data()
             .to_vec()
             .unwrap();
         assert!((s[0] - 8.0 / 2f32.sqrt()).abs() < 1e-6 && s[1] == 0.0);
+        // -|[3,4] - [0,2]|^2 / 2 = -(9 + 4) / 2; -|[1,0] - [0,2]|^2 / 2 = -5 / 2.
+        let s: Vec<f32> = SquaredDistanceSimilarity
+            .scores(a, b)
+            .into_data()
+            .to_vec()
+            .unwrap();
+        assert!(
+            (s[0] + 6.5).abs() < 1e-6 && (s[1] + 2.5).abs() < 1e-6,
+            "{s:?}"
+        );
     }
 
     #[test]
@@ -110,15 +139,19 @@ mod tests {
         let d = Default::default();
         let a = Tensor::<Flex, 2>::from_data([[3.0f32, 4.0], [1.0, -2.0]], &d);
         let b = Tensor::<Flex, 2>::from_data([[0.0f32, 2.0], [0.5, 1.0]], &d);
-        let sims: [&dyn Similarity<Flex>; 3] = [
+        let sims: [&dyn Similarity<Flex>; 4] = [
             &CosineSimilarity { temperature: 0.5 },
             &DotSimilarity,
             &ScaledDotSimilarity,
+            &SquaredDistanceSimilarity,
         ];
         for s in sims {
             let full: Vec<f32> = s.scores(a.clone(), b.clone()).into_data().to_vec().unwrap();
             let paired: Vec<f32> = s.paired(a.clone(), b.clone()).into_data().to_vec().unwrap();
-            assert!((paired[0] - full[0]).abs() < 1e-6 && (paired[1] - full[3]).abs() < 1e-6);
+            assert!(
+                (paired[0] - full[0]).abs() < 1e-5 && (paired[1] - full[3]).abs() < 1e-5,
+                "{paired:?} {full:?}"
+            );
         }
     }
 }

@@ -107,6 +107,14 @@ impl SslMethod for ByolConfig {
 
     /// Builds the online encoder, then projector, predictor and target (with
     /// its own `ParamId`s, holding a copy of the online weights).
+    fn tiny() -> Self {
+        let mut c = Self::fashion_mnist();
+        c.encoder = crate::test_size::encoder().into();
+        c.extraction.projector = crate::test_size::head();
+        c.extraction.predictor = crate::test_size::predictor();
+        c
+    }
+
     fn init<B: Backend>(
         &self,
         schedule: &RunSchedule,

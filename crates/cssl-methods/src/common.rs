@@ -38,6 +38,37 @@ pub(crate) fn cpu_optimizer() -> crate::OptimizerConfig {
         .with_warmup(Span::Fraction(0.1))
 }
 
+/// The parts of the methods at test size ([`SslMethod::tiny`](crate::SslMethod::tiny)),
+/// for tests that train every method on several devices, backends or
+/// processes.
+pub mod test_size {
+    use cssl_encoders::ResNetConfig;
+    use cssl_extract::ProjectionHeadConfig;
+
+    /// ResNet-18 at 1/16 width (4-32 channels), stride-2 CIFAR stem, one
+    /// channel.
+    pub fn encoder() -> ResNetConfig {
+        ResNetConfig::resnet18(1)
+            .with_base_width(4)
+            .with_cifar_stem(true)
+            .with_cifar_stem_stride(2)
+    }
+
+    /// A head 32-32(BN, ReLU)-16 reading [`encoder`].
+    pub fn head() -> ProjectionHeadConfig {
+        ProjectionHeadConfig::new(32)
+            .with_hidden_dim(32)
+            .with_output_dim(16)
+    }
+
+    /// A predictor 16-32(BN, ReLU)-16 reading [`head`].
+    pub fn predictor() -> ProjectionHeadConfig {
+        ProjectionHeadConfig::new(16)
+            .with_hidden_dim(32)
+            .with_output_dim(16)
+    }
+}
+
 /// [`small_resnet`] for Fashion-MNIST's one channel.
 pub fn fashion_mnist_encoder() -> ResNetConfig {
     small_resnet(1)
@@ -287,10 +318,7 @@ pub(crate) mod testing {
     /// The unit tests' encoder: ResNet-18 at 1/16 width (4-32 channels),
     /// stride-2 CIFAR stem.
     pub fn tiny_resnet() -> cssl_encoders::ResNetConfig {
-        cssl_encoders::ResNetConfig::resnet18(1)
-            .with_base_width(4)
-            .with_cifar_stem(true)
-            .with_cifar_stem_stride(2)
+        crate::test_size::encoder()
     }
 
     use crate::{MethodKind, RunSchedule, SslOutput, WithModel};

@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | [`PairExtractionConfig`] | SimCLR, YADIM | projection head, or the last map alone |
 //! | [`PredictorExtractionConfig`] | BYOL, SimSiam | projector, predictor, and a momentum target (BYOL) or none (SimSiam: stop-gradient) |
+//! | [`ProjectorExtractionConfig`] | Barlow Twins, VICReg | projector (VICReg's "expander"), each view's embeddings over the global batch |
 //! | [`MocoExtractionConfig`] | MoCo v2 | head, momentum target, queue |
 //! | [`SwavExtractionConfig`] | SwAV | head, prototypes, prototype freeze |
 //! | [`CpcExtractionConfig`] | CPC v2 | context network, prediction steps |
@@ -117,6 +118,80 @@ fn validate_momentum(m: &MomentumConfig, field: &str) -> cssl_core::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The redundancy-reduction methods' extraction (Barlow Twins, VICReg): one
+/// projector, shared by both views, whose outputs the loss reads as two
+/// `[N, D]` batches. Their losses are statistics of the batch, so in a
+/// data-parallel step each view's embeddings span the global batch.
+#[derive(Config, Debug)]
+pub struct ProjectorExtractionConfig {
+    /// The projector (Barlow Twins' and VICReg's 8192-8192-8192 MLP).
+    pub projector: ProjectionHeadConfig,
+    /// Each view through encoder and projector on its own, so that each
+    /// view's batch norm sees only that view (as both papers' code does);
+    /// `false` encodes both views as one batch.
+    #[config(default = true)]
+    pub separate_views: bool,
+}
+
+impl ProjectorExtractionConfig {
+    /// Checks that the projector reads an encoder of `encoder_dim` channels.
+    pub fn validate(&self, encoder_dim: usize) -> cssl_core::Result<()> {
+        self.projector.validate("extraction.projector")?;
+        same_dim(
+            "extraction.projector.input_dim (the encoder's output channels)",
+            encoder_dim,
+            self.projector.input_dim,
+        )
+    }
+
+    /// Builds the extraction.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> ProjectorExtraction<B> {
+        ProjectorExtraction {
+            projector: self.projector.init(device),
+            separate_views: self.separate_views,
+        }
+    }
+}
+
+/// See [`ProjectorExtractionConfig`].
+#[derive(Module, Debug)]
+pub struct ProjectorExtraction<B: Backend> {
+    projector: ProjectionHead<B>,
+    separate_views: bool,
+}
+
+impl<B: Backend> ProjectorExtraction<B> {
+    /// Each view's embeddings, over the global batch in a data-parallel
+    /// step (this worker's rows carry the gradient).
+    ///
+    /// # Shapes
+    /// `x`: both views as one `[2N, c, h, w]` batch. Returns two `[N, D]`
+    /// (`[world N, D]` in a data-parallel step).
+    pub fn embeddings(
+        &self,
+        encoder: &AnyEncoder<B>,
+        x: Tensor<B, 4>,
+    ) -> (Tensor<B, 2>, Tensor<B, 2>) {
+        let n = x.dims()[0] / 2;
+        let embed = |x: Tensor<B, 4>| self.projector.forward(encoder.encode(x).pooled());
+        let (a, b) = if self.separate_views {
+            (embed(x.clone().narrow(0, 0, n)), embed(x.narrow(0, n, n)))
+        } else {
+            let z = embed(x);
+            (z.clone().narrow(0, 0, n), z.narrow(0, n, n))
+        };
+        (
+            cssl_core::parallel::all_gather(a),
+            cssl_core::parallel::all_gather(b),
+        )
+    }
+
+    /// The projector.
+    pub fn projector(&self) -> &ProjectionHead<B> {
+        &self.projector
+    }
 }
 
 /// BYOL's and SimSiam's extraction: an online projector g and predictor q;

@@ -58,11 +58,12 @@ method::methods! {
 
 pub use common::{
     check_views_fit_encoder, check_views_share_a_shape, fashion_mnist_encoder, small_resnet,
-    validate_augmentation,
+    test_size, validate_augmentation,
 };
 pub use extraction::{
     AmdimExtractionConfig, CpcExtractionConfig, MocoExtractionConfig, MomentumTarget,
-    PairExtractionConfig, PredictorExtractionConfig, SwavExtractionConfig,
+    PairExtractionConfig, PredictorExtractionConfig, ProjectorExtractionConfig,
+    SwavExtractionConfig,
 };
 pub use method::{init_model, RunSchedule, Span, SslMethod, SslModel, WithModel};
 pub use optim::{OptimizerConfig, OptimizerKind};

@@ -139,6 +139,14 @@ pub trait SslMethod: Sized {
     fn monitors(&self) -> Vec<&'static str> {
         Vec::new()
     }
+
+    /// The method at test size on Fashion-MNIST, for tests that train it on
+    /// several devices, backends or processes: by default its CPU default;
+    /// the ResNet methods shrink it with [`crate::test_size`] (ResNet-18 at
+    /// 1/16 width, heads of 32-32-16).
+    fn tiny() -> Self {
+        Self::cpu_default(&DatasetPreset::fashion_mnist(), 1)
+    }
 }
 
 /// Builds `config`'s model for `schedule` on `device` with its weights drawn
@@ -261,6 +269,13 @@ macro_rules! methods {
             pub fn encodes_views_together(self) -> bool {
                 match self {
                     $(Self::$variant => <$config as $crate::SslMethod>::ENCODES_VIEWS_TOGETHER,)*
+                }
+            }
+
+            /// The method at test size ([`SslMethod::tiny`](crate::SslMethod::tiny)).
+            pub fn tiny(self) -> MethodConfig {
+                match self {
+                    $(Self::$variant => MethodConfig::$variant(<$config as $crate::SslMethod>::tiny()),)*
                 }
             }
 
@@ -431,52 +446,5 @@ impl crate::MethodKind {
     /// The method's CPU default for the embedded Fashion-MNIST.
     pub fn fashion_mnist(self) -> crate::MethodConfig {
         self.cpu_default(&DatasetPreset::fashion_mnist(), 1)
-    }
-
-    /// The method at test size on Fashion-MNIST, for tests that train it
-    /// on several devices or backends: ResNet-18 at 1/16 width (4-32
-    /// channels, stride-2 CIFAR stem) with heads of 32-32-16, MoCo's queue
-    /// at 32 keys, SwAV's 12 prototypes training from the first step; AMDIM,
-    /// YADIM and CPC v2 at their CPU defaults (already small).
-    pub fn tiny(self) -> crate::MethodConfig {
-        use crate::MethodConfig;
-        use cssl_extract::ProjectionHeadConfig;
-        let mut config = self.fashion_mnist();
-        if matches!(self, Self::Cpc | Self::Amdim | Self::Yadim) {
-            return config;
-        }
-        *config.encoder_mut() = cssl_encoders::ResNetConfig::resnet18(1)
-            .with_base_width(4)
-            .with_cifar_stem(true)
-            .with_cifar_stem_stride(2)
-            .into();
-        let head = ProjectionHeadConfig::new(32)
-            .with_hidden_dim(32)
-            .with_output_dim(16);
-        let predictor = ProjectionHeadConfig::new(16)
-            .with_hidden_dim(32)
-            .with_output_dim(16);
-        match &mut config {
-            MethodConfig::Simclr(c) => c.extraction = crate::PairExtractionConfig::Projection(head),
-            MethodConfig::Moco(c) => {
-                c.extraction.head = head.with_batch_norm(false);
-                c.extraction.queue = c.extraction.queue.clone().with_size(32).with_dim(16);
-            }
-            MethodConfig::Swav(c) => {
-                c.extraction.head = head;
-                c.extraction.prototypes = cssl_extract::PrototypesConfig::new(16).with_count(12);
-                c.extraction.freeze_prototypes = crate::Span::Epochs(0.0);
-            }
-            MethodConfig::Byol(c) => {
-                c.extraction.projector = head;
-                c.extraction.predictor = predictor;
-            }
-            MethodConfig::Simsiam(c) => {
-                c.extraction.projector = head;
-                c.extraction.predictor = predictor;
-            }
-            MethodConfig::Amdim(_) | MethodConfig::Cpc(_) | MethodConfig::Yadim(_) => {}
-        }
-        config
     }
 }

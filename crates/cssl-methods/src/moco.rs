@@ -127,6 +127,15 @@ impl SslMethod for MocoConfig {
 
     /// Builds the query encoder, then head, key network (a copy with its own
     /// ids and no gradient) and a queue of random unit keys.
+    /// The test size with MoCo's queue at 32 keys and the head without batch norm.
+    fn tiny() -> Self {
+        let mut c = Self::fashion_mnist();
+        c.encoder = crate::test_size::encoder().into();
+        c.extraction.head = crate::test_size::head().with_batch_norm(false);
+        c.extraction.queue = c.extraction.queue.clone().with_size(32).with_dim(16);
+        c
+    }
+
     fn init<B: Backend>(
         &self,
         schedule: &RunSchedule,

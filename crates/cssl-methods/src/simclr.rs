@@ -100,6 +100,13 @@ impl SslMethod for SimClrConfig {
         self.loss.validate()
     }
 
+    fn tiny() -> Self {
+        let mut c = Self::fashion_mnist();
+        c.encoder = crate::test_size::encoder().into();
+        c.extraction = PairExtractionConfig::Projection(crate::test_size::head());
+        c
+    }
+
     fn init<B: Backend>(
         &self,
         schedule: &RunSchedule,

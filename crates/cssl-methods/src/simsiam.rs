@@ -109,6 +109,14 @@ impl SslMethod for SimSiamConfig {
         )
     }
 
+    fn tiny() -> Self {
+        let mut c = Self::fashion_mnist();
+        c.encoder = crate::test_size::encoder().into();
+        c.extraction.projector = crate::test_size::head();
+        c.extraction.predictor = crate::test_size::predictor();
+        c
+    }
+
     fn init<B: Backend>(
         &self,
         schedule: &RunSchedule,

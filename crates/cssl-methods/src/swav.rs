@@ -128,6 +128,16 @@ impl SslMethod for SwavConfig {
         self.similarity.validate()
     }
 
+    /// The test size with 12 prototypes that train from the first step.
+    fn tiny() -> Self {
+        let mut c = Self::fashion_mnist();
+        c.encoder = crate::test_size::encoder().into();
+        c.extraction.head = crate::test_size::head();
+        c.extraction.prototypes = cssl_extract::PrototypesConfig::new(16).with_count(12);
+        c.extraction.freeze_prototypes = crate::Span::Epochs(0.0);
+        c
+    }
+
     fn init<B: Backend>(
         &self,
         schedule: &RunSchedule,

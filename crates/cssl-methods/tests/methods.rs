@@ -382,7 +382,9 @@ fn similarity_swaps_train_for_every_method() {
         // Another kind of similarity than the method's own.
         let swapped = match config.similarity() {
             SimilarityConfig::Cosine(_) => SimilarityConfig::ScaledDot,
-            SimilarityConfig::Dot | SimilarityConfig::ScaledDot => {
+            SimilarityConfig::Dot
+            | SimilarityConfig::ScaledDot
+            | SimilarityConfig::SquaredDistance => {
                 SimilarityConfig::Cosine(CosineSimilarityConfig::new().with_temperature(0.2))
             }
         };
