@@ -19,6 +19,7 @@
 //! | [`Swav`] | [`pipelines::swav`](cssl_augment::pipelines::swav) (multi-crop) | [`ResNet`](cssl_encoders::ResNet) | [`SwavExtractionConfig`]: head, [`Prototypes`](cssl_extract::Prototypes), freeze | cosine to prototypes | [`SwavLoss`](cssl_losses::SwavLoss) |
 //! | [`Yadim`] | [`pipelines::yadim`](cssl_augment::pipelines::yadim) | [`AmdimEncoder`](cssl_encoders::AmdimEncoder) (any) | [`PairExtractionConfig::LastMap`] | dot (scaled by 1/sqrt(d)) | [`PairLossConfig::AmdimNce`](cssl_losses::PairLossConfig) |
 //! | [`SimSiam`] | [`pipelines::moco2`](cssl_augment::pipelines::moco2) | [`ResNet`](cssl_encoders::ResNet) | [`PredictorExtractionConfig`] without a target (stop-gradient) | cosine | [`RegressionLossConfig::NegativeCosine`](cssl_losses::RegressionLossConfig) |
+//! | [`BarlowTwins`] | [`pipelines::byol`](cssl_augment::pipelines::byol) | [`ResNet`](cssl_encoders::ResNet) | [`ProjectorExtractionConfig`] | cosine of the views' dimensions (cross-correlation) | [`BarlowTwinsLoss`](cssl_losses::BarlowTwinsLoss) |
 //!
 //! Each method is one line of the registry below: it generates
 //! [`MethodKind`], [`MethodConfig`] and [`MethodConfig::with_model`], the one
@@ -54,6 +55,8 @@ method::methods! {
     Yadim => yadim::{Yadim, YadimConfig}, "yadim";
     /// SimSiam (Chen & He, 2021).
     Simsiam => simsiam::{SimSiam, SimSiamConfig}, "simsiam";
+    /// Barlow Twins (Zbontar et al., 2021).
+    BarlowTwins => barlow_twins::{BarlowTwins, BarlowTwinsConfig}, "barlow_twins";
 }
 
 pub use common::{

@@ -1,9 +1,10 @@
 //! Data-parallel steps on the CPU: one SGD step on 2 workers leaves every
 //! parameter, batch-norm running statistic, target network and queue where
 //! one step on 1 worker over the same samples leaves them, for methods whose
-//! loss is over the gathered global batch (SimCLR, YADIM, SwAV, CPC v2) or
-//! decomposes over it (MoCo v2, BYOL, SimSiam). Batch norm is synchronised
-//! over the workers, so it changes nothing either.
+//! loss is over the gathered global batch (SimCLR, YADIM, SwAV, CPC v2,
+//! Barlow Twins) or decomposes over it (MoCo v2, BYOL, SimSiam).
+//! Batch norm is synchronised over the workers, so it changes nothing
+//! either.
 
 mod common;
 
@@ -80,6 +81,12 @@ fn byol_two_workers_step_like_one() {
 #[test]
 fn simsiam_two_workers_step_like_one() {
     assert_two_workers_step_like_one(MethodKind::Simsiam);
+}
+
+/// Barlow Twins: the cross-correlation of the gathered global batch.
+#[test]
+fn barlow_twins_two_workers_correlate_the_global_batch_and_step_like_one() {
+    assert_two_workers_step_like_one(MethodKind::BarlowTwins);
 }
 
 /// CPC v2: InfoNCE against the gathered patch targets of the whole batch.

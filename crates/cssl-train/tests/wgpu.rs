@@ -240,6 +240,7 @@ on_wgpu! {
     swav: Swav;
     simsiam: Simsiam;
     yadim: Yadim;
+    barlow_twins: BarlowTwins;
 }
 
 /// burn-cubecl 0.21's direct transposed-convolution kernel returns zeros
