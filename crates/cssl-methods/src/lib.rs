@@ -20,6 +20,7 @@
 //! | [`Yadim`] | [`pipelines::yadim`](cssl_augment::pipelines::yadim) | [`AmdimEncoder`](cssl_encoders::AmdimEncoder) (any) | [`PairExtractionConfig::LastMap`] | dot (scaled by 1/sqrt(d)) | [`PairLossConfig::AmdimNce`](cssl_losses::PairLossConfig) |
 //! | [`SimSiam`] | [`pipelines::moco2`](cssl_augment::pipelines::moco2) | [`ResNet`](cssl_encoders::ResNet) | [`PredictorExtractionConfig`] without a target (stop-gradient) | cosine | [`RegressionLossConfig::NegativeCosine`](cssl_losses::RegressionLossConfig) |
 //! | [`BarlowTwins`] | [`pipelines::byol`](cssl_augment::pipelines::byol) | [`ResNet`](cssl_encoders::ResNet) | [`ProjectorExtractionConfig`] | cosine of the views' dimensions (cross-correlation) | [`BarlowTwinsLoss`](cssl_losses::BarlowTwinsLoss) |
+//! | [`VicReg`] | [`pipelines::byol`](cssl_augment::pipelines::byol) | [`ResNet`](cssl_encoders::ResNet) | [`ProjectorExtractionConfig`] (the expander) | minus the mean squared difference | [`VicRegLoss`](cssl_losses::VicRegLoss) |
 //!
 //! Each method is one line of the registry below: it generates
 //! [`MethodKind`], [`MethodConfig`] and [`MethodConfig::with_model`], the one
@@ -57,6 +58,8 @@ method::methods! {
     Simsiam => simsiam::{SimSiam, SimSiamConfig}, "simsiam";
     /// Barlow Twins (Zbontar et al., 2021).
     BarlowTwins => barlow_twins::{BarlowTwins, BarlowTwinsConfig}, "barlow_twins";
+    /// VICReg (Bardes et al., 2022).
+    Vicreg => vicreg::{VicReg, VicRegConfig}, "vicreg";
 }
 
 pub use common::{

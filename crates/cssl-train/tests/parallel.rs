@@ -2,7 +2,7 @@
 //! parameter, batch-norm running statistic, target network and queue where
 //! one step on 1 worker over the same samples leaves them, for methods whose
 //! loss is over the gathered global batch (SimCLR, YADIM, SwAV, CPC v2,
-//! Barlow Twins) or decomposes over it (MoCo v2, BYOL, SimSiam).
+//! Barlow Twins, VICReg) or decomposes over it (MoCo v2, BYOL, SimSiam).
 //! Batch norm is synchronised over the workers, so it changes nothing
 //! either.
 
@@ -87,6 +87,12 @@ fn simsiam_two_workers_step_like_one() {
 #[test]
 fn barlow_twins_two_workers_correlate_the_global_batch_and_step_like_one() {
     assert_two_workers_step_like_one(MethodKind::BarlowTwins);
+}
+
+/// VICReg: variance and covariance of the gathered global batch.
+#[test]
+fn vicreg_two_workers_regularise_the_global_batch_and_step_like_one() {
+    assert_two_workers_step_like_one(MethodKind::Vicreg);
 }
 
 /// CPC v2: InfoNCE against the gathered patch targets of the whole batch.

@@ -241,6 +241,7 @@ on_wgpu! {
     simsiam: Simsiam;
     yadim: Yadim;
     barlow_twins: BarlowTwins;
+    vicreg: Vicreg;
 }
 
 /// burn-cubecl 0.21's direct transposed-convolution kernel returns zeros
