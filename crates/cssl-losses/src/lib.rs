@@ -19,11 +19,13 @@
 //! | BYOL regression `2 - 2 cos` | [`byol_regression`] | [`RegressionLoss::Byol`] | BYOL |
 //! | SimSiam negative cosine `-cos` | | [`RegressionLoss::NegativeCosine`] | SimSiam |
 //! | SwAV swapped prediction | [`swav_loss`], [`sinkhorn`] | [`SwavLoss`] | SwAV |
-//! | Barlow Twins cross-correlation | [`barlow_twins`] | [`BarlowTwinsLoss`] | (no method yet) |
-//! | VICReg invariance, variance, covariance | [`vicreg_terms`] | [`VicRegLoss`] | (no method yet) |
+//! | MoCo v3 symmetric InfoNCE, `2 tau`-scaled | [`moco_v3()`] | [`MocoV3Loss`] | MoCo v3 |
+//! | Barlow Twins cross-correlation | [`barlow_twins`], [`barlow_twins_objective`], [`dimension_scores`] | [`BarlowTwinsLoss`] | Barlow Twins |
+//! | VICReg invariance, variance, covariance | [`vicreg_terms`], [`vicreg_regularisers`] | [`VicRegLoss`] | VICReg |
 //!
 //! Similarities: [`CosineSimilarity`] (with temperature), [`DotSimilarity`],
-//! [`ScaledDotSimilarity`] (`1/sqrt(d)`, AMDIM). [`SimilarityConfig`] and
+//! [`ScaledDotSimilarity`] (`1/sqrt(d)`, AMDIM), [`SquaredDistanceSimilarity`]
+//! (minus the mean squared difference, VICReg). [`SimilarityConfig`] and
 //! [`PairLossConfig`] make them choices in a method's config.
 #![warn(missing_docs)]
 
@@ -44,7 +46,8 @@ pub use amdim::{
 pub use byol::{byol_regression, RegressionLoss, RegressionLossConfig};
 pub use choice::{AnySimilarity, PairLoss, PairLossConfig, SimilarityConfig};
 pub use info_nce::{
-    info_nce, queue_scores, CpcInfoNceLoss, CpcInfoNceLossConfig, InfoNceLoss, InfoNceLossConfig,
+    info_nce, moco_v3, queue_scores, CpcInfoNceLoss, CpcInfoNceLossConfig, InfoNceLoss,
+    InfoNceLossConfig, MocoV3Loss, MocoV3LossConfig,
 };
 pub use nt_xent::{nt_xent, NtXentLoss, NtXentLossConfig};
 pub use redundancy::{

@@ -5,7 +5,7 @@
 //! similarity = cosine; loss = `2 - 2 cos`, symmetrised.
 //!
 //! The target ([`MomentumTarget`](crate::MomentumTarget)) is updated in
-//! [`TrainStep::optimize`], right after the optimiser step, with `tau`
+//! `TrainStep::optimize`, right after the optimiser step, with `tau`
 //! following BYOL's cosine schedule to 1 over the run; it covers every float,
 //! biases and batch-norm statistics included. BYOL's loss is defined on the
 //! cosine (`2 - 2 cos`): `similarity` is cosine with temperature 1, and any
@@ -15,10 +15,8 @@ use crate::common::predictor_forward;
 use crate::extraction::PredictorExtraction;
 use crate::{OptimizerConfig, PredictorExtractionConfig, RunSchedule, SslMethod, SslOutput};
 use burn::config::Config;
-use burn::module::{AutodiffModule, Module};
-use burn::optim::{GradientsParams, Optimizer};
-use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn_train::{TrainOutput, TrainStep};
+use burn::module::Module;
+use burn::tensor::backend::Backend;
 use cssl_augment::{pipelines, DatasetPreset, MultiViewAugmentation};
 use cssl_core::ViewBatch;
 use cssl_encoders::{AnyEncoder, EncoderConfig, ResNetConfig};
@@ -182,25 +180,7 @@ impl<B: Backend> Byol<B> {
     }
 }
 
-impl<B: AutodiffBackend> TrainStep for Byol<B> {
-    type Input = ViewBatch<B>;
-    type Output = SslOutput<B>;
-
-    fn step(&self, batch: ViewBatch<B>) -> TrainOutput<SslOutput<B>> {
-        crate::steps::backward(self, self.forward(batch))
-    }
-
-    fn optimize<AB, O>(self, optim: &mut O, lr: f64, grads: GradientsParams) -> Self
-    where
-        AB: AutodiffBackend,
-        O: Optimizer<Self, AB>,
-        Self: AutodiffModule<AB>,
-    {
-        optim.step(lr, self, grads).update_target()
-    }
-}
-
-crate::steps::inference_step!(Byol);
+crate::steps::momentum_steps!(Byol);
 
 #[cfg(test)]
 mod tests {
@@ -208,6 +188,7 @@ mod tests {
     use burn::backend::{Autodiff, Flex};
     use burn::module::{ModuleVisitor, Param};
     use burn::optim::AdamWConfig;
+    use burn_train::TrainStep;
     use burn::tensor::Tensor;
 
     type B = Autodiff<Flex>;

@@ -6,7 +6,7 @@
 //! | type | methods | holds |
 //! |---|---|---|
 //! | [`PairExtractionConfig`] | SimCLR, YADIM | projection head, or the last map alone |
-//! | [`PredictorExtractionConfig`] | BYOL, SimSiam | projector, predictor, and a momentum target (BYOL) or none (SimSiam: stop-gradient) |
+//! | [`PredictorExtractionConfig`] | BYOL, SimSiam, MoCo v3 | projector, predictor, and a momentum target (BYOL) or none (SimSiam: stop-gradient) |
 //! | [`ProjectorExtractionConfig`] | Barlow Twins, VICReg | projector (VICReg's "expander"), each view's embeddings over the global batch |
 //! | [`MocoExtractionConfig`] | MoCo v2 | head, momentum target, queue |
 //! | [`SwavExtractionConfig`] | SwAV | head, prototypes, prototype freeze |
@@ -277,6 +277,40 @@ pub struct PredictorExtraction<B: Backend> {
 }
 
 impl<B: Backend> PredictorExtraction<B> {
+    /// Each view's online projection `z`, prediction `p` and target `t`
+    /// (the momentum target's projection, or `z` with its gradient stopped).
+    ///
+    /// # Shapes
+    /// `x`: both views as one `[2N, c, h, w]` batch. Returns three
+    /// `[2N, D]`, view 1's rows first.
+    fn branches(
+        &self,
+        encoder: &AnyEncoder<B>,
+        x: Tensor<B, 4>,
+    ) -> (Tensor<B, 2>, Tensor<B, 2>, Tensor<B, 2>) {
+        let n = x.dims()[0] / 2;
+        let branches = |x: Tensor<B, 4>| {
+            let z = self.projector.forward(encoder.encode(x.clone()).pooled());
+            let p = self.predictor.forward(z.clone());
+            let t = match &self.target {
+                Some(target) => target.forward(x),
+                None => z.clone().detach(),
+            };
+            (z, p, t)
+        };
+        if self.separate_views {
+            let (z1, p1, t1) = branches(x.clone().narrow(0, 0, n));
+            let (z2, p2, t2) = branches(x.narrow(0, n, n));
+            (
+                Tensor::cat(vec![z1, z2], 0),
+                Tensor::cat(vec![p1, p2], 0),
+                Tensor::cat(vec![t1, t2], 0),
+            )
+        } else {
+            branches(x)
+        }
+    }
+
     /// The paired similarities `(s_12, s_21)` of each view's prediction with
     /// the other view's (stop-gradient) target, and the online projections.
     ///
@@ -290,30 +324,36 @@ impl<B: Backend> PredictorExtraction<B> {
         similarity: &S,
     ) -> (Tensor<B, 1>, Tensor<B, 1>, Tensor<B, 2>) {
         let n = x.dims()[0] / 2;
-        let branches = |x: Tensor<B, 4>| {
-            let z = self.projector.forward(encoder.encode(x.clone()).pooled());
-            let p = self.predictor.forward(z.clone());
-            let t = match &self.target {
-                Some(target) => target.forward(x),
-                None => z.clone().detach(),
-            };
-            (z, p, t)
-        };
-        let (z, p, t) = if self.separate_views {
-            let (z1, p1, t1) = branches(x.clone().narrow(0, 0, n));
-            let (z2, p2, t2) = branches(x.narrow(0, n, n));
-            (
-                Tensor::cat(vec![z1, z2], 0),
-                Tensor::cat(vec![p1, p2], 0),
-                Tensor::cat(vec![t1, t2], 0),
-            )
-        } else {
-            branches(x)
-        };
+        let (z, p, t) = self.branches(encoder, x);
         let d = p.dims()[1];
         let half = |m: &Tensor<B, 2>, k: usize| m.clone().slice([k * n..(k + 1) * n, 0..d]);
         let s12 = similarity.paired(half(&p, 0), half(&t, 1));
         let s21 = similarity.paired(half(&p, 1), half(&t, 0));
+        (s12, s21, z)
+    }
+
+    /// Every view-1 prediction scored against every view-2 target (`S_12`)
+    /// and the other way round (`S_21`), over the global batch in a
+    /// data-parallel step (MoCo v3: the other images' targets are the
+    /// negatives); and the online projections.
+    ///
+    /// # Shapes
+    /// `x`: both views as one `[2N, c, h, w]` batch. Returns `[M, M]`,
+    /// `[M, M]` (`M` = the global batch) and `[2N, D]`.
+    pub fn cross_scores<S: Similarity<B>>(
+        &self,
+        encoder: &AnyEncoder<B>,
+        x: Tensor<B, 4>,
+        similarity: &S,
+    ) -> (Tensor<B, 2>, Tensor<B, 2>, Tensor<B, 2>) {
+        let n = x.dims()[0] / 2;
+        let (z, p, t) = self.branches(encoder, x);
+        let d = p.dims()[1];
+        let half = |m: &Tensor<B, 2>, k: usize| {
+            cssl_core::parallel::all_gather(m.clone().slice([k * n..(k + 1) * n, 0..d]))
+        };
+        let s12 = similarity.scores(half(&p, 0), half(&t, 1));
+        let s21 = similarity.scores(half(&p, 1), half(&t, 0));
         (s12, s21, z)
     }
 

@@ -51,4 +51,42 @@ macro_rules! plain_steps {
     )*};
 }
 
-pub(crate) use {inference_step, plain_steps};
+/// [`plain_steps`] for models with a momentum target in a
+/// [`PredictorExtraction`](crate::extraction::PredictorExtraction) field
+/// `extraction` (BYOL, MoCo v3): after the optimiser step, the target moves
+/// towards the just-updated online `encoder` and projector, once per step.
+macro_rules! momentum_steps {
+    ($($model:ident),*) => {$(
+        impl<B: burn::tensor::backend::AutodiffBackend> burn_train::TrainStep for $model<B> {
+            type Input = cssl_core::ViewBatch<B>;
+            type Output = $crate::SslOutput<B>;
+
+            fn step(
+                &self,
+                batch: cssl_core::ViewBatch<B>,
+            ) -> burn_train::TrainOutput<$crate::SslOutput<B>> {
+                $crate::steps::backward(self, self.forward(batch))
+            }
+
+            fn optimize<AB, O>(
+                self,
+                optim: &mut O,
+                lr: f64,
+                grads: burn::optim::GradientsParams,
+            ) -> Self
+            where
+                AB: burn::tensor::backend::AutodiffBackend,
+                O: burn::optim::Optimizer<Self, AB>,
+                Self: burn::module::AutodiffModule<AB>,
+            {
+                let mut model = optim.step(lr, self, grads);
+                model.extraction = model.extraction.update_target(&model.encoder);
+                model
+            }
+        }
+
+        $crate::steps::inference_step!($model);
+    )*};
+}
+
+pub(crate) use {inference_step, momentum_steps, plain_steps};
