@@ -21,6 +21,7 @@
 //! | [`SimSiam`] | [`pipelines::moco2`](cssl_augment::pipelines::moco2) | [`ResNet`](cssl_encoders::ResNet) | [`PredictorExtractionConfig`] without a target (stop-gradient) | cosine | [`RegressionLossConfig::NegativeCosine`](cssl_losses::RegressionLossConfig) |
 //! | [`BarlowTwins`] | [`pipelines::byol`](cssl_augment::pipelines::byol) | [`ResNet`](cssl_encoders::ResNet) | [`ProjectorExtractionConfig`] | cosine of the views' dimensions (cross-correlation) | [`BarlowTwinsLoss`](cssl_losses::BarlowTwinsLoss) |
 //! | [`VicReg`] | [`pipelines::byol`](cssl_augment::pipelines::byol) | [`ResNet`](cssl_encoders::ResNet) | [`ProjectorExtractionConfig`] (the expander) | minus the mean squared difference | [`VicRegLoss`](cssl_losses::VicRegLoss) |
+//! | [`MocoV3`] | [`pipelines::byol`](cssl_augment::pipelines::byol) | [`ResNet`](cssl_encoders::ResNet) or [`Vit`](cssl_encoders::Vit) | [`PredictorExtractionConfig`]: projector, predictor, [`MomentumTarget`] | cosine / 0.2 | [`MocoV3Loss`](cssl_losses::MocoV3Loss) (no queue) |
 //!
 //! Each method is one line of the registry below: it generates
 //! [`MethodKind`], [`MethodConfig`] and [`MethodConfig::with_model`], the one
@@ -60,6 +61,8 @@ method::methods! {
     BarlowTwins => barlow_twins::{BarlowTwins, BarlowTwinsConfig}, "barlow_twins";
     /// VICReg (Bardes et al., 2022).
     Vicreg => vicreg::{VicReg, VicRegConfig}, "vicreg";
+    /// MoCo v3 (Chen, Xie & He, 2021).
+    MocoV3 => moco_v3::{MocoV3, MocoV3Config}, "moco_v3";
 }
 
 pub use common::{

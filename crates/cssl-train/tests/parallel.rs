@@ -2,9 +2,9 @@
 //! parameter, batch-norm running statistic, target network and queue where
 //! one step on 1 worker over the same samples leaves them, for methods whose
 //! loss is over the gathered global batch (SimCLR, YADIM, SwAV, CPC v2,
-//! Barlow Twins, VICReg) or decomposes over it (MoCo v2, BYOL, SimSiam).
-//! Batch norm is synchronised over the workers, so it changes nothing
-//! either.
+//! Barlow Twins, VICReg, MoCo v3) or decomposes over it (MoCo v2, BYOL,
+//! SimSiam). Batch norm is synchronised over the workers, so it changes
+//! nothing either.
 
 mod common;
 
@@ -93,6 +93,13 @@ fn barlow_twins_two_workers_correlate_the_global_batch_and_step_like_one() {
 #[test]
 fn vicreg_two_workers_regularise_the_global_batch_and_step_like_one() {
     assert_two_workers_step_like_one(MethodKind::Vicreg);
+}
+
+/// MoCo v3: predictions against the gathered targets of the global batch;
+/// the momentum target moves once per global step.
+#[test]
+fn moco_v3_two_workers_gather_the_targets_and_step_like_one() {
+    assert_two_workers_step_like_one(MethodKind::MocoV3);
 }
 
 /// CPC v2: InfoNCE against the gathered patch targets of the whole batch.

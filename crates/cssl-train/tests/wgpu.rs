@@ -242,6 +242,7 @@ on_wgpu! {
     yadim: Yadim;
     barlow_twins: BarlowTwins;
     vicreg: Vicreg;
+    moco_v3: MocoV3;
 }
 
 /// burn-cubecl 0.21's direct transposed-convolution kernel returns zeros
