@@ -176,10 +176,18 @@ pub fn moco2(d: &DatasetPreset) -> MultiViewAugmentation {
 /// (0.4, 0.4, 0.2, 0.1) p 0.8, gray p 0.2, then asymmetric: blur p 1.0 and no
 /// solarisation on view 1, blur p 0.1 and solarisation p 0.2 on view 2.
 pub fn byol(d: &DatasetPreset) -> MultiViewAugmentation {
+    MultiViewAugmentation {
+        shared: vec![],
+        views: byol_views(d.size, [0.08, 1.0], d).to_vec(),
+    }
+}
+
+/// BYOL's two asymmetric views at `size` px, cropped to `scale` of the area.
+fn byol_views(size: usize, scale: [f32; 2], d: &DatasetPreset) -> [ViewTransform; 2] {
     let common = |blur_p: f32, solarize_p: f32| {
         view(
             vec![
-                rrc(d.size, [0.08, 1.0], STANDARD_RATIO),
+                rrc(size, scale, STANDARD_RATIO),
                 Op::HorizontalFlip { p: 0.5 },
                 jitter(0.4, 0.4, 0.2, 0.1, 0.8),
                 Op::RandomGrayscale { p: 0.2 },
@@ -192,9 +200,35 @@ pub fn byol(d: &DatasetPreset) -> MultiViewAugmentation {
             d,
         )
     };
+    [common(1.0, 0.0), common(0.1, 0.2)]
+}
+
+/// DINO (Caron et al., 2021) multi-crop: two global crops at the preset's
+/// side, cropped to `global_scale` of the area, with BYOL's asymmetric blur
+/// and solarisation (the teacher sees these), then `count` local crops of
+/// `size` px at `scale` of the area with flip, jitter (0.4, 0.4, 0.2, 0.1)
+/// p 0.8, gray p 0.2 and blur p 0.5. DINO's ImageNet default: global 224 px
+/// at 0.4-1, local 8 x 96 px at 0.05-0.4.
+pub fn dino(
+    d: &DatasetPreset,
+    global_scale: [f32; 2],
+    (size, count, scale): (usize, usize, [f32; 2]),
+) -> MultiViewAugmentation {
+    let local = view(
+        vec![
+            rrc(size, scale, STANDARD_RATIO),
+            Op::HorizontalFlip { p: 0.5 },
+            jitter(0.4, 0.4, 0.2, 0.1, 0.8),
+            Op::RandomGrayscale { p: 0.2 },
+            blur(0.5),
+        ],
+        d,
+    );
+    let mut views = byol_views(d.size, global_scale, d).to_vec();
+    views.extend(std::iter::repeat_n(local, count));
     MultiViewAugmentation {
         shared: vec![],
-        views: vec![common(1.0, 0.0), common(0.1, 0.2)],
+        views,
     }
 }
 

@@ -19,6 +19,7 @@
 //! | BYOL regression `2 - 2 cos` | [`byol_regression`] | [`RegressionLoss::Byol`] | BYOL |
 //! | SimSiam negative cosine `-cos` | | [`RegressionLoss::NegativeCosine`] | SimSiam |
 //! | SwAV swapped prediction | [`swav_loss`], [`sinkhorn`] | [`SwavLoss`] | SwAV |
+//! | DINO self-distillation, centred and sharpened | [`dino_loss`], [`dino_centre`] | [`DinoLoss`] | DINO |
 //! | MoCo v3 symmetric InfoNCE, `2 tau`-scaled | [`moco_v3()`] | [`MocoV3Loss`] | MoCo v3 |
 //! | Barlow Twins cross-correlation | [`barlow_twins`], [`barlow_twins_objective`], [`dimension_scores`] | [`BarlowTwinsLoss`] | Barlow Twins |
 //! | VICReg invariance, variance, covariance | [`vicreg_terms`], [`vicreg_regularisers`] | [`VicRegLoss`] | VICReg |
@@ -32,6 +33,7 @@
 pub mod amdim;
 pub mod byol;
 mod choice;
+pub mod dino;
 pub mod info_nce;
 pub mod nt_xent;
 pub mod redundancy;
@@ -45,6 +47,7 @@ pub use amdim::{
 };
 pub use byol::{byol_regression, RegressionLoss, RegressionLossConfig};
 pub use choice::{AnySimilarity, PairLoss, PairLossConfig, SimilarityConfig};
+pub use dino::{dino_centre, dino_loss, DinoLoss, DinoLossConfig};
 pub use info_nce::{
     info_nce, moco_v3, queue_scores, CpcInfoNceLoss, CpcInfoNceLossConfig, InfoNceLoss,
     InfoNceLossConfig, MocoV3Loss, MocoV3LossConfig,

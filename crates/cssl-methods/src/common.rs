@@ -167,6 +167,39 @@ pub(crate) fn predictor_forward<B: Backend>(
     SslOutput::new(loss.loss((s12, s21)), embedding_std(z))
 }
 
+/// Multi-crop (SwAV, DINO): consecutive views of one size go through
+/// `embed` as one batch (so that crops of one size share batch-norm
+/// statistics and one encoder pass); returns each view's rows, in order.
+///
+/// # Shapes
+/// `views[v]`: `[N, C, H_v, W_v]`; `embed`: `[k N, ...]` -> `[k N, D]`.
+/// Returns one `[N, D]` per view.
+pub(crate) fn embed_by_size<B: Backend>(
+    views: Vec<Tensor<B, 4>>,
+    mut embed: impl FnMut(Tensor<B, 4>) -> Tensor<B, 2>,
+) -> Vec<Tensor<B, 2>> {
+    let n = views.first().map(|v| v.dims()[0]).unwrap_or(0);
+    let mut out: Vec<Tensor<B, 2>> = Vec::with_capacity(views.len());
+    let mut group: Vec<Tensor<B, 4>> = Vec::new();
+    let mut flush = |group: &mut Vec<Tensor<B, 4>>, out: &mut Vec<Tensor<B, 2>>| {
+        if group.is_empty() {
+            return;
+        }
+        let k = group.len();
+        let z = embed(Tensor::cat(std::mem::take(group), 0));
+        let d = z.dims()[1];
+        out.extend((0..k).map(|i| z.clone().slice([i * n..(i + 1) * n, 0..d])));
+    };
+    for v in views {
+        if group.last().is_some_and(|g| g.dims() != v.dims()) {
+            flush(&mut group, &mut out);
+        }
+        group.push(v);
+    }
+    flush(&mut group, &mut out);
+    out
+}
+
 /// Checks a two-view method's parts: the encoder, a two-view pipeline, the
 /// extraction against the encoder's width, the similarity.
 pub(crate) fn validate_two_views(

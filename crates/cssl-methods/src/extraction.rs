@@ -10,6 +10,7 @@
 //! | [`ProjectorExtractionConfig`] | Barlow Twins, VICReg | projector (VICReg's "expander"), each view's embeddings over the global batch |
 //! | [`MocoExtractionConfig`] | MoCo v2 | head, momentum target, queue |
 //! | [`SwavExtractionConfig`] | SwAV | head, prototypes, prototype freeze |
+//! | [`DinoExtractionConfig`] | DINO | head, prototypes, freeze; the teacher (a momentum copy of all three) and its centre |
 //! | [`CpcExtractionConfig`] | CPC v2 | context network, prediction steps |
 //! | [`AmdimExtractionConfig`] | AMDIM | the 1-5, 1-7, 5-5 comparisons |
 //!
@@ -21,7 +22,7 @@ use crate::common::same_dim;
 use crate::RunSchedule;
 use crate::Span;
 use burn::config::Config;
-use burn::module::Module;
+use burn::module::{Module, RunningState};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
@@ -538,6 +539,167 @@ impl<B: Backend> SwavExtraction<B> {
     /// After the optimiser step: renormalises the prototypes, counts the step.
     pub fn after_step(mut self) -> Self {
         self.prototypes = self.prototypes.normalized();
+        self.steps.advance();
+        self
+    }
+}
+
+/// DINO's extraction: SwAV's head and prototypes on the student (the
+/// prototypes are DINO's weight-normalised last layer: unit rows scoring
+/// the normalised bottleneck), and a teacher that is a momentum copy of
+/// encoder, head and prototypes, with the centre of its outputs. The
+/// teacher sees the first `global_crops` views; the student sees all.
+#[derive(Config, Debug)]
+pub struct DinoExtractionConfig {
+    /// The head up to the bottleneck (DINO: 3 layers, hidden 2048,
+    /// bottleneck 256).
+    pub head: ProjectionHeadConfig,
+    /// The last layer: `K` unit prototypes (DINO: 65,536 outputs).
+    pub prototypes: PrototypesConfig,
+    /// The teacher's momentum (DINO: 0.996 to 1 on BYOL's cosine schedule).
+    pub momentum: MomentumConfig,
+    /// Views the teacher sees: the pipeline's first ones, the global crops.
+    #[config(default = 2)]
+    pub global_crops: usize,
+    /// How long the student's prototypes stay frozen at the start (DINO
+    /// freezes its last layer for the first epoch).
+    #[config(default = "Span::Epochs(1.0)")]
+    pub freeze_prototypes: Span,
+}
+
+impl DinoExtractionConfig {
+    /// Checks widths against an encoder of `encoder_dim` channels.
+    pub fn validate(&self, encoder_dim: usize) -> cssl_core::Result<()> {
+        self.head.validate("extraction.head")?;
+        same_dim(
+            "extraction.head.input_dim (the encoder's output channels)",
+            encoder_dim,
+            self.head.input_dim,
+        )?;
+        same_dim(
+            "extraction.prototypes.dim (the head's output)",
+            self.head.output_dim,
+            self.prototypes.dim,
+        )?;
+        validate_momentum(&self.momentum, "extraction.momentum")?;
+        if self.global_crops == 0 {
+            return Err(CsslError::config(
+                "extraction.global_crops",
+                "the teacher needs at least one view",
+            ));
+        }
+        self.freeze_prototypes
+            .validate("extraction.freeze_prototypes")
+    }
+
+    /// Builds the student's head and prototypes, then the teacher (copies
+    /// of `encoder`, the head and the prototypes) and a zero centre.
+    pub fn init<B: Backend>(
+        &self,
+        (encoder_config, encoder): (&EncoderConfig, &AnyEncoder<B>),
+        schedule: &RunSchedule,
+        device: &B::Device,
+    ) -> DinoExtraction<B> {
+        let head = self.head.init(device);
+        let prototypes = self.prototypes.init(device);
+        let teacher = MomentumTarget::new(
+            &self.momentum,
+            (encoder_config, encoder),
+            (&self.head, &head),
+            schedule,
+            device,
+        );
+        let teacher_prototypes = copy_weights(self.prototypes.init(device), &prototypes).no_grad();
+        DinoExtraction {
+            head,
+            prototypes,
+            teacher,
+            teacher_prototypes,
+            centre: RunningState::new(Tensor::zeros([self.prototypes.count], device)),
+            global_crops: self.global_crops,
+            steps: StepCounter::new(device),
+            freeze_steps: self.freeze_prototypes.steps(schedule),
+        }
+    }
+}
+
+/// See [`DinoExtractionConfig`].
+#[derive(Module, Debug)]
+pub struct DinoExtraction<B: Backend> {
+    /// The student's head.
+    pub head: ProjectionHead<B>,
+    /// The student's prototypes.
+    pub prototypes: Prototypes<B>,
+    teacher: MomentumTarget<B>,
+    teacher_prototypes: Prototypes<B>,
+    centre: RunningState<Tensor<B, 1>>,
+    global_crops: usize,
+    steps: StepCounter<B>,
+    freeze_steps: usize,
+}
+
+impl<B: Backend> DinoExtraction<B> {
+    /// Views the teacher sees (the first ones).
+    pub fn global_crops(&self) -> usize {
+        self.global_crops
+    }
+
+    /// The teacher's scores of the global crops: its embeddings' cosine
+    /// with its prototypes, detached.
+    ///
+    /// # Shapes
+    /// `x`: the global crops of one size as one `[g N, c, h, w]` batch.
+    /// Returns `[g N, K]`.
+    pub fn teacher_scores<S: Similarity<B>>(
+        &self,
+        x: Tensor<B, 4>,
+        similarity: &S,
+    ) -> Tensor<B, 2> {
+        similarity
+            .scores(
+                self.teacher.forward(x),
+                self.teacher_prototypes.weight.val(),
+            )
+            .detach()
+    }
+
+    /// The teacher (encoder and head).
+    pub fn teacher(&self) -> &MomentumTarget<B> {
+        &self.teacher
+    }
+
+    /// The centre of the teacher's outputs, `[K]`.
+    pub fn centre(&self) -> Tensor<B, 1> {
+        self.centre.value_sync()
+    }
+
+    /// Replaces the centre (after a training step's batch).
+    pub fn set_centre(&self, centre: Tensor<B, 1>) {
+        self.centre.update(centre.detach());
+    }
+
+    /// Whether the student's prototypes are still frozen.
+    pub fn prototypes_frozen(&self) -> bool {
+        self.steps.get() < self.freeze_steps
+    }
+
+    /// Before the optimiser step: drops the prototypes' gradient while they
+    /// are frozen. `IB` is the backend the gradients live on.
+    pub fn before_step<IB: Backend>(&self, grads: &mut GradientsParams) {
+        if self.prototypes_frozen() {
+            self.prototypes.freeze::<IB>(grads);
+        }
+    }
+
+    /// After the optimiser step: renormalises the student's prototypes,
+    /// moves the teacher (encoder, head, prototypes) towards the student
+    /// with one momentum, counts the step.
+    pub fn after_step(mut self, encoder: &AnyEncoder<B>) -> Self {
+        let tau = self.teacher.tau();
+        self.prototypes = self.prototypes.normalized();
+        self.teacher = self.teacher.update(encoder, &self.head);
+        self.teacher_prototypes =
+            ema_update(self.teacher_prototypes, &self.prototypes, tau).normalized();
         self.steps.advance();
         self
     }

@@ -70,8 +70,8 @@ pub use common::{
     test_size, validate_augmentation,
 };
 pub use extraction::{
-    AmdimExtractionConfig, CpcExtractionConfig, MocoExtractionConfig, MomentumTarget,
-    PairExtractionConfig, PredictorExtractionConfig, ProjectorExtractionConfig,
+    AmdimExtractionConfig, CpcExtractionConfig, DinoExtractionConfig, MocoExtractionConfig,
+    MomentumTarget, PairExtractionConfig, PredictorExtractionConfig, ProjectorExtractionConfig,
     SwavExtractionConfig,
 };
 pub use method::{init_model, RunSchedule, Span, SslMethod, SslModel, WithModel};

@@ -182,32 +182,10 @@ impl<B: Backend> Swav<B> {
     /// `batch.views[v]`: `[N, C, H_v, W_v]`; consecutive views of one size go
     /// through the encoder together.
     pub fn forward(&self, batch: ViewBatch<B>) -> SslOutput<B> {
-        let n = batch.batch_size();
         let head = &self.extraction.head;
-        let mut embeddings: Vec<Tensor<B, 2>> = Vec::with_capacity(batch.num_views());
-        let mut group: Vec<Tensor<B, 4>> = Vec::new();
-        let flush = |group: &mut Vec<Tensor<B, 4>>, out: &mut Vec<Tensor<B, 2>>| {
-            if group.is_empty() {
-                return;
-            }
-            let k = group.len();
-            let z = l2_normalize(
-                head.forward(
-                    self.encoder
-                        .encode(Tensor::cat(std::mem::take(group), 0))
-                        .pooled(),
-                ),
-            );
-            let d = z.dims()[1];
-            out.extend((0..k).map(|i| z.clone().slice([i * n..(i + 1) * n, 0..d])));
-        };
-        for v in batch.views {
-            if group.last().is_some_and(|g| g.dims() != v.dims()) {
-                flush(&mut group, &mut embeddings);
-            }
-            group.push(v);
-        }
-        flush(&mut group, &mut embeddings);
+        let embeddings = crate::common::embed_by_size(batch.views, |x| {
+            l2_normalize(head.forward(self.encoder.encode(x).pooled()))
+        });
         let prototypes = self.extraction.prototypes.weight.val();
         let scores: Vec<Tensor<B, 2>> = embeddings
             .iter()
