@@ -22,6 +22,7 @@
 //! | [`BarlowTwins`] | [`pipelines::byol`](cssl_augment::pipelines::byol) | [`ResNet`](cssl_encoders::ResNet) | [`ProjectorExtractionConfig`] | cosine of the views' dimensions (cross-correlation) | [`BarlowTwinsLoss`](cssl_losses::BarlowTwinsLoss) |
 //! | [`VicReg`] | [`pipelines::byol`](cssl_augment::pipelines::byol) | [`ResNet`](cssl_encoders::ResNet) | [`ProjectorExtractionConfig`] (the expander) | minus the mean squared difference | [`VicRegLoss`](cssl_losses::VicRegLoss) |
 //! | [`MocoV3`] | [`pipelines::byol`](cssl_augment::pipelines::byol) | [`ResNet`](cssl_encoders::ResNet) or [`Vit`](cssl_encoders::Vit) | [`PredictorExtractionConfig`]: projector, predictor, [`MomentumTarget`] | cosine / 0.2 | [`MocoV3Loss`](cssl_losses::MocoV3Loss) (no queue) |
+//! | [`Dino`] | [`pipelines::dino`](cssl_augment::pipelines::dino) (multi-crop) | [`ResNet`](cssl_encoders::ResNet) or [`Vit`](cssl_encoders::Vit) | [`DinoExtractionConfig`]: head, prototypes, momentum teacher, centre | cosine to prototypes | [`DinoLoss`](cssl_losses::DinoLoss) |
 //!
 //! Each method is one line of the registry below: it generates
 //! [`MethodKind`], [`MethodConfig`] and [`MethodConfig::with_model`], the one
@@ -63,6 +64,8 @@ method::methods! {
     Vicreg => vicreg::{VicReg, VicRegConfig}, "vicreg";
     /// MoCo v3 (Chen, Xie & He, 2021).
     MocoV3 => moco_v3::{MocoV3, MocoV3Config}, "moco_v3";
+    /// DINO (Caron et al., 2021).
+    Dino => dino::{Dino, DinoConfig}, "dino";
 }
 
 pub use common::{

@@ -290,6 +290,7 @@ mod paper_tests {
                 "byol" | "barlow_twins" => (OptimizerKind::lars(), 0.2, true, 1.5e-6),
                 "vicreg" => (OptimizerKind::lars(), 0.2, true, 1e-6),
                 "moco_v3" => (OptimizerKind::lars(), 0.6, true, 1e-6),
+                "dino" => (OptimizerKind::sgd(), 0.03, true, 1e-4),
                 "swav" => (OptimizerKind::lars(), 0.3, true, 1e-6),
                 "moco" => (OptimizerKind::sgd(), 0.03, true, 1e-4),
                 "simsiam" => (OptimizerKind::sgd(), 0.05, true, 1e-4),

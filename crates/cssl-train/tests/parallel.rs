@@ -3,8 +3,8 @@
 //! one step on 1 worker over the same samples leaves them, for methods whose
 //! loss is over the gathered global batch (SimCLR, YADIM, SwAV, CPC v2,
 //! Barlow Twins, VICReg, MoCo v3) or decomposes over it (MoCo v2, BYOL,
-//! SimSiam). Batch norm is synchronised over the workers, so it changes
-//! nothing either.
+//! SimSiam, DINO). Batch norm is synchronised over the workers, so it
+//! changes nothing either.
 
 mod common;
 
@@ -100,6 +100,13 @@ fn vicreg_two_workers_regularise_the_global_batch_and_step_like_one() {
 #[test]
 fn moco_v3_two_workers_gather_the_targets_and_step_like_one() {
     assert_two_workers_step_like_one(MethodKind::MocoV3);
+}
+
+/// DINO: a per-sample loss against the teacher; the centre takes the
+/// global batch's mean once; the teacher moves once per global step.
+#[test]
+fn dino_two_workers_centre_on_the_global_batch_and_step_like_one() {
+    assert_two_workers_step_like_one(MethodKind::Dino);
 }
 
 /// CPC v2: InfoNCE against the gathered patch targets of the whole batch.

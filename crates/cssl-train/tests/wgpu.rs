@@ -243,6 +243,7 @@ on_wgpu! {
     barlow_twins: BarlowTwins;
     vicreg: Vicreg;
     moco_v3: MocoV3;
+    dino: Dino;
 }
 
 /// burn-cubecl 0.21's direct transposed-convolution kernel returns zeros
