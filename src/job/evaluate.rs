@@ -151,17 +151,25 @@ pub fn evaluate_raw_pixels<B: AutodiffBackend>(
 
 /// The results table the job prints.
 pub fn results_table(r: &JobReport) -> String {
+    let name = format!("{} pretrained", r.method.name());
+    // The first column as wide as its longest entry (method names differ).
+    let w = name.len().max("same encoder, random".len());
     let row = |name: &str, s: &Scores, dim: usize| {
         format!(
-            "| {name:<22} | {dim:>5} | {:>11.2}% | {:>7.2}% |\n",
+            "| {name:<w$} | {dim:>5} | {:>11.2}% | {:>7.2}% |\n",
             100.0 * s.linear_probe,
             100.0 * s.knn
         )
     };
     let mut t = String::new();
-    t += "| representation         |  dims | linear probe |    kNN   |\n";
-    t += "|------------------------|-------|--------------|----------|\n";
-    let name = format!("{} pretrained", r.method.name());
+    t += &format!(
+        "| {:<w$} |  dims | linear probe |    kNN   |\n",
+        "representation"
+    );
+    t += &format!(
+        "|{}|-------|--------------|----------|\n",
+        "-".repeat(w + 2)
+    );
     t += &row(&name, &r.pretrained, r.feature_dim);
     t += &row("same encoder, random", &r.random_init, r.feature_dim);
     if let Some(raw) = &r.raw_pixels {
