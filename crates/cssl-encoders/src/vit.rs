@@ -32,7 +32,9 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{backend::Backend, Tensor};
 use cssl_core::{CsslError, Encoder, FeatureMaps};
 
-/// A Vision Transformer; see the [module docs](self).
+/// A Vision Transformer as timm's `VisionTransformer` with no classifier:
+/// patch embedding, class token, learned position embeddings, pre-norm
+/// blocks, final layer norm (see [`Vit`]).
 #[derive(Config, Debug)]
 pub struct VitConfig {
     /// Image channels (3 RGB, 1 grayscale).
@@ -290,7 +292,11 @@ impl<B: Backend> VitBlock<B> {
     }
 }
 
-/// A Vision Transformer; see the [module docs](self).
+/// A Vision Transformer (Dosovitskiy et al., 2021) as timm builds it, with
+/// timm's parameter names; built by [`VitConfig`]. It returns its patch
+/// tokens after the final norm as one feature map and the class token
+/// beside it ([`FeatureMaps::pooled`] is the class token); smaller views
+/// read the patch grid's position embeddings resized bicubically.
 #[derive(Module, Debug)]
 pub struct Vit<B: Backend> {
     /// The patch embedding.
