@@ -94,14 +94,21 @@ impl<B: AutodiffBackend> WithModel<B> for Steps<B> {
     }
 }
 
-fn trace<B: AutodiffBackend>(config: &MethodConfig, device: &B::Device) -> Trace {
+fn trace<B: AutodiffBackend>(config: &MethodConfig, device: &B::Device, nudge: f32) -> Trace {
     let schedule = RunSchedule::new(100 * IMAGES, IMAGES, 1);
     config
         .validate((1, 28, 28), &schedule)
         .expect("valid config");
+    let mut views = views(config.augmentation());
+    // Every pixel times 1 + nudge or 1 - nudge, alternately.
+    for (v, view) in views.iter_mut().flatten().enumerate() {
+        for (i, x) in view.data.iter_mut().enumerate() {
+            *x *= 1.0 + if (v + i) % 2 == 0 { nudge } else { -nudge };
+        }
+    }
     let steps = Steps::<B> {
         drawing: DRAWING.lock().unwrap_or_else(|e| e.into_inner()),
-        views: views(config.augmentation()),
+        views,
         lr: config.optimizer().lr,
         device: device.clone(),
     };
@@ -137,8 +144,16 @@ fn relative(a: f32, b: f32) -> f32 {
 const FIRST_LOSS_RTOL: f32 = 1e-4;
 /// The loss after three AdamW steps: by then it has fallen up to five-fold
 /// (SimCLR: 3.53 to 0.62) and the backends' rounding has gone through three
-/// updates.
+/// updates. A method whose steps amplify rounding more than that gets twice
+/// its own spread on Flex instead (see [`NUDGES`]).
 const LAST_LOSS_RTOL: f32 = 5e-3;
+/// Flex's own spread: the loss after the steps, on Flex, with every pixel of
+/// the batch nudged by these relative amounts (one part in 10^7 is below
+/// float32's rounding of most pixels). Most methods move by under 1e-4; MoCo
+/// v3 at 8 images moved by 1e-2, as far as wgpu is from Flex: its
+/// predictor's batch norms over 8 images amplify rounding, whichever backend
+/// does it.
+const NUDGES: [f32; 2] = [1e-7, 1e-6];
 /// Any tensor after three steps. AdamW moves every weight by about `lr` per
 /// step whatever the gradient's size, so a gradient that is zero up to
 /// rounding can move a weight by up to `lr` one way on one backend and the
@@ -161,16 +176,25 @@ fn adapter() -> WgpuDevice {
 /// against the tolerances above; prints a table row.
 fn compare<B: AutodiffBackend>(kind: MethodKind, backend: &str, device: &B::Device) {
     let config = kind.tiny();
-    let flex = trace::<Autodiff<Flex>>(&config, &Default::default());
-    let other = trace::<B>(&config, device);
+    let flex = trace::<Autodiff<Flex>>(&config, &Default::default(), 0.0);
+    let spread = NUDGES
+        .iter()
+        .map(|&nudge| {
+            let nudged = trace::<Autodiff<Flex>>(&config, &Default::default(), nudge);
+            relative(flex.losses[STEPS], nudged.losses[STEPS])
+        })
+        .fold(0.0f32, f32::max);
+    let last_loss_rtol = LAST_LOSS_RTOL.max(2.0 * spread);
+    let other = trace::<B>(&config, device, 0.0);
     let (d, worst) = largest_difference(&flex, &other);
     println!(
-        "| {} | {backend} | {:.6} | {:.6} | {:.6} | {:.6} | {d:.2e} ({worst}) |",
+        "| {} | {backend} | {:.6} | {:.6} | {:.6} | {:.6} | {:.1e} | {d:.2e} ({worst}) |",
         kind.name(),
         flex.losses[0],
         other.losses[0],
         flex.losses[STEPS],
         other.losses[STEPS],
+        spread,
     );
     let bound = TENSOR_TOL_IN_STEPS * STEPS as f32 * config.optimizer().lr as f32;
     let mut failures = Vec::new();
@@ -180,9 +204,10 @@ fn compare<B: AutodiffBackend>(kind: MethodKind, backend: &str, device: &B::Devi
             other.losses[0], flex.losses[0]
         ));
     }
-    if relative(flex.losses[STEPS], other.losses[STEPS]) > LAST_LOSS_RTOL {
+    if relative(flex.losses[STEPS], other.losses[STEPS]) > last_loss_rtol {
         failures.push(format!(
-            "loss after {STEPS} steps {} against Flex's {}",
+            "loss after {STEPS} steps {} against Flex's {} (bound {last_loss_rtol:.1e} relative; \
+             Flex's own spread {spread:.1e})",
             other.losses[STEPS], flex.losses[STEPS]
         ));
     }
@@ -242,10 +267,7 @@ on_wgpu! {
     yadim: Yadim;
     barlow_twins: BarlowTwins;
     vicreg: Vicreg;
-    moco_v3: MocoV3, "on lavapipe its loss after three steps was 0.831993 against Flex's 0.824528 \
-                      (9e-3 relative, over the 5e-3 bound; the first loss agreed to 4e-7 and every \
-                      tensor within its bound): not yet told apart from rounding amplified through \
-                      its batch-normed heads";
+    moco_v3: MocoV3;
     dino: Dino;
 }
 
