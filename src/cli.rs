@@ -133,6 +133,10 @@ pub struct RunArgs {
     /// Score the probes on this many test images; 0 = all.
     #[arg(long)]
     test_subset: Option<usize>,
+    /// Passes over the features per linear-probe fit (each of the search's
+    /// fits and the refit); fewer for a quick look.
+    #[arg(long)]
+    probe_epochs: Option<usize>,
     /// Seed for initialisation, shuffling and augmentation.
     #[arg(long)]
     seed: Option<u64>,
@@ -369,6 +373,7 @@ fn default_helps() -> Vec<(&'static str, String)> {
         ),
         ("probe_subset", o.probe_subset.to_string()),
         ("test_subset", o.test_subset.to_string()),
+        ("probe_epochs", o.probe.epochs.to_string()),
         ("seed", o.seed.to_string()),
         ("out", "runs/<method>-<dataset>".to_string()),
         ("max_image_pixels", o.max_image_pixels.to_string()),
@@ -522,6 +527,13 @@ pub fn run_config_from(args: &PretrainArgs) -> Result<RunConfig> {
     o.train_subset = a.train_subset.unwrap_or(o.train_subset);
     o.probe_subset = a.probe_subset.unwrap_or(o.probe_subset);
     o.test_subset = a.test_subset.unwrap_or(o.test_subset);
+    o.probe.epochs = a.probe_epochs.unwrap_or(o.probe.epochs);
+    if o.probe.epochs == 0 {
+        return Err(CsslError::config(
+            "options.probe.epochs",
+            "must be at least 1 (--probe-epochs)",
+        ));
+    }
     o.seed = a.seed.unwrap_or(o.seed);
     o.out = a.out.clone().unwrap_or(o.out.clone());
     o.raw_pixel_baseline &= !a.no_raw_baseline;
@@ -566,6 +578,7 @@ fn resumed_config(args: &PretrainArgs, dir: &std::path::Path) -> Result<RunConfi
         ("--train-subset", a.train_subset.is_some()),
         ("--probe-subset", a.probe_subset.is_some()),
         ("--test-subset", a.test_subset.is_some()),
+        ("--probe-epochs", a.probe_epochs.is_some()),
         ("--seed", a.seed.is_some()),
         ("--out", a.out.is_some()),
         ("--no-raw-baseline", a.no_raw_baseline),

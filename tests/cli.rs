@@ -290,6 +290,18 @@ fn errors_name_what_is_wrong() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown device `tpu`"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cssl"))
+        .args(["pretrain", "--probe-epochs", "0", "--out"])
+        .arg(dir.path().join("run"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("options.probe.epochs"),
+        "{err}"
+    );
+    assert!(!dir.path().join("run").exists(), "nothing was written");
 }
 
 /// A CIFAR-10 binary directory with `per_file` random images per batch file.

@@ -48,6 +48,11 @@ fn pretrain(out: &Path, extra: &[&str]) -> Vec<String> {
         "32",
         "--online-knn",
         "0",
+        // The probe's 7 fits of 100 epochs each are 4 of a cold process's
+        // 7 minutes on lavapipe (thousands of small kernel launches); 5
+        // epochs exercise the same code.
+        "--probe-epochs",
+        "5",
         "--seed",
         "5",
         "--no-raw-baseline",
