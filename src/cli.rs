@@ -528,12 +528,6 @@ pub fn run_config_from(args: &PretrainArgs) -> Result<RunConfig> {
     o.probe_subset = a.probe_subset.unwrap_or(o.probe_subset);
     o.test_subset = a.test_subset.unwrap_or(o.test_subset);
     o.probe.epochs = a.probe_epochs.unwrap_or(o.probe.epochs);
-    if o.probe.epochs == 0 {
-        return Err(CsslError::config(
-            "options.probe.epochs",
-            "must be at least 1 (--probe-epochs)",
-        ));
-    }
     o.seed = a.seed.unwrap_or(o.seed);
     o.out = a.out.clone().unwrap_or(o.out.clone());
     o.raw_pixel_baseline &= !a.no_raw_baseline;

@@ -48,9 +48,9 @@ fn pretrain(out: &Path, extra: &[&str]) -> Vec<String> {
         "32",
         "--online-knn",
         "0",
-        // The probe's 7 fits of 100 epochs each are 4 of a cold process's
-        // 7 minutes on lavapipe (thousands of small kernel launches); 5
-        // epochs exercise the same code.
+        // Evaluation, whose probe is 7 fits of 100 epochs each (thousands
+        // of small kernel launches), took 226 of a cold process's 454 s on
+        // lavapipe; 5 epochs exercise the same code.
         "--probe-epochs",
         "5",
         "--seed",

@@ -222,6 +222,12 @@ fn check(run: &RunConfig) -> Result<Checked> {
             "must be at least 2 (negatives come from the batch)",
         ));
     }
+    if options.probe.epochs == 0 {
+        return Err(CsslError::config(
+            "options.probe.epochs",
+            "must be at least 1 (--probe-epochs)",
+        ));
+    }
     let data = run
         .dataset
         .load(options.data_dir.as_deref(), options.max_image_pixels)?;
